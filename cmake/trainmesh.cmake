@@ -1,0 +1,72 @@
+# Small helpers in the spirit of Abseil's absl_cc_library: explicit sources and
+# dependencies, warnings as errors on project code only.
+
+set(TRAINMESH_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter
+                       -Wno-missing-field-initializers)
+
+# trainmesh_cc_library(NAME SRCS ... DEPS ... [HDRS ...])
+# Creates target trainmesh_<NAME> with alias trainmesh::<NAME>.
+function(trainmesh_cc_library)
+  cmake_parse_arguments(TM "" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
+  set(target trainmesh_${TM_NAME})
+  if(TM_SRCS)
+    add_library(${target} STATIC ${TM_SRCS} ${TM_HDRS})
+    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}
+                                                ${PROJECT_BINARY_DIR})
+    target_compile_options(${target} PRIVATE ${TRAINMESH_WARNINGS})
+    target_link_libraries(${target} PUBLIC ${TM_DEPS})
+  else()
+    add_library(${target} INTERFACE)
+    target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR}
+                                                   ${PROJECT_BINARY_DIR})
+    target_link_libraries(${target} INTERFACE ${TM_DEPS})
+  endif()
+  add_library(trainmesh::${TM_NAME} ALIAS ${target})
+endfunction()
+
+# trainmesh_cc_binary(NAME SRCS ... DEPS ...)
+function(trainmesh_cc_binary)
+  cmake_parse_arguments(TM "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_executable(${TM_NAME} ${TM_SRCS})
+  target_include_directories(${TM_NAME} PRIVATE ${PROJECT_SOURCE_DIR}
+                                                ${PROJECT_BINARY_DIR})
+  target_compile_options(${TM_NAME} PRIVATE ${TRAINMESH_WARNINGS})
+  target_link_libraries(${TM_NAME} PRIVATE ${TM_DEPS})
+endfunction()
+
+# trainmesh_cc_test(NAME SRCS ... DEPS ... [LABELS ...])
+# One CTest test per binary, so a binary's tests share the throwaway Postgres
+# cluster it starts (tests labelled "pg") instead of starting one per case.
+function(trainmesh_cc_test)
+  if(NOT BUILD_TESTING)
+    return()
+  endif()
+  cmake_parse_arguments(TM "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${TM_NAME} ${TM_SRCS})
+  target_include_directories(${TM_NAME} PRIVATE ${PROJECT_SOURCE_DIR}
+                                                ${PROJECT_BINARY_DIR})
+  target_compile_options(${TM_NAME} PRIVATE ${TRAINMESH_WARNINGS})
+  target_link_libraries(${TM_NAME} PRIVATE ${TM_DEPS} GTest::gmock GTest::gtest_main)
+  add_test(NAME ${TM_NAME} COMMAND ${TM_NAME})
+  set_tests_properties(${TM_NAME} PROPERTIES
+    LABELS "${TM_LABELS}"
+    ENVIRONMENT "TRAINMESH_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+    TIMEOUT 600)
+endfunction()
+
+# trainmesh_embed_migrations(TARGET DIR NAMESPACE)
+# Compiles every DIR/NNNN_name.sql into a generated .cc that defines
+# `const std::vector<trainmesh::pg::Migration>& <NAMESPACE>::Migrations()`,
+# so a binary carries its own schema and needs no files at run time.
+function(trainmesh_embed_migrations target dir ns)
+  file(GLOB sql_files CONFIGURE_DEPENDS ${dir}/*.sql)
+  list(SORT sql_files)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${target}_migrations.cc)
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNS=${ns} "-DFILES=${sql_files}"
+            -P ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.cmake
+    DEPENDS ${sql_files} ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.cmake
+    COMMENT "Embedding SQL migrations for ${target}")
+  target_sources(${target} PRIVATE ${out})
+endfunction()
