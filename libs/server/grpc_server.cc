@@ -1,0 +1,93 @@
+#include "libs/server/grpc_server.h"
+
+#include <signal.h>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "libs/log/log.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:0", "host:port the gRPC server listens on.");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
+          "On SIGTERM, how long in-flight RPCs get to finish.");
+ABSL_FLAG(int, max_message_bytes, 16 << 20, "Largest gRPC message accepted.");
+
+namespace trainmesh::server {
+
+ServerOptions ServerOptionsFromFlags() {
+  ServerOptions options;
+  options.address = absl::GetFlag(FLAGS_listen);
+  options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  return options;
+}
+
+GrpcServer::GrpcServer(ServerOptions options) : options_(std::move(options)) {}
+
+GrpcServer::~GrpcServer() { Shutdown(); }
+
+void GrpcServer::AddService(grpc::Service* service, const std::string& name) {
+  services_.emplace_back(service, name);
+}
+
+void GrpcServer::OnDrain(std::function<void()> hook) { drain_hooks_.push_back(std::move(hook)); }
+
+absl::Status GrpcServer::Start() {
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
+  builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
+  builder.SetMaxSendMessageSize(options_.max_message_bytes);
+  // Detect dead clients of long-lived streams.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  for (auto& [service, name] : services_) builder.RegisterService(service);
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
+  }
+  auto* health = server_->GetHealthCheckService();
+  health->SetServingStatus(true);
+  for (auto& [service, name] : services_) health->SetServingStatus(name, true);
+  TM_LOG(Info, "serving").With("address", options_.address).With("port", port_);
+  return absl::OkStatus();
+}
+
+void GrpcServer::Shutdown() {
+  if (shut_down_ || server_ == nullptr) return;
+  shut_down_ = true;
+  TM_LOG(Info, "draining")
+      .With("drain_timeout_ms", absl::ToInt64Milliseconds(options_.drain_timeout));
+  auto* health = server_->GetHealthCheckService();
+  health->SetServingStatus(false);
+  for (auto& [service, name] : services_) health->SetServingStatus(name, false);
+  for (auto& hook : drain_hooks_) hook();
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.drain_timeout));
+  server_->Wait();
+  TM_LOG(Info, "stopped");
+}
+
+void BlockTerminationSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int GrpcServer::WaitForTerminationSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  TM_LOG(Info, "signal received").With("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  return sig;
+}
+
+}  // namespace trainmesh::server

@@ -1,0 +1,68 @@
+// The gRPC server bootstrap every service uses: listening address from flags,
+// health checking (grpc.health.v1), server reflection, message size limits and
+// a graceful drain on SIGTERM/SIGINT: health turns NOT_SERVING, streams are
+// asked to end, in-flight RPCs get `drain_timeout` to finish, then the rest are
+// cancelled.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "grpcpp/grpcpp.h"
+
+namespace trainmesh::server {
+
+struct ServerOptions {
+  // host:port; port 0 picks a free one (tests).
+  std::string address = "0.0.0.0:0";
+  int max_message_bytes = 16 << 20;
+  absl::Duration drain_timeout = absl::Seconds(20);
+};
+
+// Options from the standard flags --listen (host:port), --drain_timeout and
+// --max_message_bytes, which every service binary has.
+ServerOptions ServerOptionsFromFlags();
+
+class GrpcServer {
+ public:
+  explicit GrpcServer(ServerOptions options);
+  ~GrpcServer();
+
+  // Registers a (callback) service; call before Start(). `name` is its full
+  // proto name, reported SERVING by health checks once started.
+  void AddService(grpc::Service* service, const std::string& name);
+
+  // Runs first during Shutdown(), before gRPC waits for in-flight calls, so
+  // long-lived streams can finish with a status telling clients to resume.
+  void OnDrain(std::function<void()> hook);
+
+  // Binds and starts. UNAVAILABLE when the address cannot be bound.
+  absl::Status Start();
+  int port() const { return port_; }
+
+  // Health NOT_SERVING, drain hooks, then Shutdown with the drain deadline.
+  // Idempotent.
+  void Shutdown();
+
+  // Blocks until SIGTERM or SIGINT arrives (see BlockTerminationSignals).
+  // Returns the signal number.
+  static int WaitForTerminationSignal();
+
+ private:
+  ServerOptions options_;
+  std::vector<std::pair<grpc::Service*, std::string>> services_;
+  std::vector<std::function<void()>> drain_hooks_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+  bool shut_down_ = false;
+};
+
+// Blocks SIGTERM and SIGINT in this thread and every thread it starts later;
+// call first thing in main() so WaitForTerminationSignal can take them.
+void BlockTerminationSignals();
+
+}  // namespace trainmesh::server
