@@ -28,21 +28,33 @@ absl::StatusOr<std::unique_ptr<pqxx::connection>> ConnectionPool::Open() {
 }
 
 absl::StatusOr<PooledConnection> ConnectionPool::Acquire() {
-  {
-    absl::MutexLock lock(&mu_);
-    auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return !idle_.empty() || open_ < options_.size;
-    };
-    if (!mu_.AwaitWithTimeout(absl::Condition(&available), options_.acquire_timeout)) {
-      return absl::UnavailableError(absl::StrCat("no database connection free within ",
-                                                 absl::FormatDuration(options_.acquire_timeout)));
-    }
-    if (!idle_.empty()) {
-      std::unique_ptr<pqxx::connection> conn = std::move(idle_.back());
+  while (true) {
+    std::unique_ptr<pqxx::connection> idle;
+    {
+      absl::MutexLock lock(&mu_);
+      auto available = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !idle_.empty() || open_ < options_.size;
+      };
+      if (!mu_.AwaitWithTimeout(absl::Condition(&available), options_.acquire_timeout)) {
+        return absl::UnavailableError(absl::StrCat(
+            "no database connection free within ", absl::FormatDuration(options_.acquire_timeout)));
+      }
+      if (idle_.empty()) {
+        ++open_;  // reserve a slot, then connect without holding the lock
+        break;
+      }
+      idle = std::move(idle_.back());
       idle_.pop_back();
-      return PooledConnection(this, std::move(conn));
     }
-    ++open_;  // reserve a slot, then connect without holding the lock
+    // A server that restarted or killed the backend has closed the socket:
+    // reading it (no round trip) tells, so a dead connection is never handed out.
+    try {
+      idle->get_notifs();
+      if (idle->is_open()) return PooledConnection(this, std::move(idle));
+    } catch (...) {
+    }
+    absl::MutexLock lock(&mu_);
+    --open_;
   }
   absl::StatusOr<std::unique_ptr<pqxx::connection>> conn = Open();
   if (!conn.ok()) {

@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "libs/pg/errors.h"
 #include "pqxx/connection"
+#include "pqxx/nontransaction"
 #include "pqxx/transaction"
 
 namespace trainmesh::pg {
@@ -76,6 +77,13 @@ class ConnectionPool {
   template <typename Fn>
   auto InTransaction(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::work&>;
 
+  // Runs `fn(pqxx::nontransaction&)` in autocommit mode: each statement commits
+  // on its own, so a single (CTE) statement costs one round trip. Run again
+  // only after a serialization failure or deadlock (nothing was committed);
+  // a connection lost mid-statement is UNAVAILABLE, as its outcome is unknown.
+  template <typename Fn>
+  auto Autocommit(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::nontransaction&>;
+
   // SELECT 1 on a pooled connection: OK when the database answers.
   absl::Status Ping();
 
@@ -119,6 +127,24 @@ auto ConnectionPool::InTransaction(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::w
     const bool retry = error.code() == absl::StatusCode::kAborted ||
                        (broken && !committing && error.code() == absl::StatusCode::kUnavailable);
     if (!retry) break;
+  }
+  return Result(error);
+}
+
+template <typename Fn>
+auto ConnectionPool::Autocommit(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::nontransaction&> {
+  using Result = std::invoke_result_t<Fn&, pqxx::nontransaction&>;
+  absl::Status error;
+  for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
+    absl::StatusOr<PooledConnection> conn = Acquire();
+    if (!conn.ok()) return Result(conn.status());
+    try {
+      pqxx::nontransaction tx(**conn);
+      return fn(tx);
+    } catch (...) {
+      error = StatusFromCurrentException();
+    }
+    if (error.code() != absl::StatusCode::kAborted) break;
   }
   return Result(error);
 }

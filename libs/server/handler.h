@@ -1,0 +1,47 @@
+// The one path every unary RPC of every service takes: authenticate and
+// authorise the caller against the method's declared scopes, run the handler
+// on the executor, convert its status, and log the call.
+#pragma once
+
+#include <utility>
+
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/identity/authenticator.h"
+#include "libs/server/executor.h"
+#include "libs/server/unary.h"
+#include "trainmesh/v1/auth.pb.h"
+
+namespace trainmesh::server {
+
+// One structured log line per call: method, code, latency, caller.
+void LogCall(const google::protobuf::MethodDescriptor& method, const absl::Status& status,
+             absl::Duration latency, const std::string& caller);
+
+// `fn(const Principal&)` returns absl::StatusOr<Response>.
+template <typename Response, typename Fn>
+grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context, Executor& executor,
+                                      const identity::Authenticator& authenticator,
+                                      const google::protobuf::MethodDescriptor& method,
+                                      Response* response, Fn&& fn) {
+  const absl::Time start = absl::Now();
+  return RunUnary(context, executor,
+                  [context, &authenticator, &method, response, start,
+                   fn = std::forward<Fn>(fn)]() mutable -> absl::Status {
+                    absl::StatusOr<trainmesh::v1::Principal> principal =
+                        authenticator.Authorize(*context, method);
+                    absl::Status status = principal.status();
+                    if (principal.ok()) {
+                      absl::StatusOr<Response> result = fn(*principal);
+                      status = result.status();
+                      if (result.ok()) *response = *std::move(result);
+                    }
+                    LogCall(method, status, absl::Now() - start,
+                            principal.ok() ? principal->subject() : std::string());
+                    return status;
+                  });
+}
+
+}  // namespace trainmesh::server

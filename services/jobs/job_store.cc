@@ -1,0 +1,355 @@
+#include "services/jobs/job_store.h"
+
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "libs/status/status_macros.h"
+#include "pqxx/pqxx"
+#include "services/jobs/state_machine.h"
+
+namespace trainmesh::jobs {
+namespace {
+
+using trainmesh::v1::Job;
+using trainmesh::v1::JobEvent;
+
+std::string Micros(absl::string_view column) {
+  return absl::StrCat("(extract(epoch FROM ", column, ") * 1000000)::bigint");
+}
+
+// The columns RowToJob reads, in order, for a table aliased `j`.
+const std::string& JobColumns() {
+  static const auto* columns = new std::string(absl::StrJoin(
+      {std::string("j.id::text"), std::string("j.owner"), std::string("j.model"),
+       std::string("j.dataset_url"), std::string("j.hyperparameters::text"),
+       std::string("j.priority"), std::string("j.max_attempts"), std::string("j.labels::text"),
+       std::string("j.state"), std::string("j.attempt"),
+       std::string("coalesce(j.retry_of::text, '')"), std::string("j.retry_count"),
+       std::string("j.error_log"), std::string("j.error_kind"),
+       std::string("coalesce(j.progress::text, '')"), std::string("coalesce(j.cost::text, '')"),
+       std::string("coalesce(j.artifact::text, '')"), std::string("j.agent_id"),
+       std::string("j.allow_shared_pool"), std::string("j.queue_timeout_seconds"),
+       std::string("j.resume_from_checkpoint"), std::string("j.cancel_requested"),
+       std::string("coalesce(j.request_id, '')"), std::string("j.last_event_seq"),
+       std::string("j.last_report_seq"), Micros("j.created_at"), Micros("j.updated_at"),
+       Micros("j.started_at"), Micros("j.completed_at"), Micros("j.failed_at"),
+       Micros("j.cancelled_at")},
+      ", "));
+  return *columns;
+}
+
+const std::string& EventColumns() {
+  static const auto* columns = new std::string(
+      absl::StrCat("e.seq, e.type, e.state, e.previous_state, e.message, "
+                   "coalesce(e.progress::text, ''), e.attempt, e.terminal, ",
+                   Micros("e.created_at")));
+  return *columns;
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out);
+  return out;
+}
+
+// Empty text leaves `message` untouched (a NULL column).
+absl::Status FromJson(const std::string& text, google::protobuf::Message* message) {
+  if (text.empty()) return absl::OkStatus();
+  auto status = google::protobuf::util::JsonStringToMessage(text, message);
+  if (!status.ok()) {
+    return absl::InternalError(absl::StrCat("corrupt stored ", message->GetTypeName(), ": ",
+                                            status.message().as_string()));
+  }
+  return absl::OkStatus();
+}
+
+std::string LabelsJson(const google::protobuf::Map<std::string, std::string>& labels) {
+  google::protobuf::Struct s;
+  for (const auto& [k, v] : labels) (*s.mutable_fields())[k].set_string_value(v);
+  return ToJson(s);
+}
+
+void SetTime(const pqxx::field& f, google::protobuf::Timestamp* ts) {
+  *ts = google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(f.as<int64_t>());
+}
+
+absl::StatusOr<StoredJob> RowToJob(const pqxx::row& r) {
+  StoredJob out;
+  Job& job = out.job;
+  job.set_id(r[0].as<std::string>());
+  job.set_owner(r[1].as<std::string>());
+  job.set_model(r[2].as<std::string>());
+  job.set_dataset_url(r[3].as<std::string>());
+  TM_RETURN_IF_ERROR(FromJson(r[4].as<std::string>(), job.mutable_hyperparameters()));
+  job.set_priority(r[5].as<int>());
+  job.set_max_attempts(r[6].as<int>());
+  google::protobuf::Struct labels;
+  TM_RETURN_IF_ERROR(FromJson(r[7].as<std::string>(), &labels));
+  for (const auto& [k, v] : labels.fields()) (*job.mutable_labels())[k] = v.string_value();
+  job.set_state(StateFromName(r[8].as<std::string>()));
+  job.set_attempt(r[9].as<int>());
+  job.set_retry_of(r[10].as<std::string>());
+  job.set_retry_count(r[11].as<int>());
+  job.set_error_log(r[12].as<std::string>());
+  job.set_error_kind(static_cast<trainmesh::v1::ErrorKind>(r[13].as<int>()));
+  TM_RETURN_IF_ERROR(FromJson(r[14].as<std::string>(), job.mutable_progress()));
+  TM_RETURN_IF_ERROR(FromJson(r[15].as<std::string>(), job.mutable_cost()));
+  TM_RETURN_IF_ERROR(FromJson(r[16].as<std::string>(), job.mutable_artifact()));
+  job.set_agent_id(r[17].as<std::string>());
+  job.set_allow_shared_pool(r[18].as<bool>());
+  job.mutable_queue_timeout()->set_seconds(r[19].as<int64_t>());
+  job.set_resume_from_checkpoint(r[20].as<bool>());
+  job.set_cancel_requested(r[21].as<bool>());
+  job.set_request_id(r[22].as<std::string>());
+  job.set_last_event_seq(r[23].as<int64_t>());
+  out.last_report_seq = r[24].as<int64_t>();
+  SetTime(r[25], job.mutable_create_time());
+  SetTime(r[26], job.mutable_update_time());
+  if (!r[27].is_null()) SetTime(r[27], job.mutable_start_time());
+  if (!r[28].is_null()) SetTime(r[28], job.mutable_complete_time());
+  if (!r[29].is_null()) SetTime(r[29], job.mutable_fail_time());
+  if (!r[30].is_null()) SetTime(r[30], job.mutable_cancel_time());
+  // Messages that were never set read back as absent, not as empty.
+  if (r[14].as<std::string>().empty()) job.clear_progress();
+  if (r[15].as<std::string>().empty()) job.clear_cost();
+  if (r[16].as<std::string>().empty()) job.clear_artifact();
+  return out;
+}
+
+absl::StatusOr<JobEvent> RowToEvent(const std::string& job_id, const pqxx::row& r, int first) {
+  JobEvent e;
+  e.set_job_id(job_id);
+  e.set_seq(r[first].as<int64_t>());
+  JobEvent::Type type = JobEvent::TYPE_UNSPECIFIED;
+  JobEvent::Type_Parse(r[first + 1].as<std::string>(), &type);
+  e.set_type(type);
+  e.set_state(StateFromName(r[first + 2].as<std::string>()));
+  e.set_previous_state(StateFromName(r[first + 3].as<std::string>()));
+  e.set_message(r[first + 4].as<std::string>());
+  TM_RETURN_IF_ERROR(FromJson(r[first + 5].as<std::string>(), e.mutable_progress()));
+  if (r[first + 5].as<std::string>().empty()) e.clear_progress();
+  e.set_attempt(r[first + 6].as<int>());
+  e.set_terminal(r[first + 7].as<bool>());
+  SetTime(r[first + 8], e.mutable_time());
+  return e;
+}
+
+std::string OwnerClause(const std::optional<std::string>& owner, int param) {
+  return owner.has_value() ? absl::StrCat(" AND j.owner = $", param) : " AND $2::text IS NULL";
+}
+
+// Runs `sql` with ($1 = id, $2 = owner or NULL).
+pqxx::result ExecOwned(pqxx::transaction_base& tx, const std::string& sql, absl::string_view id,
+                       const std::optional<std::string>& owner) {
+  if (owner.has_value()) return tx.exec_params(sql, std::string(id), *owner);
+  return tx.exec_params(sql, std::string(id), nullptr);
+}
+
+absl::Status JobNotFound(absl::string_view id) {
+  return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+}
+
+}  // namespace
+
+bool IsJobId(absl::string_view id) {
+  if (id.size() != 36) return false;
+  for (size_t i = 0; i < id.size(); ++i) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (id[i] != '-') return false;
+    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(id[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::string>> JobStore::PreparedStatements() {
+  const std::string create = absl::StrCat(
+      "WITH ins AS ("
+      "  INSERT INTO jobs.jobs (owner, model, dataset_url, hyperparameters, priority,"
+      "    max_attempts, labels, state, retry_of, retry_count, allow_shared_pool,"
+      "    queue_timeout_seconds, resume_from_checkpoint, request_id, last_event_seq)"
+      "  VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, 'PENDING', NULLIF($8, '')::uuid, $9,"
+      "    $10, $11, $12, NULLIF($13, ''), 1)"
+      "  ON CONFLICT (owner, request_id) DO NOTHING"
+      "  RETURNING *"
+      "), ev AS ("
+      "  INSERT INTO jobs.job_events (job_id, seq, type, state, message)"
+      "  SELECT id, 1, 'CREATED', 'PENDING', $14 FROM ins"
+      "), note AS ("
+      "  SELECT pg_notify('",
+      kEventsChannel,
+      "', id::text) FROM ins"
+      ") SELECT ",
+      JobColumns(), " FROM ins j CROSS JOIN (SELECT count(*) FROM note) n");
+  const std::string by_request = absl::StrCat(
+      "SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.owner = $1 AND j.request_id = $2");
+  return {{"jobs_create", create}, {"jobs_by_request", by_request}};
+}
+
+absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job) {
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<std::pair<Job, bool>> {
+    pqxx::result r = tx.exec_prepared(
+        "jobs_create", job.owner(), job.model(), job.dataset_url(),
+        ToJson(job.hyperparameters()), job.priority(), job.max_attempts(),
+        LabelsJson(job.labels()), job.retry_of(), job.retry_count(), job.allow_shared_pool(),
+        static_cast<int64_t>(job.queue_timeout().seconds()), job.resume_from_checkpoint(),
+        job.request_id(),
+        job.retry_of().empty() ? std::string() : absl::StrCat("retry of ", job.retry_of()));
+    if (!r.empty()) {
+      TM_ASSIGN_OR_RETURN(StoredJob created, RowToJob(r[0]));
+      return std::make_pair(std::move(created.job), true);
+    }
+    // The owner used this request_id before: the first job is the answer.
+    r = tx.exec_prepared("jobs_by_request", job.owner(), job.request_id());
+    if (r.empty()) return absl::AbortedError("request_id conflict vanished; retry");
+    TM_ASSIGN_OR_RETURN(StoredJob existing, RowToJob(r[0]));
+    return std::make_pair(std::move(existing.job), false);
+  });
+}
+
+absl::StatusOr<StoredJob> JobStore::Get(const std::optional<std::string>& owner,
+                                        absl::string_view id) {
+  if (!IsJobId(id)) return JobNotFound(id);
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<StoredJob> {
+    pqxx::result r = ExecOwned(
+        tx, absl::StrCat("SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.id = $1::uuid",
+                         OwnerClause(owner, 2)),
+        id, owner);
+    if (r.empty()) return JobNotFound(id);
+    return RowToJob(r[0]);
+  });
+}
+
+absl::StatusOr<std::vector<Job>> JobStore::List(const ListQuery& query) {
+  std::vector<std::string> params = {query.owner};
+  auto param = [&params](std::string value) {
+    params.push_back(std::move(value));
+    return absl::StrCat("$", params.size());
+  };
+  std::string sql = absl::StrCat("SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.owner = $1");
+  if (!query.states.empty()) {
+    std::vector<std::string> names;
+    for (auto s : query.states) names.push_back(StateName(s));
+    absl::StrAppend(&sql, " AND j.state = ANY(", param(absl::StrCat("{", absl::StrJoin(names, ","), "}")),
+                    "::text[])");
+  }
+  if (!query.labels.empty()) {
+    google::protobuf::Struct labels;
+    for (const auto& [k, v] : query.labels) (*labels.mutable_fields())[k].set_string_value(v);
+    absl::StrAppend(&sql, " AND j.labels @> ", param(ToJson(labels)), "::jsonb");
+  }
+  if (!query.model.empty()) absl::StrAppend(&sql, " AND j.model = ", param(query.model));
+  if (!query.retry_of.empty()) {
+    if (!IsJobId(query.retry_of)) return std::vector<Job>();
+    absl::StrAppend(&sql, " AND j.retry_of = ", param(query.retry_of), "::uuid");
+  }
+  if (query.after.has_value()) {
+    // A row comparison the (owner, created_at, id) index answers directly.
+    absl::StrAppend(&sql, " AND (j.created_at, j.id) < (TIMESTAMPTZ 'epoch' + ",
+                    param(absl::StrCat(query.after->first)),
+                    "::bigint * INTERVAL '1 microsecond', ", param(query.after->second),
+                    "::uuid)");
+  }
+  absl::StrAppend(&sql, " ORDER BY j.created_at DESC, j.id DESC LIMIT ", query.limit);
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<std::vector<Job>> {
+    pqxx::result r = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
+    std::vector<Job> jobs;
+    jobs.reserve(r.size());
+    for (const auto& row : r) {
+      TM_ASSIGN_OR_RETURN(StoredJob job, RowToJob(row));
+      jobs.push_back(std::move(job.job));
+    }
+    return jobs;
+  });
+}
+
+absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
+                                     absl::string_view id, const DecideFn& decide) {
+  if (!IsJobId(id)) return JobNotFound(id);
+  static const std::string* const kWrite = new std::string(absl::StrCat(
+      "WITH up AS ("
+      "  UPDATE jobs.jobs SET state = $2, attempt = $3, error_log = $4, error_kind = $5,"
+      "    progress = NULLIF($6, '')::jsonb, cost = NULLIF($7, '')::jsonb,"
+      "    artifact = NULLIF($8, '')::jsonb, agent_id = $9, cancel_requested = $10,"
+      "    last_report_seq = $11, last_event_seq = last_event_seq + 1,"
+      "    updated_at = clock_timestamp(),"
+      "    started_at = CASE WHEN $2 = 'RUNNING' AND started_at IS NULL"
+      "                 THEN clock_timestamp() ELSE started_at END,"
+      "    completed_at = CASE WHEN $2 = 'COMPLETED' THEN clock_timestamp() ELSE completed_at END,"
+      "    failed_at = CASE WHEN $2 = 'FAILED' THEN clock_timestamp() ELSE failed_at END,"
+      "    cancelled_at = CASE WHEN $2 = 'CANCELLED' THEN clock_timestamp() ELSE cancelled_at END"
+      "  WHERE id = $1::uuid RETURNING *"
+      "), ev AS ("
+      "  INSERT INTO jobs.job_events (job_id, seq, type, state, previous_state, message,"
+      "    progress, attempt, terminal)"
+      "  SELECT id, last_event_seq, $12, state, $13, $14, progress, attempt, $15 FROM up"
+      "), note AS ("
+      "  SELECT pg_notify('",
+      kEventsChannel,
+      "', id::text) FROM up"
+      ") SELECT ",
+      JobColumns(), " FROM up j CROSS JOIN (SELECT count(*) FROM note) n"));
+  return pool_->InTransaction([&](pqxx::work& tx) -> absl::StatusOr<Job> {
+    pqxx::result current_row =
+        ExecOwned(tx,
+                  absl::StrCat("SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.id = $1::uuid",
+                               OwnerClause(owner, 2), " FOR UPDATE"),
+                  id, owner);
+    if (current_row.empty()) return JobNotFound(id);
+    TM_ASSIGN_OR_RETURN(StoredJob current, RowToJob(current_row[0]));
+    TM_ASSIGN_OR_RETURN(Mutation m, decide(current));
+    if (m.event == JobEvent::TYPE_UNSPECIFIED) return current.job;
+    const Job& next = m.job;
+    // A final job takes no change at all, not even "to the same state".
+    if (next.state() != current.job.state() || IsTerminal(current.job.state())) {
+      TM_RETURN_IF_ERROR(CheckTransition(current.job.state(), next.state()));
+    }
+    pqxx::result r = tx.exec_params(
+        *kWrite, std::string(id), StateName(next.state()), next.attempt(), next.error_log(),
+        static_cast<int>(next.error_kind()), next.has_progress() ? ToJson(next.progress()) : "",
+        next.has_cost() ? ToJson(next.cost()) : "",
+        next.has_artifact() ? ToJson(next.artifact()) : "", next.agent_id(),
+        next.cancel_requested(), m.last_report_seq, JobEvent::Type_Name(m.event),
+        next.state() != current.job.state() ? StateName(current.job.state()) : std::string(),
+        m.message, IsTerminal(next.state()));
+    TM_ASSIGN_OR_RETURN(StoredJob written, RowToJob(r[0]));
+    return written.job;
+  });
+}
+
+absl::StatusOr<JobStore::EventsPage> JobStore::Events(const std::optional<std::string>& owner,
+                                                      absl::string_view id, int64_t after_seq,
+                                                      int limit) {
+  if (!IsJobId(id)) return JobNotFound(id);
+  const std::string sql = absl::StrCat(
+      "SELECT e.*, j.state, j.last_event_seq FROM jobs.jobs j LEFT JOIN LATERAL ("
+      "  SELECT ",
+      EventColumns(),
+      " FROM jobs.job_events e WHERE e.job_id = j.id AND e.seq > $3 ORDER BY e.seq LIMIT $4"
+      ") e ON true WHERE j.id = $1::uuid",
+      OwnerClause(owner, 2));
+  const std::string job_id(id);
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<EventsPage> {
+    pqxx::result r = owner.has_value()
+                         ? tx.exec_params(sql, job_id, *owner, after_seq, limit)
+                         : tx.exec_params(sql, job_id, nullptr, after_seq, limit);
+    if (r.empty()) return JobNotFound(id);
+    EventsPage page;
+    page.state = StateFromName(r[0][9].as<std::string>());
+    page.last_event_seq = r[0][10].as<int64_t>();
+    for (const auto& row : r) {
+      if (row[0].is_null()) break;  // the job has no events after after_seq
+      TM_ASSIGN_OR_RETURN(JobEvent e, RowToEvent(job_id, row, 0));
+      page.events.push_back(std::move(e));
+    }
+    return page;
+  });
+}
+
+}  // namespace trainmesh::jobs

@@ -1,0 +1,98 @@
+// The jobs repository: the `jobs` schema (jobs, job_events) behind a small API.
+// All SQL of the jobs service lives here; callers see protos and statuses.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "libs/pg/pool.h"
+#include "trainmesh/v1/jobs.pb.h"
+
+namespace trainmesh::jobs {
+
+// A job row with the bookkeeping that is not part of the public Job message.
+struct StoredJob {
+  trainmesh::v1::Job job;
+  // Highest report_seq of the scheduler applied to this job.
+  int64_t last_report_seq = 0;
+};
+
+// What Update should write, decided while the job's row is locked.
+struct Mutation {
+  // The job as it is to be after the change (mutable fields are taken from it:
+  // state, attempt, error_log, error_kind, progress, cost, artifact, agent_id,
+  // cancel_requested).
+  trainmesh::v1::Job job;
+  int64_t last_report_seq = 0;
+  // The event recorded with the change; TYPE_UNSPECIFIED means "no change".
+  trainmesh::v1::JobEvent::Type event = trainmesh::v1::JobEvent::TYPE_UNSPECIFIED;
+  std::string message;
+};
+
+struct ListQuery {
+  std::string owner;
+  std::vector<trainmesh::v1::Job::State> states;
+  std::vector<std::pair<std::string, std::string>> labels;
+  std::string model;
+  std::string retry_of;
+  int limit = 50;
+  // Keyset cursor (exclusive): (create time in µs since the epoch, id).
+  std::optional<std::pair<int64_t, std::string>> after;
+};
+
+// True for the textual form of a UUID (8-4-4-4-12 hex digits).
+bool IsJobId(absl::string_view id);
+
+class JobStore {
+ public:
+  // NOTIFY channel; the payload is the job id.
+  static constexpr char kEventsChannel[] = "trainmesh_jobs_events";
+
+  // Statements to prepare on every pooled connection.
+  static std::vector<std::pair<std::string, std::string>> PreparedStatements();
+
+  explicit JobStore(pg::ConnectionPool* pool) : pool_(pool) {}
+
+  // Inserts `job` as PENDING with its CREATED event (seq 1) and notifies, in one
+  // statement. When the owner already has a job with the same request_id, that
+  // job is returned instead and the bool is false.
+  absl::StatusOr<std::pair<trainmesh::v1::Job, bool>> Create(const trainmesh::v1::Job& job);
+
+  // NOT_FOUND unless the job exists and, when `owner` is set, is theirs.
+  absl::StatusOr<StoredJob> Get(const std::optional<std::string>& owner, absl::string_view id);
+
+  // Newest first.
+  absl::StatusOr<std::vector<trainmesh::v1::Job>> List(const ListQuery& query);
+
+  using DecideFn = std::function<absl::StatusOr<Mutation>(const StoredJob& current)>;
+
+  // Locks the job's row, asks `decide` what to change, enforces the state
+  // machine (FAILED_PRECONDITION), writes the job, appends the event and
+  // notifies watchers, in one transaction. NOT_FOUND as Get. A mutation whose
+  // event is TYPE_UNSPECIFIED writes nothing and returns the job as it is.
+  absl::StatusOr<trainmesh::v1::Job> Update(const std::optional<std::string>& owner,
+                                            absl::string_view id, const DecideFn& decide);
+
+  struct EventsPage {
+    std::vector<trainmesh::v1::JobEvent> events;
+    // The job's state and latest event seq when the page was read.
+    trainmesh::v1::Job::State state = trainmesh::v1::Job::STATE_UNSPECIFIED;
+    int64_t last_event_seq = 0;
+  };
+
+  // Events with seq > after_seq, oldest first, at most `limit`. NOT_FOUND as Get.
+  absl::StatusOr<EventsPage> Events(
+      const std::optional<std::string>& owner, absl::string_view id, int64_t after_seq,
+      int limit);
+
+ private:
+  pg::ConnectionPool* pool_;
+};
+
+}  // namespace trainmesh::jobs

@@ -1,0 +1,105 @@
+// The jobs service binary: flags, wiring, and the drain on SIGTERM.
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/config/config.h"
+#include "libs/identity/authenticator.h"
+#include "libs/log/log.h"
+#include "libs/pg/listener.h"
+#include "libs/pg/migrations.h"
+#include "libs/pg/pool.h"
+#include "libs/server/executor.h"
+#include "libs/server/grpc_server.h"
+#include "services/jobs/job_store.h"
+#include "services/jobs/jobs_server.h"
+#include "services/jobs/jobs_service.h"
+#include "services/jobs/watch.h"
+
+ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string (libpq URI or key=value).");
+ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
+ABSL_FLAG(int, workers, 16, "Threads that run RPC work (database round trips).");
+ABSL_FLAG(bool, auto_queue, false,
+          "Move new jobs to QUEUED at once (for trying flows before a scheduler runs).");
+ABSL_FLAG(std::string, page_token_secret, "",
+          "Key for page-token HMACs, shared by all replicas (default: derived from the JWT "
+          "secret).");
+ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
+          "How long to wait for the database at start-up.");
+
+namespace trainmesh::jobs {
+const std::vector<pg::Migration>& Migrations();
+}  // namespace trainmesh::jobs
+
+namespace {
+
+[[noreturn]] void Fail(const std::string& what, const absl::Status& status) {
+  TM_LOG(Error, what).With("error", status);
+  std::exit(1);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace trainmesh;
+  server::BlockTerminationSignals();
+  config::ParseFlags(argc, argv,
+                     "trainmesh jobs service: job CRUD, cancel, retry, WatchJob.\n"
+                     "Every flag can also be set as TRAINMESH_<FLAG_NAME>.");
+  log::Init("jobs");
+
+  const identity::JwtConfig jwt = identity::JwtConfigFromFlags();
+  if (absl::Status s = identity::ValidateJwtConfig(jwt); !s.ok()) Fail("bad configuration", s);
+  const std::string dsn = absl::GetFlag(FLAGS_database_url);
+  if (dsn.empty()) {
+    Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  }
+
+  // The database may still be starting (a pod beside it, a cluster restart).
+  const absl::Time give_up = absl::Now() + absl::GetFlag(FLAGS_startup_timeout);
+  absl::Status migrated;
+  for (absl::Duration backoff = absl::Milliseconds(100);; backoff = std::min(backoff * 2, absl::Seconds(3))) {
+    migrated = pg::Migrate(dsn, "jobs", jobs::Migrations());
+    if (migrated.ok() || migrated.code() != absl::StatusCode::kUnavailable ||
+        absl::Now() + backoff > give_up) {
+      break;
+    }
+    TM_LOG(Warning, "database not reachable yet").With("error", migrated);
+    absl::SleepFor(backoff);
+  }
+  if (!migrated.ok()) Fail("migrations failed", migrated);
+
+  pg::ConnectionPool pool({.dsn = dsn,
+                           .size = absl::GetFlag(FLAGS_db_pool_size),
+                           .prepared = jobs::JobStore::PreparedStatements()});
+  jobs::JobStore store(&pool);
+  std::string page_secret = absl::GetFlag(FLAGS_page_token_secret);
+  if (page_secret.empty()) page_secret = absl::StrCat("page-tokens:", jwt.hs256_secret);
+  jobs::JobsService service(&store, {.auto_queue = absl::GetFlag(FLAGS_auto_queue),
+                                     .page_token_secret = page_secret});
+  server::Executor executor(absl::GetFlag(FLAGS_workers), "jobs-worker");
+  jobs::EventHub hub;
+  pg::Listener listener(
+      dsn, {jobs::JobStore::kEventsChannel},
+      [&hub](const std::string&, const std::string& job_id) { hub.Publish(job_id); },
+      [&hub] { hub.PublishAll(); });
+  listener.Start();
+
+  identity::Authenticator authenticator(jwt);
+  jobs::JobsServer jobs_server(&service, &executor, &authenticator, &hub);
+  jobs::JobControlServer control_server(&service, &executor, &authenticator);
+  server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
+  grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");
+  grpc_server.AddService(&control_server, "trainmesh.v1.JobControlService");
+  grpc_server.OnDrain([&hub] { hub.Drain(); });
+  if (absl::Status s = grpc_server.Start(); !s.ok()) Fail("cannot start", s);
+
+  server::GrpcServer::WaitForTerminationSignal();
+  grpc_server.Shutdown();
+  listener.Stop();
+  executor.Shutdown();
+  TM_LOG(Info, "bye");
+  return 0;
+}

@@ -1,0 +1,61 @@
+// WatchJob: a server-streaming reactor that replays a job's events after
+// `after_seq` and then follows new ones as they are committed. Postgres
+// NOTIFY (payload: job id) wakes the watchers of a job through the EventHub;
+// a woken watcher re-reads its job's events after the last one it has, so
+// a notification that is lost, duplicated or coalesced never costs an event
+// or repeats one. Database reads run on the executor, never on gRPC threads.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/server/executor.h"
+#include "services/jobs/jobs_service.h"
+#include "trainmesh/v1/jobs.pb.h"
+
+namespace trainmesh::jobs {
+
+// Who watches which job. Thread-safe.
+class EventHub {
+ public:
+  using Wake = std::function<void()>;
+
+  uint64_t Subscribe(const std::string& job_id, Wake wake);
+  void Unsubscribe(uint64_t id);
+
+  // A job's events changed (from the NOTIFY listener).
+  void Publish(const std::string& job_id);
+  // Notifications may have been missed (listener reconnected): wake everyone.
+  void PublishAll();
+  // The server drains: every watcher ends its stream.
+  void Drain();
+  void OnDrain(uint64_t id, Wake drain);
+
+  size_t subscribers() const;
+
+ private:
+  struct Subscriber {
+    std::string job_id;
+    Wake wake;
+    Wake drain;
+  };
+  mutable absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  std::map<uint64_t, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::map<uint64_t, bool>> by_job_ ABSL_GUARDED_BY(mu_);
+};
+
+// Starts a WatchJob stream for `caller`. The returned reactor owns itself.
+grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* StartWatch(
+    JobsService* service, server::Executor* executor, EventHub* hub,
+    trainmesh::v1::Principal caller, const trainmesh::v1::WatchJobRequest& request);
+
+}  // namespace trainmesh::jobs
