@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# tools/up --detach, every trainctl workflow against the running mesh, a
+# SIGTERM drain through tools/down, and a restart that finds the jobs again.
+# No pipefail: `cmd | grep -q` may end cmd early with SIGPIPE, which is fine here.
+set -eu
+root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+export TRAINMESH_RUN_DIR
+TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-up.XXXXXX")
+# Any free port: tests run side by side.
+TRAINMESH_JOBS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export TRAINMESH_JOBS_PORT
+
+cleanup() {
+  "$root/tools/down" >/dev/null 2>&1 || true
+  rm -rf "$TRAINMESH_RUN_DIR"
+}
+[ -n "${KEEP:-}" ] || trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+tc() { "$root/tools/trainctl" "$@"; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+"$root/tools/up" --detach >"$TRAINMESH_RUN_DIR/up.out"
+grep -q "trainmesh is up" "$TRAINMESH_RUN_DIR/up.out" || fail "tools/up did not report the mesh up"
+grep -q "^TRAINMESH_TOKEN=ey" "$TRAINMESH_RUN_DIR/credentials.env" || fail "no token written"
+grep -q "^TRAINMESH_ENDPOINT=127.0.0.1:$TRAINMESH_JOBS_PORT$" "$TRAINMESH_RUN_DIR/credentials.env" \
+  || fail "endpoint not written"
+
+tc health | grep -q SERVING || fail "health"
+
+# submit (JSON file + -p overrides), get, list
+echo '{"steps": 40, "hidden_sizes": [32, 32]}' >"$TRAINMESH_RUN_DIR/hp.json"
+id=$(tc submit --model mlp-policy --dataset synthetic://reach --file "$TRAINMESH_RUN_DIR/hp.json" \
+       -p steps=50 -p activation=tanh -l team=robots)
+[[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "submit printed '$id'"
+json=$(tc get "$id" -o json)
+[ "$(echo "$json" | field "['state']")" = QUEUED ] || fail "state: $json"
+[ "$(echo "$json" | field "['hyperparameters']['steps']")" = 50 ] || fail "steps: $json"
+[ "$(echo "$json" | field "['hyperparameters']['activation']")" = tanh ] || fail "activation"
+[ "$(echo "$json" | field "['hyperparameters']['hidden_sizes']")" = "[32, 32]" ] || fail "sizes"
+[ "$(echo "$json" | field "['owner']")" = dev ] || fail "owner"
+tc list | grep -q "$id" || fail "list lacks the job"
+[ "$(tc list -o json -l team=robots | field "['jobs'][0]['id']")" = "$id" ] || fail "label filter"
+
+# idempotent submit
+a=$(tc submit --model tabular --dataset synthetic://blobs --request-id nightly-1)
+b=$(tc submit --model tabular --dataset synthetic://blobs --request-id nightly-1)
+[ "$a" = "$b" ] || fail "request id did not deduplicate ($a vs $b)"
+
+# bad input: a clear error, non-zero exit, and the service stays up
+set +e
+err=$(tc submit --model mlp-policy --dataset ftp://nowhere -p steps=0 -p bogus=1 2>&1 >/dev/null)
+rc=$?
+set -e
+[ $rc = 1 ] || fail "bad submit exited $rc"
+echo "$err" | grep -q "INVALID_ARGUMENT" || fail "no code name: $err"
+echo "$err" | grep -q "job.dataset_url: scheme must be one of" || fail "no dataset violation: $err"
+echo "$err" | grep -q "job.hyperparameters.steps: must be >= 1" || fail "no steps violation: $err"
+echo "$err" | grep -q "job.hyperparameters.bogus: unknown hyperparameter" || fail "no bogus: $err"
+tc get "$id" >/dev/null || fail "service down after bad input"
+
+# another user sees nothing of dev's
+other=$("$TRAINMESH_BUILD_DIR/tools/cli/trainctl" dev-token --subject mallory \
+          --secret "$(sed -n 's/^TRAINMESH_JWT_SECRET=//p' "$TRAINMESH_RUN_DIR/secrets.env")")
+set +e
+err=$(tc get "$id" --token "$other" 2>&1)
+rc=$?
+set -e
+[ $rc = 1 ] && echo "$err" | grep -q NOT_FOUND || fail "cross-user get: $err"
+[ -z "$(tc list --token "$other" -o json | field ".get('jobs', [])" | tr -d '[]')" ] \
+  || fail "mallory lists dev's jobs"
+
+# cancel, watch (exit 3: not COMPLETED), logs, retry with lineage
+tc cancel "$id" --reason "wrong dataset" | grep -q CANCELLED || fail "cancel"
+set +e
+tc cancel "$id" 2>"$TRAINMESH_RUN_DIR/err"; rc=$?
+set -e
+[ $rc = 1 ] && grep -q FAILED_PRECONDITION "$TRAINMESH_RUN_DIR/err" || fail "second cancel"
+set +e
+watch=$(tc watch "$id"); rc=$?
+set -e
+[ $rc = 3 ] || fail "watch of a cancelled job exited $rc"
+echo "$watch" | grep -q "QUEUED -> CANCELLED" || fail "watch output: $watch"
+tc logs "$id" | grep -q "Cancelled by dev while QUEUED: wrong dataset" || fail "logs"
+retry=$(tc retry "$id")
+[ "$(tc get "$retry" -o json | field "['retryOf']")" = "$id" ] || fail "retry lineage"
+[ "$(tc list --retry-of "$id" -o json | field "['jobs'][0]['id']")" = "$retry" ] || fail "lineage list"
+tc recipes | grep -q "^lora-lm" || fail "recipes"
+
+# a live watch ends cleanly when the service drains on SIGTERM
+tc watch "$retry" -o json >"$TRAINMESH_RUN_DIR/watch.out" 2>&1 &
+watcher=$!
+for _ in $(seq 1 100); do
+  grep -q '"seq"' "$TRAINMESH_RUN_DIR/watch.out" && break
+  sleep 0.1
+done
+grep -q '"seq"' "$TRAINMESH_RUN_DIR/watch.out" || fail "watch printed nothing"
+"$root/tools/down" >"$TRAINMESH_RUN_DIR/down.out"
+grep -q "stopped jobs" "$TRAINMESH_RUN_DIR/down.out" || fail "jobs did not drain: $(cat "$TRAINMESH_RUN_DIR/down.out")"
+grep -q '"msg":"draining"' "$TRAINMESH_RUN_DIR/logs/jobs.log" || fail "no drain logged"
+grep -q '"msg":"bye"' "$TRAINMESH_RUN_DIR/logs/jobs.log" || fail "no clean exit logged"
+kill "$watcher" 2>/dev/null || true
+wait "$watcher" 2>/dev/null || true
+
+# restart: what was acknowledged is still there
+"$root/tools/up" --detach >/dev/null
+[ "$(tc get "$id" -o json | field "['state']")" = CANCELLED ] || fail "job lost across restart"
+[ "$(tc get "$retry" -o json | field "['state']")" = QUEUED ] || fail "retry lost across restart"
+echo "e2e: all checks passed"

@@ -1,0 +1,611 @@
+// trainctl: the command-line client of trainmesh (gRPC).
+//
+//   trainctl submit --model M --dataset URL [-p key=value]... [--file hp.json] [--wait]
+//   trainctl list | get ID | watch ID | cancel ID | retry ID | logs ID | recipes [NAME]
+//   trainctl health | dev-token
+//
+// Connection and credentials: --endpoint/--token/--api-key, else TRAINMESH_ENDPOINT,
+// TRAINMESH_TOKEN, TRAINMESH_API_KEY, else the .run/credentials.env that tools/up
+// writes. `-o json` prints proto3 JSON (one object per line for streams).
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/identity/jwt.h"
+#include "libs/status/field_violations.h"
+#include "libs/status/grpc_status.h"
+#include "tools/cli/args.h"
+#include "trainmesh/v1/jobs.grpc.pb.h"
+
+namespace trainmesh::cli {
+namespace {
+
+using trainmesh::v1::Job;
+using trainmesh::v1::JobEvent;
+
+constexpr int kExitOk = 0;
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+// watch / submit --wait: the job ended FAILED or CANCELLED.
+constexpr int kExitJobUnsuccessful = 3;
+
+constexpr char kUsage[] = R"(trainctl: run and follow training jobs on trainmesh.
+
+Usage:
+  trainctl submit --model RECIPE --dataset URL [-p KEY=VALUE]... [--file PARAMS.json]
+                  [--priority N] [--max-attempts N] [-l KEY=VALUE]... [--request-id ID]
+                  [--allow-shared-pool] [--validate-only] [--wait]
+  trainctl list [--state STATE]... [-l KEY=VALUE]... [--model RECIPE] [--retry-of ID]
+                [--page-size N] [--page-token TOKEN] [--all]
+  trainctl get ID
+  trainctl watch ID [--after-seq N]       follow a job until it ends (exit 0 COMPLETED, 3 otherwise)
+  trainctl cancel ID [--reason TEXT]
+  trainctl retry ID [--resume] [--request-id ID] [--wait]
+  trainctl logs ID                        the error log and the job's event history
+  trainctl recipes [NAME]                 recipes and their hyperparameters
+  trainctl health                         is the endpoint serving?
+  trainctl dev-token --subject USER [--scope S]... [--ttl 24h] [--secret S]
+                                          mint a development token (HS256 secret from
+                                          --secret or TRAINMESH_JWT_SECRET)
+
+Global flags:
+  --endpoint HOST:PORT   gRPC endpoint (TRAINMESH_ENDPOINT)
+  --token JWT            bearer token (TRAINMESH_TOKEN)
+  --api-key KEY          API key (TRAINMESH_API_KEY)
+  -o, --output FORMAT    text (default) or json
+  --timeout DURATION     per-call deadline (default 30s)
+
+Values of -p are JSON when they parse as JSON (numbers, true/false, [lists]), else strings.
+Unset flags fall back to the environment, then to .run/credentials.env (written by tools/up).
+)";
+
+struct Connection {
+  std::string endpoint;
+  std::string credential;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return "";
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Connection ResolveConnection(const Args& args) {
+  std::map<std::string, std::string> file;
+  const char* file_path = std::getenv("TRAINMESH_CREDENTIALS_FILE");
+  file = ParseEnvFile(ReadFile(file_path != nullptr ? file_path : ".run/credentials.env"));
+  auto pick = [&](const std::string& flag, const char* env) {
+    if (args.Has(flag)) return args.Get(flag);
+    if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return std::string(v);
+    auto it = file.find(env);
+    return it == file.end() ? std::string() : it->second;
+  };
+  Connection c;
+  c.endpoint = pick("endpoint", "TRAINMESH_ENDPOINT");
+  c.credential = pick("token", "TRAINMESH_TOKEN");
+  if (c.credential.empty()) c.credential = pick("api-key", "TRAINMESH_API_KEY");
+  if (c.endpoint.empty()) c.endpoint = "127.0.0.1:7001";
+  return c;
+}
+
+class Client {
+ public:
+  Client(const Args& args) : args_(args), connection_(ResolveConnection(args)) {
+    grpc::ChannelArguments channel_args;
+    channel_args.SetMaxReceiveMessageSize(64 << 20);
+    channel_ = grpc::CreateCustomChannel(connection_.endpoint, grpc::InsecureChannelCredentials(),
+                                         channel_args);
+    jobs_ = trainmesh::v1::JobService::NewStub(channel_);
+    absl::Duration timeout;
+    timeout_ = absl::ParseDuration(args.Get("timeout", "30s"), &timeout) ? timeout
+                                                                         : absl::Seconds(30);
+  }
+
+  std::unique_ptr<grpc::ClientContext> Context(bool streaming = false) const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!connection_.credential.empty()) {
+      ctx->AddMetadata("authorization", "Bearer " + connection_.credential);
+    }
+    if (!streaming) ctx->set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+    return ctx;
+  }
+
+  trainmesh::v1::JobService::Stub& jobs() { return *jobs_; }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  const Connection& connection() const { return connection_; }
+  bool json() const { return args_.Get("output") == "json"; }
+
+ private:
+  const Args& args_;
+  Connection connection_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<trainmesh::v1::JobService::Stub> jobs_;
+  absl::Duration timeout_;
+};
+
+int ReportError(const grpc::Status& s, const std::string& endpoint) {
+  absl::Status status = status::FromGrpcStatus(s);
+  const auto violations = status::FieldViolationsOf(status);
+  std::cerr << "error: " << absl::StatusCodeToString(status.code());
+  if (violations.empty()) std::cerr << ": " << status.message();
+  std::cerr << "\n";
+  for (const auto& v : violations) std::cerr << "  " << v.field << ": " << v.description << "\n";
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    std::cerr << "  (is the mesh running at " << endpoint << "? start it with tools/up)\n";
+  }
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
+    std::cerr << "  (pass --token, set TRAINMESH_TOKEN, or run tools/up to write "
+                 ".run/credentials.env)\n";
+  }
+  return kExitError;
+}
+
+int UsageError(const std::string& message) {
+  std::cerr << "error: " << message << "\nRun `trainctl help` for usage.\n";
+  return kExitUsage;
+}
+
+std::string Json(const google::protobuf::Message& m) {
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(m, &out);
+  return out;
+}
+
+std::string FormatTime(const google::protobuf::Timestamp& ts) {
+  if (ts.seconds() == 0 && ts.nanos() == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixSeconds(ts.seconds()),
+                          absl::LocalTimeZone());
+}
+
+std::string StateName(Job::State s) { return Job::State_Name(s); }
+
+std::string ProgressText(const trainmesh::v1::Progress& p) {
+  if (p.total_steps() > 0) {
+    return absl::StrFormat("%d/%d (%.0f%%)", p.step(), p.total_steps(), 100.0 * p.fraction());
+  }
+  if (p.step() > 0) return absl::StrCat("step ", p.step());
+  return "-";
+}
+
+void PrintJob(const Job& job) {
+  std::cout << "id:          " << job.id() << "\n"
+            << "state:       " << StateName(job.state()) << "\n"
+            << "model:       " << job.model() << "\n"
+            << "dataset:     " << job.dataset_url() << "\n"
+            << "owner:       " << job.owner() << "\n"
+            << "priority:    " << job.priority() << "\n"
+            << "attempt:     " << job.attempt() << " of " << job.max_attempts() << "\n"
+            << "progress:    " << ProgressText(job.progress()) << "\n";
+  if (!job.retry_of().empty()) {
+    std::cout << "retry of:    " << job.retry_of() << " (retry #" << job.retry_count() << ")\n";
+  }
+  if (!job.labels().empty()) {
+    std::vector<std::string> labels;
+    for (const auto& [k, v] : job.labels()) labels.push_back(absl::StrCat(k, "=", v));
+    std::sort(labels.begin(), labels.end());
+    std::cout << "labels:      " << absl::StrJoin(labels, ", ") << "\n";
+  }
+  std::cout << "created:     " << FormatTime(job.create_time()) << "\n";
+  if (job.has_start_time()) std::cout << "started:     " << FormatTime(job.start_time()) << "\n";
+  if (job.has_complete_time()) {
+    std::cout << "completed:   " << FormatTime(job.complete_time()) << "\n";
+  }
+  if (job.has_fail_time()) std::cout << "failed:      " << FormatTime(job.fail_time()) << "\n";
+  if (job.has_cancel_time()) {
+    std::cout << "cancelled:   " << FormatTime(job.cancel_time()) << "\n";
+  }
+  if (job.has_cost()) {
+    std::cout << absl::StrFormat("cost:        %.4f %s\n", job.cost().amount(),
+                                 job.cost().currency());
+  }
+  std::cout << "hyperparameters: " << Json(job.hyperparameters()) << "\n";
+  if (!job.error_log().empty()) std::cout << "error:       " << job.error_log() << "\n";
+}
+
+void PrintEvent(const JobEvent& e) {
+  std::string line = absl::StrCat(FormatTime(e.time()), "  #", e.seq(), "  ");
+  switch (e.type()) {
+    case JobEvent::CREATED:
+      absl::StrAppend(&line, "created (", StateName(e.state()), ")");
+      break;
+    case JobEvent::STATE_CHANGED:
+      absl::StrAppend(&line, StateName(e.previous_state()), " -> ", StateName(e.state()));
+      break;
+    case JobEvent::PROGRESS:
+      absl::StrAppend(&line, StateName(e.state()), "  ", ProgressText(e.progress()));
+      if (e.progress().train_loss() != 0) {
+        absl::StrAppend(&line, absl::StrFormat("  loss %.4g", e.progress().train_loss()));
+      }
+      break;
+    default:
+      absl::StrAppend(&line, JobEvent::Type_Name(e.type()), " ", StateName(e.state()));
+  }
+  if (e.attempt() > 0) absl::StrAppend(&line, "  attempt ", e.attempt());
+  if (!e.message().empty()) absl::StrAppend(&line, "  ", e.message());
+  std::cout << line << std::endl;
+}
+
+// Parses `value` as JSON when it is JSON, else as a string.
+google::protobuf::Value ParseValue(const std::string& value) {
+  google::protobuf::Value v;
+  if (!google::protobuf::util::JsonStringToMessage(value, &v).ok()) v.set_string_value(value);
+  return v;
+}
+
+// Follows `id` from `after_seq`, reconnecting when the server goes away.
+// Returns the exit code.
+int Follow(Client& client, const std::string& id, int64_t after_seq) {
+  absl::Time failing_since = absl::InfiniteFuture();
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (true) {
+    trainmesh::v1::WatchJobRequest request;
+    request.set_id(id);
+    request.set_after_seq(after_seq);
+    auto ctx = client.Context(/*streaming=*/true);
+    auto reader = client.jobs().WatchJob(ctx.get(), request);
+    JobEvent e;
+    std::optional<Job::State> final_state;
+    while (reader->Read(&e)) {
+      failing_since = absl::InfiniteFuture();
+      backoff = absl::Milliseconds(200);
+      after_seq = e.seq();
+      if (client.json()) {
+        std::cout << Json(e) << std::endl;
+      } else {
+        PrintEvent(e);
+      }
+      if (e.terminal()) final_state = e.state();
+    }
+    grpc::Status s = reader->Finish();
+    if (s.ok()) {
+      if (!final_state.has_value()) {
+        // The stream ended at once: the job had finished before after_seq.
+        trainmesh::v1::GetJobRequest get;
+        get.set_id(id);
+        Job job;
+        grpc::Status g = client.jobs().GetJob(client.Context().get(), get, &job);
+        if (!g.ok()) return ReportError(g, client.connection().endpoint);
+        final_state = job.state();
+      }
+      return *final_state == Job::COMPLETED ? kExitOk : kExitJobUnsuccessful;
+    }
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
+      return ReportError(s, client.connection().endpoint);
+    }
+    // The server went away (restart, drain): resume where we are.
+    const absl::Time now = absl::Now();
+    if (failing_since == absl::InfiniteFuture()) failing_since = now;
+    if (now - failing_since > absl::Minutes(2)) {
+      return ReportError(s, client.connection().endpoint);
+    }
+    if (!client.json()) {
+      std::cerr << "(connection lost: " << s.error_message() << "; resuming after #" << after_seq
+                << ")\n";
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+}
+
+int Submit(Client& client, const Args& args) {
+  trainmesh::v1::CreateJobRequest request;
+  Job* job = request.mutable_job();
+  job->set_model(args.Get("model"));
+  job->set_dataset_url(args.Get("dataset"));
+  if (args.Has("file")) {
+    std::string text = ReadFile(args.Get("file"));
+    if (text.empty()) return UsageError("cannot read " + args.Get("file"));
+    auto parsed = google::protobuf::util::JsonStringToMessage(text, job->mutable_hyperparameters());
+    if (!parsed.ok()) {
+      return UsageError(absl::StrCat(args.Get("file"), " is not a JSON object: ",
+                                     parsed.message().as_string()));
+    }
+  }
+  for (const std::string& kv : args.All("param")) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return UsageError("-p takes KEY=VALUE, got " + kv);
+    (*job->mutable_hyperparameters()->mutable_fields())[kv.substr(0, eq)] =
+        ParseValue(kv.substr(eq + 1));
+  }
+  for (const std::string& kv : args.All("label")) {
+    size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) return UsageError("-l takes KEY=VALUE, got " + kv);
+    (*job->mutable_labels())[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  int number = 0;
+  if (args.Has("priority")) {
+    if (!absl::SimpleAtoi(args.Get("priority"), &number)) return UsageError("--priority: integer");
+    job->set_priority(number);
+  }
+  if (args.Has("max-attempts")) {
+    if (!absl::SimpleAtoi(args.Get("max-attempts"), &number)) {
+      return UsageError("--max-attempts: integer");
+    }
+    job->set_max_attempts(number);
+  }
+  job->set_request_id(args.Get("request-id"));
+  job->set_allow_shared_pool(args.Has("allow-shared-pool"));
+  request.set_validate_only(args.Has("validate-only"));
+  Job created;
+  grpc::Status s = client.jobs().CreateJob(client.Context().get(), request, &created);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (client.json()) {
+    std::cout << Json(created) << std::endl;
+  } else if (request.validate_only()) {
+    std::cout << "valid; the job would run with " << Json(created.hyperparameters()) << "\n";
+  } else {
+    std::cout << created.id() << "\n";
+  }
+  if (args.Has("wait") && !request.validate_only()) return Follow(client, created.id(), 0);
+  return kExitOk;
+}
+
+int List(Client& client, const Args& args) {
+  trainmesh::v1::ListJobsRequest request;
+  for (const std::string& state : args.All("state")) {
+    Job::State s;
+    if (!Job::State_Parse(absl::AsciiStrToUpper(state), &s) || s == Job::STATE_UNSPECIFIED) {
+      return UsageError("unknown state " + state);
+    }
+    request.add_states(s);
+  }
+  for (const std::string& label : args.All("label")) request.add_labels(label);
+  request.set_model(args.Get("model"));
+  request.set_retry_of(args.Get("retry-of"));
+  int page_size = 0;
+  if (args.Has("page-size") && !absl::SimpleAtoi(args.Get("page-size"), &page_size)) {
+    return UsageError("--page-size: integer");
+  }
+  request.set_page_size(page_size);
+  request.set_page_token(args.Get("page-token"));
+  bool header = true;
+  while (true) {
+    trainmesh::v1::ListJobsResponse response;
+    grpc::Status s = client.jobs().ListJobs(client.Context().get(), request, &response);
+    if (!s.ok()) return ReportError(s, client.connection().endpoint);
+    if (client.json()) {
+      std::cout << Json(response) << std::endl;
+    } else {
+      if (header) {
+        std::cout << absl::StrFormat("%-36s  %-12s  %-10s  %-16s  %s\n", "ID", "STATE", "MODEL",
+                                     "PROGRESS", "CREATED");
+        header = false;
+      }
+      for (const Job& job : response.jobs()) {
+        std::cout << absl::StrFormat("%-36s  %-12s  %-10s  %-16s  %s\n", job.id(),
+                                     StateName(job.state()), job.model(),
+                                     ProgressText(job.progress()), FormatTime(job.create_time()));
+      }
+    }
+    if (response.next_page_token().empty()) break;
+    if (!args.Has("all")) {
+      if (!client.json()) std::cout << "next page: --page-token " << response.next_page_token() << "\n";
+      break;
+    }
+    request.set_page_token(response.next_page_token());
+  }
+  return kExitOk;
+}
+
+int Get(Client& client, const std::string& id) {
+  trainmesh::v1::GetJobRequest request;
+  request.set_id(id);
+  Job job;
+  grpc::Status s = client.jobs().GetJob(client.Context().get(), request, &job);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (client.json()) {
+    std::cout << Json(job) << std::endl;
+  } else {
+    PrintJob(job);
+  }
+  return kExitOk;
+}
+
+int Cancel(Client& client, const std::string& id, const Args& args) {
+  trainmesh::v1::CancelJobRequest request;
+  request.set_id(id);
+  request.set_reason(args.Get("reason"));
+  Job job;
+  grpc::Status s = client.jobs().CancelJob(client.Context().get(), request, &job);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (client.json()) {
+    std::cout << Json(job) << std::endl;
+  } else {
+    std::cout << job.id() << " " << StateName(job.state())
+              << (job.cancel_requested() ? " (the trainer stops at its next heartbeat)" : "")
+              << "\n";
+  }
+  return kExitOk;
+}
+
+int Retry(Client& client, const std::string& id, const Args& args) {
+  trainmesh::v1::RetryJobRequest request;
+  request.set_id(id);
+  request.set_resume_from_checkpoint(args.Has("resume"));
+  request.set_request_id(args.Get("request-id"));
+  Job job;
+  grpc::Status s = client.jobs().RetryJob(client.Context().get(), request, &job);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (client.json()) {
+    std::cout << Json(job) << std::endl;
+  } else {
+    std::cout << job.id() << "\n";
+  }
+  if (args.Has("wait")) return Follow(client, job.id(), 0);
+  return kExitOk;
+}
+
+int Logs(Client& client, const std::string& id) {
+  trainmesh::v1::GetErrorLogRequest log_request;
+  log_request.set_id(id);
+  trainmesh::v1::ErrorLog log;
+  grpc::Status s = client.jobs().GetErrorLog(client.Context().get(), log_request, &log);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  trainmesh::v1::ListJobEventsRequest request;
+  request.set_id(id);
+  request.set_page_size(1000);
+  std::vector<JobEvent> events;
+  while (true) {
+    trainmesh::v1::ListJobEventsResponse response;
+    s = client.jobs().ListJobEvents(client.Context().get(), request, &response);
+    if (!s.ok()) return ReportError(s, client.connection().endpoint);
+    for (const auto& e : response.events()) events.push_back(e);
+    if (!response.more() || response.events().empty()) break;
+    request.set_after_seq(response.events(response.events_size() - 1).seq());
+  }
+  if (client.json()) {
+    std::cout << Json(log) << std::endl;
+    for (const auto& e : events) std::cout << Json(e) << std::endl;
+    return kExitOk;
+  }
+  for (const auto& e : events) PrintEvent(e);
+  if (!log.text().empty()) {
+    std::cout << "\nerror log";
+    if (log.kind() == trainmesh::v1::ERROR_KIND_USER) std::cout << " (user error";
+    if (log.kind() == trainmesh::v1::ERROR_KIND_INFRA) std::cout << " (infrastructure error";
+    if (log.kind() != trainmesh::v1::ERROR_KIND_UNSPECIFIED) {
+      std::cout << ", attempt " << log.attempt() << ")";
+    }
+    std::cout << ":\n" << log.text() << "\n";
+  }
+  return kExitOk;
+}
+
+int Recipes(Client& client, const Args& args) {
+  trainmesh::v1::ListRecipesResponse response;
+  grpc::Status s = client.jobs().ListRecipes(client.Context().get(), {}, &response);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  const std::string only = args.positional.empty() ? "" : args.positional[0];
+  for (const auto& recipe : response.recipes()) {
+    if (!only.empty() && recipe.name() != only) continue;
+    if (client.json()) {
+      std::cout << Json(recipe) << std::endl;
+      continue;
+    }
+    std::cout << recipe.name() << " — " << recipe.title() << "\n  " << recipe.description()
+              << "\n";
+    for (const auto& p : recipe.parameters()) {
+      std::string range;
+      if (p.has_min() || p.has_max()) {
+        range = absl::StrCat(" [", p.has_min() ? absl::StrFormat("%.10g", p.min()) : "", ", ",
+                             p.has_max() ? absl::StrFormat("%.10g", p.max()) : "", "]");
+      }
+      if (p.allowed_values_size() > 0) range = " {" + absl::StrJoin(p.allowed_values(), ",") + "}";
+      std::cout << absl::StrFormat(
+          "    %-18s %-11s %-14s %s\n", p.name(),
+          absl::AsciiStrToLower(trainmesh::v1::ParameterSpec::Type_Name(p.type())) + range,
+          p.required() ? "(required)" : Json(p.default_value()), p.help());
+    }
+    std::cout << "  datasets: " << absl::StrJoin(recipe.dataset_examples(), "  ") << "\n\n";
+  }
+  return kExitOk;
+}
+
+int Health(Client& client) {
+  auto stub = grpc::health::v1::Health::NewStub(client.channel());
+  grpc::health::v1::HealthCheckResponse response;
+  auto ctx = client.Context();
+  grpc::Status s = stub->Check(ctx.get(), {}, &response);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  const std::string status = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+  std::cout << client.connection().endpoint << " " << status << "\n";
+  return response.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                               : kExitError;
+}
+
+int DevToken(const Args& args) {
+  identity::JwtConfig config;
+  config.hs256_secret = args.Get("secret");
+  if (config.hs256_secret.empty()) {
+    if (const char* s = std::getenv("TRAINMESH_JWT_SECRET"); s != nullptr) config.hs256_secret = s;
+  }
+  if (!args.Get("subject").empty() && args.Get("subject")[0] == '-') {
+    return UsageError("--subject needs a user name");
+  }
+  if (args.Get("subject").empty()) return UsageError("--subject is required");
+  std::vector<std::string> scopes = args.All("scope");
+  if (scopes.empty()) scopes = {"jobs:read", "jobs:write"};
+  absl::Duration ttl;
+  if (!absl::ParseDuration(args.Get("ttl", "24h"), &ttl)) return UsageError("--ttl: a duration");
+  absl::StatusOr<std::string> token =
+      identity::MintToken(config, args.Get("subject"), scopes, ttl);
+  if (!token.ok()) return UsageError(std::string(token.status().message()));
+  std::cout << *token << "\n";
+  return kExitOk;
+}
+
+int Run(int argc, char** argv) {
+  std::vector<std::string> argv_list(argv + 1, argv + argc);
+  absl::StatusOr<Args> parsed = Parse(
+      argv_list,
+      {"endpoint", "token", "api-key", "output", "timeout", "model", "dataset", "param", "file",
+       "priority", "max-attempts", "label", "request-id", "reason", "state", "page-size",
+       "page-token", "retry-of", "after-seq", "subject", "scope", "ttl", "secret"},
+      {"wait", "all", "resume", "help", "allow-shared-pool", "validate-only"},
+      {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}});
+  if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
+  const Args& args = *parsed;
+  if (args.command.empty() || args.command == "help" || args.Has("help")) {
+    std::cout << kUsage;
+    return args.command.empty() && !args.Has("help") ? kExitUsage : kExitOk;
+  }
+  if (args.Has("output") && args.Get("output") != "json" && args.Get("output") != "text") {
+    return UsageError("-o takes json or text");
+  }
+  if (args.command == "dev-token") return DevToken(args);
+  Client client(args);
+  const std::string& cmd = args.command;
+  auto need_id = [&]() -> std::optional<std::string> {
+    if (args.positional.size() != 1) return std::nullopt;
+    return args.positional[0];
+  };
+  if (cmd == "submit") {
+    if (!args.Has("model") || !args.Has("dataset")) {
+      return UsageError("submit needs --model and --dataset");
+    }
+    return Submit(client, args);
+  }
+  if (cmd == "list") return List(client, args);
+  if (cmd == "recipes") return Recipes(client, args);
+  if (cmd == "health") return Health(client);
+  if (cmd == "get" || cmd == "watch" || cmd == "cancel" || cmd == "retry" || cmd == "logs") {
+    std::optional<std::string> id = need_id();
+    if (!id.has_value()) return UsageError(cmd + " takes one job id");
+    if (cmd == "get") return Get(client, *id);
+    if (cmd == "cancel") return Cancel(client, *id, args);
+    if (cmd == "retry") return Retry(client, *id, args);
+    if (cmd == "logs") return Logs(client, *id);
+    int64_t after = 0;
+    if (args.Has("after-seq") && !absl::SimpleAtoi(args.Get("after-seq"), &after)) {
+      return UsageError("--after-seq: integer");
+    }
+    return Follow(client, *id, after);
+  }
+  return UsageError("unknown command " + cmd);
+}
+
+}  // namespace
+}  // namespace trainmesh::cli
+
+int main(int argc, char** argv) { return trainmesh::cli::Run(argc, argv); }
