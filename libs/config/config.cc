@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace trainmesh::config {
 
@@ -33,6 +34,11 @@ absl::Status ApplyEnvironment(const std::function<const char*(const char*)>& loo
 }
 
 std::vector<char*> ParseFlags(int argc, char** argv, absl::string_view usage) {
+#ifdef NDEBUG
+  // Abseil's mutex deadlock detector costs a graph update per lock; keep it for
+  // debug and sanitizer builds, where tests run.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   absl::SetProgramUsageMessage(usage);
   if (absl::Status s = ApplyEnvironment(); !s.ok()) {
     std::fprintf(stderr, "%s\n", std::string(s.message()).c_str());

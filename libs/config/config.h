@@ -24,6 +24,7 @@ absl::Status ApplyEnvironment(
 
 // Applies the environment, then parses the command line. Exits with a message
 // on a bad flag or variable. Returns the positional arguments (argv[0] first).
+// In optimised builds it also turns off Abseil's mutex deadlock detection.
 std::vector<char*> ParseFlags(int argc, char** argv, absl::string_view usage);
 
 }  // namespace trainmesh::config

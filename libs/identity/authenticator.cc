@@ -42,7 +42,7 @@ absl::StatusOr<trainmesh::v1::Principal> Authenticator::AuthorizeCredential(
     return absl::UnauthenticatedError("authorization header must be `Bearer <token>`");
   }
   token = absl::StripAsciiWhitespace(token);
-  absl::StatusOr<trainmesh::v1::Principal> principal = VerifyToken(config_, token);
+  absl::StatusOr<trainmesh::v1::Principal> principal = Verify(token);
   if (!principal.ok()) return principal.status();
   if (rule.public_() || rule.scopes().empty()) return principal;
   for (const std::string& needed : rule.scopes()) {
@@ -52,6 +52,28 @@ absl::StatusOr<trainmesh::v1::Principal> Authenticator::AuthorizeCredential(
   }
   return absl::PermissionDeniedError(
       absl::StrCat(method.full_name(), " needs scope ", absl::StrJoin(rule.scopes(), " or ")));
+}
+
+absl::StatusOr<trainmesh::v1::Principal> Authenticator::Verify(absl::string_view token) const {
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = verified_.find(token);
+    if (it != verified_.end()) {
+      // Same expiry rule as VerifyToken, including the skew.
+      if (absl::FromUnixSeconds(it->second.expire_time().seconds()) + config_.clock_skew >= now) {
+        return it->second;
+      }
+      verified_.erase(it);
+    }
+  }
+  absl::StatusOr<trainmesh::v1::Principal> principal = VerifyToken(config_, token, now);
+  if (principal.ok()) {
+    absl::MutexLock lock(&mu_);
+    if (verified_.size() >= kCacheEntries) verified_.clear();
+    verified_.emplace(std::string(token), *principal);
+  }
+  return principal;
 }
 
 }  // namespace trainmesh::identity

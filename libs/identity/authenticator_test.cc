@@ -1,5 +1,6 @@
 #include "libs/identity/authenticator.h"
 
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -43,6 +44,35 @@ TEST(AuthenticatorTest, MissingOrMalformedCredentialIsUnauthenticated) {
             absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(auth.AuthorizeCredential("Bearer not.a.token", get).status().code(),
             absl::StatusCode::kUnauthenticated);
+}
+
+TEST(AuthenticatorTest, RememberedTokensStillExpire) {
+  Authenticator auth(Config());
+  const auto& get = MethodOf("trainmesh.v1.JobService", "GetJob");
+  JwtConfig config = Config();
+  config.clock_skew = absl::ZeroDuration();
+  Authenticator strict(config);
+  // Valid for one more second: accepted (and remembered), then refused.
+  const std::string token =
+      *MintToken(Config(), "alice", {"jobs:read"}, absl::Seconds(61), absl::Now() - absl::Minutes(1));
+  ASSERT_TRUE(strict.AuthorizeCredential("Bearer " + token, get).ok());
+  ASSERT_TRUE(strict.AuthorizeCredential("Bearer " + token, get).ok());
+  const absl::Time until = absl::Now() + absl::Seconds(3);
+  absl::Status status;
+  while (absl::Now() < until) {
+    status = strict.AuthorizeCredential("Bearer " + token, get).status();
+    if (!status.ok()) break;
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated);
+  // A remembered token does not bypass the scope check.
+  const std::string reader = *MintToken(Config(), "bob", {"jobs:read"}, absl::Hours(1));
+  ASSERT_TRUE(auth.AuthorizeCredential("Bearer " + reader, get).ok());
+  EXPECT_EQ(auth.AuthorizeCredential("Bearer " + reader,
+                                     MethodOf("trainmesh.v1.JobService", "CreateJob"))
+                .status()
+                .code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST(AuthenticatorTest, PublicMethodsNeedNoCredential) {

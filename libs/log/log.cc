@@ -11,6 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "libs/json/json.h"
 
 ABSL_FLAG(std::string, log_level, "info", "Lowest level logged: debug, info, warning, error.");
 
@@ -64,26 +65,6 @@ void SetSinkForTesting(std::function<void(absl::string_view)> sink) {
 
 bool Enabled(Level level) { return static_cast<int>(level) >= min_level.load(); }
 
-void AppendJsonString(std::string* out, absl::string_view s) {
-  out->push_back('"');
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out->append("\\\""); break;
-      case '\\': out->append("\\\\"); break;
-      case '\n': out->append("\\n"); break;
-      case '\r': out->append("\\r"); break;
-      case '\t': out->append("\\t"); break;
-      default:
-        if (c < 0x20) {
-          absl::StrAppendFormat(out, "\\u%04x", c);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
-}
-
 Entry::Entry(Level level, absl::string_view msg) : enabled_(Enabled(level)) {
   if (!enabled_) return;
   line_.reserve(256);
@@ -98,21 +79,21 @@ Entry::Entry(Level level, absl::string_view msg) : enabled_(Enabled(level)) {
   line_.append("\",\"level\":\"");
   line_.append(LevelName(level));
   line_.append("\",\"service\":");
-  AppendJsonString(&line_, service);
+  json::AppendString(&line_, service);
   line_.append(",\"msg\":");
-  AppendJsonString(&line_, msg);
+  json::AppendString(&line_, msg);
 }
 
 void Entry::AppendKey(absl::string_view key) {
   line_.push_back(',');
-  AppendJsonString(&line_, key);
+  json::AppendString(&line_, key);
   line_.push_back(':');
 }
 
 Entry& Entry::With(absl::string_view key, absl::string_view value) {
   if (!enabled_) return *this;
   AppendKey(key);
-  AppendJsonString(&line_, value);
+  json::AppendString(&line_, value);
   return *this;
 }
 
@@ -134,7 +115,7 @@ Entry& Entry::With(absl::string_view key, double value) {
     absl::StrAppend(&line_, value);
   } else {
     // JSON has no NaN/Inf literals.
-    AppendJsonString(&line_, std::isnan(value) ? "NaN" : (value > 0 ? "Infinity" : "-Infinity"));
+    json::AppendString(&line_, std::isnan(value) ? "NaN" : (value > 0 ? "Infinity" : "-Infinity"));
   }
   return *this;
 }

@@ -26,9 +26,6 @@ void SetSinkForTesting(std::function<void(absl::string_view line)> sink);
 
 bool Enabled(Level level);
 
-// JSON string escaping, shared with other writers of JSON text.
-void AppendJsonString(std::string* out, absl::string_view s);
-
 class Entry {
  public:
   Entry(Level level, absl::string_view msg);

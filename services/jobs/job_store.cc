@@ -6,8 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/json/json.h"
 #include "libs/status/status_macros.h"
 #include "pqxx/pqxx"
 #include "services/jobs/state_machine.h"
@@ -31,8 +31,8 @@ const std::string& JobColumns() {
        std::string("j.state"), std::string("j.attempt"),
        std::string("coalesce(j.retry_of::text, '')"), std::string("j.retry_count"),
        std::string("j.error_log"), std::string("j.error_kind"),
-       std::string("coalesce(j.progress::text, '')"), std::string("coalesce(j.cost::text, '')"),
-       std::string("coalesce(j.artifact::text, '')"), std::string("j.agent_id"),
+       std::string("j.progress"), std::string("j.cost"), std::string("j.artifact"),
+       std::string("j.agent_id"),
        std::string("j.allow_shared_pool"), std::string("j.queue_timeout_seconds"),
        std::string("j.resume_from_checkpoint"), std::string("j.cancel_requested"),
        std::string("coalesce(j.request_id, '')"), std::string("j.last_event_seq"),
@@ -46,32 +46,36 @@ const std::string& JobColumns() {
 const std::string& EventColumns() {
   static const auto* columns = new std::string(
       absl::StrCat("e.seq, e.type, e.state, e.previous_state, e.message, "
-                   "coalesce(e.progress::text, ''), e.attempt, e.terminal, ",
+                   "e.progress, e.attempt, e.terminal, ",
                    Micros("e.created_at")));
   return *columns;
-}
-
-std::string ToJson(const google::protobuf::Message& message) {
-  std::string out;
-  (void)google::protobuf::util::MessageToJsonString(message, &out);
-  return out;
-}
-
-// Empty text leaves `message` untouched (a NULL column).
-absl::Status FromJson(const std::string& text, google::protobuf::Message* message) {
-  if (text.empty()) return absl::OkStatus();
-  auto status = google::protobuf::util::JsonStringToMessage(text, message);
-  if (!status.ok()) {
-    return absl::InternalError(absl::StrCat("corrupt stored ", message->GetTypeName(), ": ",
-                                            status.message().as_string()));
-  }
-  return absl::OkStatus();
 }
 
 std::string LabelsJson(const google::protobuf::Map<std::string, std::string>& labels) {
   google::protobuf::Struct s;
   for (const auto& [k, v] : labels) (*s.mutable_fields())[k].set_string_value(v);
-  return ToJson(s);
+  return json::FromStruct(s);
+}
+
+absl::Status StructFromColumn(const pqxx::field& f, google::protobuf::Struct* out) {
+  absl::Status s = json::ToStruct(absl::string_view(f.c_str(), f.size()), out);
+  if (!s.ok()) return absl::InternalError(absl::StrCat("corrupt stored JSON: ", s.message()));
+  return absl::OkStatus();
+}
+
+// A serialized message column; NULL leaves the field absent.
+absl::Status ParseBytes(const pqxx::field& f, google::protobuf::Message* out) {
+  if (f.is_null()) return absl::OkStatus();
+  pqxx::binarystring bytes(f);
+  if (!out->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::InternalError(absl::StrCat("corrupt stored ", out->GetTypeName()));
+  }
+  return absl::OkStatus();
+}
+
+// A serialized message as a bytea parameter; empty (stored as NULL) when absent.
+pqxx::binarystring Bytes(bool present, const google::protobuf::Message& m) {
+  return pqxx::binarystring(present ? m.SerializeAsString() : std::string());
 }
 
 void SetTime(const pqxx::field& f, google::protobuf::Timestamp* ts) {
@@ -85,11 +89,11 @@ absl::StatusOr<StoredJob> RowToJob(const pqxx::row& r) {
   job.set_owner(r[1].as<std::string>());
   job.set_model(r[2].as<std::string>());
   job.set_dataset_url(r[3].as<std::string>());
-  TM_RETURN_IF_ERROR(FromJson(r[4].as<std::string>(), job.mutable_hyperparameters()));
+  TM_RETURN_IF_ERROR(StructFromColumn(r[4], job.mutable_hyperparameters()));
   job.set_priority(r[5].as<int>());
   job.set_max_attempts(r[6].as<int>());
   google::protobuf::Struct labels;
-  TM_RETURN_IF_ERROR(FromJson(r[7].as<std::string>(), &labels));
+  TM_RETURN_IF_ERROR(StructFromColumn(r[7], &labels));
   for (const auto& [k, v] : labels.fields()) (*job.mutable_labels())[k] = v.string_value();
   job.set_state(StateFromName(r[8].as<std::string>()));
   job.set_attempt(r[9].as<int>());
@@ -97,9 +101,9 @@ absl::StatusOr<StoredJob> RowToJob(const pqxx::row& r) {
   job.set_retry_count(r[11].as<int>());
   job.set_error_log(r[12].as<std::string>());
   job.set_error_kind(static_cast<trainmesh::v1::ErrorKind>(r[13].as<int>()));
-  TM_RETURN_IF_ERROR(FromJson(r[14].as<std::string>(), job.mutable_progress()));
-  TM_RETURN_IF_ERROR(FromJson(r[15].as<std::string>(), job.mutable_cost()));
-  TM_RETURN_IF_ERROR(FromJson(r[16].as<std::string>(), job.mutable_artifact()));
+  TM_RETURN_IF_ERROR(ParseBytes(r[14], job.mutable_progress()));
+  TM_RETURN_IF_ERROR(ParseBytes(r[15], job.mutable_cost()));
+  TM_RETURN_IF_ERROR(ParseBytes(r[16], job.mutable_artifact()));
   job.set_agent_id(r[17].as<std::string>());
   job.set_allow_shared_pool(r[18].as<bool>());
   job.mutable_queue_timeout()->set_seconds(r[19].as<int64_t>());
@@ -115,9 +119,9 @@ absl::StatusOr<StoredJob> RowToJob(const pqxx::row& r) {
   if (!r[29].is_null()) SetTime(r[29], job.mutable_fail_time());
   if (!r[30].is_null()) SetTime(r[30], job.mutable_cancel_time());
   // Messages that were never set read back as absent, not as empty.
-  if (r[14].as<std::string>().empty()) job.clear_progress();
-  if (r[15].as<std::string>().empty()) job.clear_cost();
-  if (r[16].as<std::string>().empty()) job.clear_artifact();
+  if (r[14].is_null()) job.clear_progress();
+  if (r[15].is_null()) job.clear_cost();
+  if (r[16].is_null()) job.clear_artifact();
   return out;
 }
 
@@ -131,8 +135,8 @@ absl::StatusOr<JobEvent> RowToEvent(const std::string& job_id, const pqxx::row& 
   e.set_state(StateFromName(r[first + 2].as<std::string>()));
   e.set_previous_state(StateFromName(r[first + 3].as<std::string>()));
   e.set_message(r[first + 4].as<std::string>());
-  TM_RETURN_IF_ERROR(FromJson(r[first + 5].as<std::string>(), e.mutable_progress()));
-  if (r[first + 5].as<std::string>().empty()) e.clear_progress();
+  TM_RETURN_IF_ERROR(ParseBytes(r[first + 5], e.mutable_progress()));
+  if (r[first + 5].is_null()) e.clear_progress();
   e.set_attempt(r[first + 6].as<int>());
   e.set_terminal(r[first + 7].as<bool>());
   SetTime(r[first + 8], e.mutable_time());
@@ -181,12 +185,8 @@ std::vector<std::pair<std::string, std::string>> JobStore::PreparedStatements() 
       "), ev AS ("
       "  INSERT INTO jobs.job_events (job_id, seq, type, state, message)"
       "  SELECT id, 1, 'CREATED', 'PENDING', $14 FROM ins"
-      "), note AS ("
-      "  SELECT pg_notify('",
-      kEventsChannel,
-      "', id::text) FROM ins"
       ") SELECT ",
-      JobColumns(), " FROM ins j CROSS JOIN (SELECT count(*) FROM note) n");
+      JobColumns(), " FROM ins j");
   const std::string by_request = absl::StrCat(
       "SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.owner = $1 AND j.request_id = $2");
   return {{"jobs_create", create}, {"jobs_by_request", by_request}};
@@ -196,7 +196,7 @@ absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job) {
   return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<std::pair<Job, bool>> {
     pqxx::result r = tx.exec_prepared(
         "jobs_create", job.owner(), job.model(), job.dataset_url(),
-        ToJson(job.hyperparameters()), job.priority(), job.max_attempts(),
+        json::FromStruct(job.hyperparameters()), job.priority(), job.max_attempts(),
         LabelsJson(job.labels()), job.retry_of(), job.retry_count(), job.allow_shared_pool(),
         static_cast<int64_t>(job.queue_timeout().seconds()), job.resume_from_checkpoint(),
         job.request_id(),
@@ -242,7 +242,7 @@ absl::StatusOr<std::vector<Job>> JobStore::List(const ListQuery& query) {
   if (!query.labels.empty()) {
     google::protobuf::Struct labels;
     for (const auto& [k, v] : query.labels) (*labels.mutable_fields())[k].set_string_value(v);
-    absl::StrAppend(&sql, " AND j.labels @> ", param(ToJson(labels)), "::jsonb");
+    absl::StrAppend(&sql, " AND j.labels @> ", param(json::FromStruct(labels)), "::jsonb");
   }
   if (!query.model.empty()) absl::StrAppend(&sql, " AND j.model = ", param(query.model));
   if (!query.retry_of.empty()) {
@@ -275,8 +275,8 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
   static const std::string* const kWrite = new std::string(absl::StrCat(
       "WITH up AS ("
       "  UPDATE jobs.jobs SET state = $2, attempt = $3, error_log = $4, error_kind = $5,"
-      "    progress = NULLIF($6, '')::jsonb, cost = NULLIF($7, '')::jsonb,"
-      "    artifact = NULLIF($8, '')::jsonb, agent_id = $9, cancel_requested = $10,"
+      "    progress = NULLIF($6, ''::bytea), cost = NULLIF($7, ''::bytea),"
+      "    artifact = NULLIF($8, ''::bytea), agent_id = $9, cancel_requested = $10,"
       "    last_report_seq = $11, last_event_seq = last_event_seq + 1,"
       "    updated_at = clock_timestamp(),"
       "    started_at = CASE WHEN $2 = 'RUNNING' AND started_at IS NULL"
@@ -312,9 +312,9 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
     }
     pqxx::result r = tx.exec_params(
         *kWrite, std::string(id), StateName(next.state()), next.attempt(), next.error_log(),
-        static_cast<int>(next.error_kind()), next.has_progress() ? ToJson(next.progress()) : "",
-        next.has_cost() ? ToJson(next.cost()) : "",
-        next.has_artifact() ? ToJson(next.artifact()) : "", next.agent_id(),
+        static_cast<int>(next.error_kind()), Bytes(next.has_progress(), next.progress()),
+        Bytes(next.has_cost(), next.cost()), Bytes(next.has_artifact(), next.artifact()),
+        next.agent_id(),
         next.cancel_requested(), m.last_report_seq, JobEvent::Type_Name(m.event),
         next.state() != current.job.state() ? StateName(current.job.state()) : std::string(),
         m.message, IsTerminal(next.state()));

@@ -1,0 +1,89 @@
+// Closed-loop load on CreateJob: N clients, each with one call in flight, for
+// a fixed time. Prints one JSON line: calls/s and latency percentiles.
+//   bench_submit --endpoint HOST:PORT --token JWT --clients N --seconds S [--warmup S]
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "grpcpp/grpcpp.h"
+#include "tools/cli/args.h"
+#include "trainmesh/v1/jobs.grpc.pb.h"
+
+int main(int argc, char** argv) {
+  using namespace trainmesh;
+  auto args = cli::Parse(std::vector<std::string>(argv + 1, argv + argc),
+                         {"endpoint", "token", "clients", "seconds", "warmup"}, {}, {});
+  if (!args.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
+    return 2;
+  }
+  int clients = 8;
+  double seconds = 10, warmup = 2;
+  (void)absl::SimpleAtoi(args->Get("clients", "8"), &clients);
+  (void)absl::SimpleAtod(args->Get("seconds", "10"), &seconds);
+  (void)absl::SimpleAtod(args->Get("warmup", "2"), &warmup);
+  const std::string token = args->Get("token");
+
+  // One HTTP/2 connection per 8 clients, as a fleet of real clients would spread.
+  std::vector<std::unique_ptr<v1::JobService::Stub>> stubs;
+  for (int i = 0; i < (clients + 7) / 8; ++i) {
+    grpc::ChannelArguments channel_args;
+    channel_args.SetInt("grpc.channel_id", i);  // distinct channels, not a shared subchannel
+    stubs.push_back(v1::JobService::NewStub(grpc::CreateCustomChannel(
+        args->Get("endpoint"), grpc::InsecureChannelCredentials(), channel_args)));
+  }
+  v1::CreateJobRequest request;
+  request.mutable_job()->set_model("mlp-policy");
+  request.mutable_job()->set_dataset_url("synthetic://reach?samples=20000");
+  (*request.mutable_job()->mutable_hyperparameters()->mutable_fields())["steps"].set_number_value(
+      200);
+
+  const absl::Time start = absl::Now();
+  const absl::Time measure_from = start + absl::Seconds(warmup);
+  const absl::Time end = measure_from + absl::Seconds(seconds);
+  std::atomic<int64_t> errors{0};
+  std::vector<std::vector<double>> latencies(clients);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto& stub = *stubs[c / 8];
+      while (true) {
+        const absl::Time t0 = absl::Now();
+        if (t0 >= end) break;
+        grpc::ClientContext ctx;
+        ctx.AddMetadata("authorization", "Bearer " + token);
+        ctx.set_deadline(absl::ToChronoTime(t0 + absl::Seconds(30)));
+        v1::Job job;
+        grpc::Status s = stub.CreateJob(&ctx, request, &job);
+        const absl::Time t1 = absl::Now();
+        if (!s.ok()) {
+          if (errors.fetch_add(1) < 3) {
+            std::fprintf(stderr, "CreateJob: %d %s\n", s.error_code(), s.error_message().c_str());
+          }
+          continue;
+        }
+        if (t0 >= measure_from && t1 <= end) {
+          latencies[c].push_back(absl::ToDoubleMilliseconds(t1 - t0));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::vector<double> all;
+  for (auto& l : latencies) all.insert(all.end(), l.begin(), l.end());
+  std::sort(all.begin(), all.end());
+  auto pct = [&](double p) {
+    return all.empty() ? 0.0 : all[std::min(all.size() - 1, static_cast<size_t>(p * all.size()))];
+  };
+  std::printf(
+      "{\"clients\": %d, \"calls\": %zu, \"per_second\": %.1f, \"p50_ms\": %.2f, "
+      "\"p99_ms\": %.2f, \"errors\": %lld}\n",
+      clients, all.size(), all.size() / seconds, pct(0.5), pct(0.99),
+      static_cast<long long>(errors.load()));
+  return errors.load() == 0 ? 0 : 1;
+}
