@@ -77,7 +77,7 @@ TEST(ListenerTest, ReconnectsAndSignalsAfterLosingItsConnection) {
   {
     pqxx::connection admin(dsn);
     pqxx::nontransaction(admin).exec(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()");
   }
   ASSERT_TRUE(recorder.WaitForConnects(2));

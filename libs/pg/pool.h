@@ -93,6 +93,8 @@ class ConnectionPool {
   friend class PooledConnection;
   static constexpr int kMaxAttempts = 3;
 
+  template <typename Tx, typename Fn>
+  auto Run(Fn& fn) -> std::invoke_result_t<Fn&, Tx&>;
   void Release(std::unique_ptr<pqxx::connection> conn);
   absl::StatusOr<std::unique_ptr<pqxx::connection>> Open();
 
@@ -102,51 +104,48 @@ class ConnectionPool {
   int open_ ABSL_GUARDED_BY(mu_) = 0;  // idle + checked out + being opened
 };
 
-template <typename Fn>
-auto ConnectionPool::InTransaction(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::work&> {
-  using Result = std::invoke_result_t<Fn&, pqxx::work&>;
+template <typename Tx, typename Fn>
+auto ConnectionPool::Run(Fn& fn) -> std::invoke_result_t<Fn&, Tx&> {
+  using Result = std::invoke_result_t<Fn&, Tx&>;
+  constexpr bool kTransaction = std::is_same_v<Tx, pqxx::work>;
   absl::Status error;
   for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
     absl::StatusOr<PooledConnection> conn = Acquire();
     if (!conn.ok()) return Result(conn.status());
-    bool committing = false;
+    // Once a statement may have committed (autocommit) or COMMIT was sent, a
+    // lost connection leaves the outcome unknown: no retry then.
+    bool maybe_committed = !kTransaction;
     try {
-      pqxx::work tx(**conn);
+      Tx tx(**conn);
       Result result = fn(tx);
-      if (!internal::StatusOf(result).ok()) {
-        tx.abort();
-        return result;
+      if constexpr (kTransaction) {
+        if (!internal::StatusOf(result).ok()) {
+          tx.abort();
+          return result;
+        }
+        maybe_committed = true;
+        tx.commit();
       }
-      committing = true;
-      tx.commit();
       return result;
     } catch (...) {
       error = StatusFromCurrentException();
     }
     const bool broken = !(*conn)->is_open();
     const bool retry = error.code() == absl::StatusCode::kAborted ||
-                       (broken && !committing && error.code() == absl::StatusCode::kUnavailable);
+                       (broken && !maybe_committed && error.code() == absl::StatusCode::kUnavailable);
     if (!retry) break;
   }
   return Result(error);
 }
 
 template <typename Fn>
+auto ConnectionPool::InTransaction(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::work&> {
+  return Run<pqxx::work>(fn);
+}
+
+template <typename Fn>
 auto ConnectionPool::Autocommit(Fn&& fn) -> std::invoke_result_t<Fn&, pqxx::nontransaction&> {
-  using Result = std::invoke_result_t<Fn&, pqxx::nontransaction&>;
-  absl::Status error;
-  for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
-    absl::StatusOr<PooledConnection> conn = Acquire();
-    if (!conn.ok()) return Result(conn.status());
-    try {
-      pqxx::nontransaction tx(**conn);
-      return fn(tx);
-    } catch (...) {
-      error = StatusFromCurrentException();
-    }
-    if (error.code() != absl::StatusCode::kAborted) break;
-  }
-  return Result(error);
+  return Run<pqxx::nontransaction>(fn);
 }
 
 }  // namespace trainmesh::pg

@@ -74,7 +74,7 @@ TEST_F(PoolTest, RetriesOnAConnectionKilledBeforeTheBody) {
   {
     pqxx::connection admin(dsn_);
     pqxx::nontransaction(admin).exec(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity "
         "WHERE datname = current_database() AND pid <> pg_backend_pid()");
   }
   std::atomic<int> runs{0};

@@ -107,6 +107,17 @@ void CheckRequestId(const std::string& request_id, const std::string& field,
 
 }  // namespace
 
+absl::StatusOr<Job> JobsService::QueueAtOnce(const Job& job) {
+  return store_->Update(job.owner(), job.id(), [](const StoredJob& current) {
+    Mutation m{current.job, current.last_report_seq};
+    if (current.job.state() != Job::PENDING) return absl::StatusOr<Mutation>(m);
+    m.job.set_state(Job::QUEUED);
+    m.event = JobEvent::STATE_CHANGED;
+    m.message = "queued";
+    return absl::StatusOr<Mutation>(m);
+  });
+}
+
 JobsService::JobsService(JobStore* store, JobsServiceOptions options)
     : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {}
 
@@ -170,16 +181,7 @@ absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
     }
     return stored;
   }
-  if (options_.auto_queue) {
-    return store_->Update(caller.subject(), stored.id(), [](const StoredJob& current) {
-      Mutation m{current.job, current.last_report_seq};
-      if (current.job.state() != Job::PENDING) return absl::StatusOr<Mutation>(m);
-      m.job.set_state(Job::QUEUED);
-      m.event = JobEvent::STATE_CHANGED;
-      m.message = "queued";
-      return absl::StatusOr<Mutation>(m);
-    });
-  }
+  if (options_.auto_queue) return QueueAtOnce(stored);
   return stored;
 }
 
@@ -315,15 +317,7 @@ absl::StatusOr<Job> JobsService::RetryJob(const Principal& caller,
     return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
                                                  "\" was already used for job ", stored.id()));
   }
-  if (is_new && options_.auto_queue) {
-    return store_->Update(caller.subject(), stored.id(), [](const StoredJob& current) {
-      Mutation m{current.job, current.last_report_seq};
-      m.job.set_state(Job::QUEUED);
-      m.event = JobEvent::STATE_CHANGED;
-      m.message = "queued";
-      return absl::StatusOr<Mutation>(m);
-    });
-  }
+  if (is_new && options_.auto_queue) return QueueAtOnce(stored);
   return stored;
 }
 

@@ -65,6 +65,9 @@ class JobsService {
   static absl::Status ValidateWatch(const trainmesh::v1::WatchJobRequest& request);
 
  private:
+  // --auto_queue: PENDING -> QUEUED right after creation.
+  absl::StatusOr<trainmesh::v1::Job> QueueAtOnce(const trainmesh::v1::Job& job);
+
   JobStore* store_;
   JobsServiceOptions options_;
   pagination::PageTokenCodec page_tokens_;

@@ -93,8 +93,7 @@ class Watch : public std::enable_shared_from_this<Watch> {
         hub_(hub),
         caller_(std::move(caller)),
         job_id_(std::move(job_id)),
-        fetched_seq_(after_seq),
-        written_seq_(after_seq) {}
+        fetched_seq_(after_seq) {}
 
   void Start(WatchReactor* reactor);
   void OnWriteDone(bool ok);
@@ -122,7 +121,6 @@ class Watch : public std::enable_shared_from_this<Watch> {
   std::deque<JobEvent> pending_ ABSL_GUARDED_BY(mu_);
   JobEvent in_flight_ ABSL_GUARDED_BY(mu_);
   int64_t fetched_seq_ ABSL_GUARDED_BY(mu_);
-  int64_t written_seq_ ABSL_GUARDED_BY(mu_);
   bool fetching_ ABSL_GUARDED_BY(mu_) = false;
   bool refetch_ ABSL_GUARDED_BY(mu_) = true;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -174,8 +172,10 @@ void Watch::Drain() {
     absl::MutexLock lock(&mu_);
     pending_.clear();
     if (!finish_with_.has_value()) {
-      finish_with_ = absl::UnavailableError(absl::StrCat(
-          "server is shutting down; reconnect with after_seq=", written_seq_));
+      // Only the client knows which event reached it last (one may be in flight).
+      finish_with_ = absl::UnavailableError(
+          "server is shutting down; reconnect with after_seq = the seq of the last event "
+          "received");
     }
   }
   Pump();
@@ -185,9 +185,7 @@ void Watch::OnWriteDone(bool ok) {
   {
     absl::MutexLock lock(&mu_);
     writing_ = false;
-    if (ok) {
-      written_seq_ = in_flight_.seq();
-    } else if (!finish_with_.has_value()) {
+    if (!ok && !finish_with_.has_value()) {
       finish_with_ = absl::CancelledError("client went away");
     }
   }
