@@ -6,11 +6,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "google/protobuf/descriptor.pb.h"
+#include "libs/identity/api_keys.h"
+#include "libs/identity/jwt.h"
 #include "protos/registry.h"
 #include "trainmesh/v1/options.pb.h"
 
 namespace trainmesh::identity {
+
+using trainmesh::v1::Principal;
 
 const google::protobuf::MethodDescriptor& MethodOf(const std::string& service,
                                                    const std::string& method) {
@@ -19,7 +22,9 @@ const google::protobuf::MethodDescriptor& MethodOf(const std::string& service,
   return *m;
 }
 
-absl::StatusOr<trainmesh::v1::Principal> Authenticator::Authorize(
+Authenticator::Authenticator(AuthenticatorOptions options) : options_(std::move(options)) {}
+
+absl::StatusOr<Principal> Authenticator::Authorize(
     const grpc::ServerContextBase& context,
     const google::protobuf::MethodDescriptor& method) const {
   const auto& metadata = context.client_metadata();
@@ -29,51 +34,74 @@ absl::StatusOr<trainmesh::v1::Principal> Authenticator::Authorize(
   return AuthorizeCredential(header, method);
 }
 
-absl::StatusOr<trainmesh::v1::Principal> Authenticator::AuthorizeCredential(
-    absl::string_view header, const google::protobuf::MethodDescriptor& method) const {
-  const trainmesh::v1::MethodAuth& rule = method.options().GetExtension(trainmesh::v1::auth);
-  if (header.empty()) {
-    if (rule.public_()) return trainmesh::v1::Principal();
-    return absl::UnauthenticatedError(
-        "missing credential: send `authorization: Bearer <token>`");
+absl::StatusOr<Principal> Authenticator::Authenticate(absl::string_view credential) const {
+  if (LooksLikeApiKey(credential)) {
+    if (!options_.api_keys) return absl::UnauthenticatedError("API keys are not accepted here");
+    if (ApiKeyPrefix(credential).empty()) return absl::UnauthenticatedError("malformed API key");
+    return options_.api_keys(credential);
   }
-  absl::string_view token = header;
-  if (!absl::ConsumePrefix(&token, "Bearer ") && !absl::ConsumePrefix(&token, "bearer ")) {
-    return absl::UnauthenticatedError("authorization header must be `Bearer <token>`");
-  }
-  token = absl::StripAsciiWhitespace(token);
-  absl::StatusOr<trainmesh::v1::Principal> principal = Verify(token);
-  if (!principal.ok()) return principal.status();
-  if (rule.public_() || rule.scopes().empty()) return principal;
-  for (const std::string& needed : rule.scopes()) {
-    for (const std::string& held : principal->scopes()) {
-      if (held == needed) return principal;
-    }
-  }
-  return absl::PermissionDeniedError(
-      absl::StrCat(method.full_name(), " needs scope ", absl::StrJoin(rule.scopes(), " or ")));
+  if (LooksLikeJwt(credential)) return options_.tokens->Verify(credential);
+  return absl::UnauthenticatedError("unrecognised credential: expected a JWT or an API key");
 }
 
-absl::StatusOr<trainmesh::v1::Principal> Authenticator::Verify(absl::string_view token) const {
-  const absl::Time now = absl::Now();
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = verified_.find(token);
-    if (it != verified_.end()) {
-      // Same expiry rule as VerifyToken, including the skew.
-      if (absl::FromUnixSeconds(it->second.expire_time().seconds()) + config_.clock_skew >= now) {
-        return it->second;
-      }
-      verified_.erase(it);
+absl::StatusOr<Principal> Authenticator::AuthorizeCredential(
+    absl::string_view header, const google::protobuf::MethodDescriptor& method) const {
+  const trainmesh::v1::MethodAuth& rule = method.options().GetExtension(trainmesh::v1::auth);
+  Principal principal;
+  if (!options_.insecure_fixed_subject.empty()) {
+    principal.set_subject(options_.insecure_fixed_subject);
+    principal.set_kind(Principal::USER);
+    for (const char* s : {"jobs:read", "jobs:write", "agent", "admin", "internal"}) {
+      principal.add_scopes(s);
+    }
+    return principal;
+  }
+  if (header.empty()) {
+    if (rule.public_()) return principal;
+    return absl::UnauthenticatedError(
+        "missing credential: send `authorization: Bearer <token or API key>`");
+  }
+  absl::string_view credential = header;
+  if (!absl::ConsumePrefix(&credential, "Bearer ") && !absl::ConsumePrefix(&credential, "bearer ")) {
+    return absl::UnauthenticatedError("authorization header must be `Bearer <credential>`");
+  }
+  credential = absl::StripAsciiWhitespace(credential);
+  absl::StatusOr<Principal> resolved = Authenticate(credential);
+  if (!resolved.ok()) return resolved.status();
+  principal = *std::move(resolved);
+  if (!rule.public_() && rule.scopes_size() > 0) {
+    bool allowed = false;
+    for (const std::string& needed : rule.scopes()) {
+      for (const std::string& held : principal.scopes()) allowed = allowed || held == needed;
+    }
+    if (!allowed) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          method.full_name(), " needs scope ", absl::StrJoin(rule.scopes(), " or ")));
     }
   }
-  absl::StatusOr<trainmesh::v1::Principal> principal = VerifyToken(config_, token, now);
-  if (principal.ok()) {
-    absl::MutexLock lock(&mu_);
-    if (verified_.size() >= kCacheEntries) verified_.clear();
-    verified_.emplace(std::string(token), *principal);
+  if (options_.limiter != nullptr && !rule.rate_limit().empty()) {
+    absl::Status limited = options_.limiter->Take(rule.rate_limit(), principal.subject());
+    if (!limited.ok()) return limited;
   }
   return principal;
+}
+
+absl::Status CheckJobToken(const Principal& caller, absl::string_view job_id, int attempt,
+                           bool allow_other_kinds) {
+  if (caller.kind() != Principal::JOB) {
+    if (allow_other_kinds) return absl::OkStatus();
+    return absl::PermissionDeniedError("a job token is required");
+  }
+  if (caller.job_id() != job_id) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the job token is for job ", caller.job_id(), ", not ", job_id));
+  }
+  if (caller.attempt() != attempt) {
+    return absl::PermissionDeniedError(absl::StrCat("the job token is for attempt ",
+                                                    caller.attempt(), "; the job is on attempt ",
+                                                    attempt));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace trainmesh::identity

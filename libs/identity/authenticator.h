@@ -1,55 +1,72 @@
-// Identity on every call: reads `authorization: Bearer <token>` from the call,
-// verifies it, and enforces the scopes the method declares in its
-// (trainmesh.v1.auth) option, so no handler checks scopes by hand.
+// Identity on every call: reads `authorization: Bearer <credential>`, resolves
+// it (a JWT verified locally against cached JWKS, or an API key resolved by the
+// auth service with a short cache), enforces the scopes the method declares in
+// its (trainmesh.v1.auth) option and the method's rate limit. No handler checks
+// scopes by hand; every service calls this once per RPC (libs/server/handler.h).
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "google/protobuf/descriptor.h"
 #include "grpcpp/grpcpp.h"
-#include "libs/identity/jwt.h"
+#include "libs/identity/rate_limiter.h"
+#include "libs/identity/verifier.h"
 #include "trainmesh/v1/auth.pb.h"
 
 namespace trainmesh::identity {
 
+struct AuthenticatorOptions {
+  std::shared_ptr<TokenVerifier> tokens;
+  // Resolves API keys; unset: API keys are refused.
+  std::function<absl::StatusOr<trainmesh::v1::Principal>(absl::string_view key)> api_keys;
+  // Unset: no rate limits.
+  std::shared_ptr<RateLimiter> limiter;
+  // Benchmarks only: when set, nothing is verified and every caller is this
+  // subject with every scope.
+  std::string insecure_fixed_subject;
+};
+
 class Authenticator {
  public:
-  explicit Authenticator(JwtConfig config) : config_(std::move(config)) {}
-  Authenticator(const Authenticator&) = delete;
-  Authenticator& operator=(const Authenticator&) = delete;
+  explicit Authenticator(AuthenticatorOptions options);
 
   // The caller of `method`:
-  //   no or malformed credential, bad signature, expired -> UNAUTHENTICATED
-  //   valid credential without any of the method's scopes -> PERMISSION_DENIED
+  //   no, malformed, forged or expired credential -> UNAUTHENTICATED
+  //   valid credential without one of the method's scopes -> PERMISSION_DENIED
+  //   the caller's bucket for the method is empty -> RESOURCE_EXHAUSTED + RetryInfo
+  //   the auth service is unreachable for an API key -> UNAVAILABLE
   // Public methods return an empty principal when no credential is sent.
+  // May block (key refresh, API key lookup): call it off the gRPC threads.
   absl::StatusOr<trainmesh::v1::Principal> Authorize(
       const grpc::ServerContextBase& context,
       const google::protobuf::MethodDescriptor& method) const;
 
-  // The same check for a bare credential (tests, other transports).
   absl::StatusOr<trainmesh::v1::Principal> AuthorizeCredential(
       absl::string_view authorization_header,
       const google::protobuf::MethodDescriptor& method) const;
 
- private:
-  // Verifying a signature costs more than the rest of a cheap RPC; a client
-  // sends the same token many times. Verified tokens are remembered until
-  // they expire (a token cannot be revoked before then anyway).
-  absl::StatusOr<trainmesh::v1::Principal> Verify(absl::string_view token) const;
+  // A bare credential (JWT or API key) to its principal, no method checks.
+  absl::StatusOr<trainmesh::v1::Principal> Authenticate(absl::string_view credential) const;
 
-  static constexpr size_t kCacheEntries = 4096;
-  JwtConfig config_;
-  mutable absl::Mutex mu_;
-  mutable absl::flat_hash_map<std::string, trainmesh::v1::Principal> verified_
-      ABSL_GUARDED_BY(mu_);
+  const std::shared_ptr<TokenVerifier>& verifier() const { return options_.tokens; }
+
+ private:
+  AuthenticatorOptions options_;
 };
 
 // The descriptor of `service`.`method` from the compiled-in protos; aborts if
 // absent (a programming error, caught by every test that calls the method).
 const google::protobuf::MethodDescriptor& MethodOf(const std::string& service,
                                                    const std::string& method);
+
+// For reports made with a job token: the token must be for `job_id` and for
+// `attempt` (the current one). PERMISSION_DENIED for another job, a stale
+// attempt, or a credential that is not a job token (unless it is an agent or
+// internal caller, which `allow_other_kinds` admits).
+absl::Status CheckJobToken(const trainmesh::v1::Principal& caller, absl::string_view job_id,
+                           int attempt, bool allow_other_kinds = false);
 
 }  // namespace trainmesh::identity

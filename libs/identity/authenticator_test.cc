@@ -3,82 +3,146 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/identity/api_keys.h"
+#include "libs/identity/testing/test_keys.h"
+#include "protos/registry.h"
+#include "trainmesh/v1/options.pb.h"
 
 namespace trainmesh::identity {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::TestIssuer;
+using trainmesh::v1::Principal;
 
-JwtConfig Config() {
-  JwtConfig config;
-  config.hs256_secret = std::string(40, 's');
-  return config;
+std::unique_ptr<Authenticator> Make(const TestIssuer& issuer,
+                                    std::shared_ptr<RateLimiter> limiter = nullptr) {
+  AuthenticatorOptions options;
+  options.tokens = std::make_shared<TokenVerifier>(std::vector<IssuerConfig>{issuer.Config()});
+  options.api_keys = [](absl::string_view key) -> absl::StatusOr<Principal> {
+    if (key != "tm_abcdefgh_0123456789012345678901234567890123456789") {
+      return absl::UnauthenticatedError("unknown API key");
+    }
+    Principal p;
+    p.set_subject("alice");
+    p.set_kind(Principal::API_KEY);
+    p.add_scopes("agent");
+    return p;
+  };
+  options.limiter = std::move(limiter);
+  return std::make_unique<Authenticator>(std::move(options));
 }
 
-std::string Bearer(const std::vector<std::string>& scopes) {
-  return "Bearer " + *MintToken(Config(), "alice", scopes, absl::Hours(1));
-}
-
-TEST(AuthenticatorTest, MethodScopesComeFromTheProtoOptions) {
-  Authenticator auth(Config());
-  const auto& create = MethodOf("trainmesh.v1.JobService", "CreateJob");
-  const auto& get = MethodOf("trainmesh.v1.JobService", "GetJob");
-  EXPECT_TRUE(auth.AuthorizeCredential(Bearer({"jobs:write"}), create).ok());
-  absl::Status denied = auth.AuthorizeCredential(Bearer({"jobs:read"}), create).status();
-  EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied);
-  EXPECT_THAT(denied.message(), HasSubstr("jobs:write"));
-  // GetJob accepts either read or write.
-  EXPECT_TRUE(auth.AuthorizeCredential(Bearer({"jobs:read"}), get).ok());
-  EXPECT_TRUE(auth.AuthorizeCredential(Bearer({"jobs:write"}), get).ok());
-  EXPECT_EQ(auth.AuthorizeCredential(Bearer({"agent"}), get).status().code(),
-            absl::StatusCode::kPermissionDenied);
-}
-
-TEST(AuthenticatorTest, MissingOrMalformedCredentialIsUnauthenticated) {
-  Authenticator auth(Config());
-  const auto& get = MethodOf("trainmesh.v1.JobService", "GetJob");
-  absl::Status none = auth.AuthorizeCredential("", get).status();
-  EXPECT_EQ(none.code(), absl::StatusCode::kUnauthenticated);
-  EXPECT_THAT(none.message(), HasSubstr("missing credential"));
-  EXPECT_EQ(auth.AuthorizeCredential("Basic abc", get).status().code(),
-            absl::StatusCode::kUnauthenticated);
-  EXPECT_EQ(auth.AuthorizeCredential("Bearer not.a.token", get).status().code(),
-            absl::StatusCode::kUnauthenticated);
-}
-
-TEST(AuthenticatorTest, RememberedTokensStillExpire) {
-  Authenticator auth(Config());
-  const auto& get = MethodOf("trainmesh.v1.JobService", "GetJob");
-  JwtConfig config = Config();
-  config.clock_skew = absl::ZeroDuration();
-  Authenticator strict(config);
-  // Valid for one more second: accepted (and remembered), then refused.
-  const std::string token =
-      *MintToken(Config(), "alice", {"jobs:read"}, absl::Seconds(61), absl::Now() - absl::Minutes(1));
-  ASSERT_TRUE(strict.AuthorizeCredential("Bearer " + token, get).ok());
-  ASSERT_TRUE(strict.AuthorizeCredential("Bearer " + token, get).ok());
-  const absl::Time until = absl::Now() + absl::Seconds(3);
-  absl::Status status;
-  while (absl::Now() < until) {
-    status = strict.AuthorizeCredential("Bearer " + token, get).status();
-    if (!status.ok()) break;
-    absl::SleepFor(absl::Milliseconds(10));
+TEST(AuthenticatorTest, EveryScopeIsEnforcedFromTheProtoOptions) {
+  TestIssuer issuer;
+  auto auth = Make(issuer);
+  // For every method of every service: a token holding exactly one of the
+  // required scopes passes; a token holding every other scope is refused.
+  const std::vector<std::string> all = {"jobs:read", "jobs:write", "agent",
+                                        "admin",     "internal",   "job:report"};
+  int checked = 0;
+  for (const auto* service : proto::Services()) {
+    for (int i = 0; i < service->method_count(); ++i) {
+      const auto& method = *service->method(i);
+      const auto& rule = method.options().GetExtension(trainmesh::v1::auth);
+      ASSERT_TRUE(method.options().HasExtension(trainmesh::v1::auth)) << method.full_name();
+      if (rule.public_() || rule.scopes().empty()) continue;
+      for (const std::string& needed : rule.scopes()) {
+        EXPECT_TRUE(auth->AuthorizeCredential("Bearer " + issuer.Token("u", {needed}), method).ok())
+            << method.full_name() << " with " << needed;
+      }
+      std::vector<std::string> others;
+      for (const auto& s : all) {
+        if (std::find(rule.scopes().begin(), rule.scopes().end(), s) == rule.scopes().end()) {
+          others.push_back(s);
+        }
+      }
+      absl::Status denied =
+          auth->AuthorizeCredential("Bearer " + issuer.Token("u", others), method).status();
+      EXPECT_EQ(denied.code(), absl::StatusCode::kPermissionDenied) << method.full_name();
+      EXPECT_THAT(denied.message(), HasSubstr("needs scope"));
+      ++checked;
+    }
   }
-  EXPECT_EQ(status.code(), absl::StatusCode::kUnauthenticated);
-  // A remembered token does not bypass the scope check.
-  const std::string reader = *MintToken(Config(), "bob", {"jobs:read"}, absl::Hours(1));
-  ASSERT_TRUE(auth.AuthorizeCredential("Bearer " + reader, get).ok());
-  EXPECT_EQ(auth.AuthorizeCredential("Bearer " + reader,
-                                     MethodOf("trainmesh.v1.JobService", "CreateJob"))
+  EXPECT_GT(checked, 30);
+}
+
+TEST(AuthenticatorTest, CredentialsOfBothKinds) {
+  TestIssuer issuer;
+  auto auth = Make(issuer);
+  const auto& acquire = MethodOf("trainmesh.v1.SchedulerService", "AcquireJob");
+  absl::StatusOr<Principal> key = auth->AuthorizeCredential(
+      "Bearer tm_abcdefgh_0123456789012345678901234567890123456789", acquire);
+  ASSERT_TRUE(key.ok()) << key.status();
+  EXPECT_EQ(key->kind(), Principal::API_KEY);
+  EXPECT_EQ(auth->AuthorizeCredential("Bearer tm_abcdefgh_9999999999999999999999999999999999999999",
+                                      acquire)
                 .status()
                 .code(),
-            absl::StatusCode::kPermissionDenied);
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_THAT(auth->AuthorizeCredential("Bearer tm_short", acquire).status().message(),
+              HasSubstr("malformed API key"));
+  EXPECT_THAT(auth->AuthorizeCredential("Bearer hunter2", acquire).status().message(),
+              HasSubstr("unrecognised credential"));
+  EXPECT_THAT(auth->AuthorizeCredential("", acquire).status().message(),
+              HasSubstr("missing credential"));
+  EXPECT_THAT(auth->AuthorizeCredential("Basic abc", acquire).status().message(),
+              HasSubstr("Bearer"));
+  // The secret never appears in an error.
+  absl::Status bad = auth->AuthorizeCredential("Bearer x.y.z", acquire).status();
+  EXPECT_THAT(std::string(bad.message()), ::testing::Not(HasSubstr("x.y.z")));
 }
 
-TEST(AuthenticatorTest, PublicMethodsNeedNoCredential) {
-  Authenticator auth(Config());
-  const auto& login = MethodOf("trainmesh.v1.AuthService", "Login");
-  EXPECT_TRUE(auth.AuthorizeCredential("", login).ok());
+TEST(AuthenticatorTest, PublicAndAnyAuthenticatedMethods) {
+  TestIssuer issuer;
+  auto auth = Make(issuer);
+  EXPECT_TRUE(auth->AuthorizeCredential("", MethodOf("trainmesh.v1.AuthService", "Login")).ok());
+  const auto& whoami = MethodOf("trainmesh.v1.AuthService", "WhoAmI");
+  EXPECT_EQ(auth->AuthorizeCredential("", whoami).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  EXPECT_TRUE(auth->AuthorizeCredential("Bearer " + issuer.Token("u", {}), whoami).ok());
+}
+
+TEST(AuthenticatorTest, WritesAreRateLimitedPerCaller) {
+  TestIssuer issuer;
+  auto auth = Make(issuer, std::make_shared<RateLimiter>(
+                               std::map<std::string, RateLimit>{{"write", {1, 2}}}));
+  const auto& create = MethodOf("trainmesh.v1.JobService", "CreateJob");
+  const auto& get = MethodOf("trainmesh.v1.JobService", "GetJob");
+  const std::string alice = "Bearer " + issuer.Token("alice");
+  EXPECT_TRUE(auth->AuthorizeCredential(alice, create).ok());
+  EXPECT_TRUE(auth->AuthorizeCredential(alice, create).ok());
+  absl::Status limited = auth->AuthorizeCredential(alice, create).status();
+  EXPECT_EQ(limited.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(limited.GetPayload("type.googleapis.com/google.rpc.RetryInfo").has_value());
+  EXPECT_TRUE(auth->AuthorizeCredential(alice, get).ok());  // reads are not limited
+  EXPECT_TRUE(auth->AuthorizeCredential("Bearer " + issuer.Token("bob"), create).ok());
+}
+
+TEST(AuthenticatorTest, JobTokensAreBoundToJobAndAttempt) {
+  Principal job;
+  job.set_kind(Principal::JOB);
+  job.set_job_id("j1");
+  job.set_attempt(2);
+  EXPECT_TRUE(CheckJobToken(job, "j1", 2).ok());
+  absl::Status other_job = CheckJobToken(job, "j2", 2);
+  EXPECT_EQ(other_job.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(other_job.message(), HasSubstr("not j2"));
+  EXPECT_THAT(CheckJobToken(job, "j1", 3).message(), HasSubstr("attempt 2"));
+  Principal user;
+  user.set_kind(Principal::USER);
+  EXPECT_EQ(CheckJobToken(user, "j1", 2).code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_TRUE(CheckJobToken(user, "j1", 2, /*allow_other_kinds=*/true).ok());
+}
+
+TEST(AuthenticatorTest, InsecureModeIsAFixedSubject) {
+  AuthenticatorOptions options;
+  options.insecure_fixed_subject = "bench";
+  Authenticator auth(std::move(options));
+  absl::StatusOr<Principal> p =
+      auth.AuthorizeCredential("", MethodOf("trainmesh.v1.JobService", "CreateJob"));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->subject(), "bench");
 }
 
 }  // namespace

@@ -2,21 +2,12 @@
 
 #include <jwt.h>
 
-#include <cerrno>
 #include <cstdlib>
 #include <memory>
 
-#include "absl/flags/flag.h"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-
-ABSL_FLAG(std::string, jwt_secret, "",
-          "HS256 secret (at least 32 bytes) that user tokens are signed with.");
-ABSL_FLAG(std::string, jwt_issuer, "trainmesh", "Expected `iss` of tokens.");
-ABSL_FLAG(std::string, jwt_audience, "trainmesh", "Expected `aud` of tokens.");
-ABSL_FLAG(absl::Duration, jwt_clock_skew, absl::Seconds(60),
-          "Clock skew tolerated when checking exp and nbf.");
+#include "libs/json/json.h"
 
 namespace trainmesh::identity {
 namespace {
@@ -24,74 +15,40 @@ namespace {
 struct JwtDeleter {
   void operator()(jwt_t* jwt) const { jwt_free(jwt); }
 };
-using JwtPtr = std::unique_ptr<jwt_t, JwtDeleter>;
-
-constexpr size_t kMinSecretBytes = 32;
-
-// Reads a numeric claim; false when absent.
-bool IntClaim(jwt_t* jwt, const char* name, long* out) {
-  errno = 0;
-  long v = jwt_get_grant_int(jwt, name);
-  if (errno != 0) return false;
-  *out = v;
-  return true;
-}
-
-bool AudienceMatches(jwt_t* jwt, const std::string& audience) {
-  const char* single = jwt_get_grant(jwt, "aud");
-  if (single != nullptr) return audience == single;
-  // An array of audiences: ["a","b"].
-  char* json = jwt_get_grants_json(jwt, "aud");
-  if (json == nullptr) return false;
-  std::string list(json);
-  free(json);
-  return list.find(absl::StrCat("\"", audience, "\"")) != std::string::npos;
-}
 
 }  // namespace
 
-JwtConfig JwtConfigFromFlags() {
-  JwtConfig config;
-  config.hs256_secret = absl::GetFlag(FLAGS_jwt_secret);
-  config.issuer = absl::GetFlag(FLAGS_jwt_issuer);
-  config.audience = absl::GetFlag(FLAGS_jwt_audience);
-  config.clock_skew = absl::GetFlag(FLAGS_jwt_clock_skew);
-  return config;
-}
-
-absl::Status ValidateJwtConfig(const JwtConfig& config) {
-  if (config.hs256_secret.size() < kMinSecretBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("jwt secret must be at least ", kMinSecretBytes, " bytes (set --jwt_secret "
-                     "or TRAINMESH_JWT_SECRET)"));
+absl::StatusOr<std::string> SignToken(const SigningKey& key, absl::string_view issuer,
+                                      absl::string_view audience, const Claims& claims,
+                                      absl::Duration ttl, absl::Time now) {
+  const jwt_alg_t alg = jwt_str_alg(key.alg.c_str());
+  if (alg != JWT_ALG_RS256 && alg != JWT_ALG_ES256) {
+    return absl::InvalidArgumentError("signing key must be RS256 or ES256");
   }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<std::string> MintToken(const JwtConfig& config, absl::string_view subject,
-                                      const std::vector<std::string>& scopes, absl::Duration ttl,
-                                      absl::Time now) {
-  if (absl::Status s = ValidateJwtConfig(config); !s.ok()) return s;
   jwt_t* raw = nullptr;
   if (jwt_new(&raw) != 0) return absl::InternalError("jwt_new failed");
-  JwtPtr jwt(raw);
+  std::unique_ptr<jwt_t, JwtDeleter> jwt(raw);
   const long iat = static_cast<long>(absl::ToUnixSeconds(now));
-  const long exp = static_cast<long>(absl::ToUnixSeconds(now + ttl));
-  const std::string sub(subject);
-  const std::string scope = absl::StrJoin(scopes, " ");
-  if (jwt_add_grant(jwt.get(), "sub", sub.c_str()) != 0 ||
-      jwt_add_grant(jwt.get(), "iss", config.issuer.c_str()) != 0 ||
-      jwt_add_grant(jwt.get(), "aud", config.audience.c_str()) != 0 ||
-      jwt_add_grant(jwt.get(), "scope", scope.c_str()) != 0 ||
-      jwt_add_grant_int(jwt.get(), "iat", iat) != 0 ||
-      jwt_add_grant_int(jwt.get(), "nbf", iat) != 0 ||
-      jwt_add_grant_int(jwt.get(), "exp", exp) != 0) {
-    return absl::InternalError("cannot build token claims");
+  const std::string iss(issuer), aud(audience), scope = absl::StrJoin(claims.scopes, " ");
+  int rc = jwt_add_header(jwt.get(), "kid", key.kid.c_str());
+  rc |= jwt_add_grant(jwt.get(), "sub", claims.subject.c_str());
+  rc |= jwt_add_grant(jwt.get(), "iss", iss.c_str());
+  rc |= jwt_add_grant(jwt.get(), "aud", aud.c_str());
+  rc |= jwt_add_grant(jwt.get(), "scope", scope.c_str());
+  rc |= jwt_add_grant(jwt.get(), kKindClaim, claims.kind.c_str());
+  rc |= jwt_add_grant_int(jwt.get(), "iat", iat);
+  rc |= jwt_add_grant_int(jwt.get(), "nbf", iat);
+  rc |= jwt_add_grant_int(jwt.get(), "exp", static_cast<long>(absl::ToUnixSeconds(now + ttl)));
+  if (!claims.name.empty()) rc |= jwt_add_grant(jwt.get(), "name", claims.name.c_str());
+  if (!claims.job_id.empty()) {
+    rc |= jwt_add_grant(jwt.get(), kJobIdClaim, claims.job_id.c_str());
+    rc |= jwt_add_grant_int(jwt.get(), kAttemptClaim, claims.attempt);
+    rc |= jwt_add_grant(jwt.get(), kAgentIdClaim, claims.agent_id.c_str());
   }
-  if (jwt_set_alg(jwt.get(), JWT_ALG_HS256,
-                  reinterpret_cast<const unsigned char*>(config.hs256_secret.data()),
-                  static_cast<int>(config.hs256_secret.size())) != 0) {
-    return absl::InternalError("cannot set token algorithm");
+  if (rc != 0) return absl::InternalError("cannot build token claims");
+  if (jwt_set_alg(jwt.get(), alg, reinterpret_cast<const unsigned char*>(key.private_pem.data()),
+                  static_cast<int>(key.private_pem.size())) != 0) {
+    return absl::InternalError("cannot set the signing key");
   }
   char* encoded = jwt_encode_str(jwt.get());
   if (encoded == nullptr) return absl::InternalError("cannot sign token");
@@ -100,58 +57,28 @@ absl::StatusOr<std::string> MintToken(const JwtConfig& config, absl::string_view
   return token;
 }
 
-absl::StatusOr<trainmesh::v1::Principal> VerifyToken(const JwtConfig& config,
-                                                     absl::string_view token, absl::Time now) {
-  if (absl::Status s = ValidateJwtConfig(config); !s.ok()) {
-    return absl::UnauthenticatedError("token verification is not configured");
+bool LooksLikeJwt(absl::string_view credential) {
+  std::vector<absl::string_view> parts = absl::StrSplit(credential, '.');
+  return parts.size() == 3 && !parts[0].empty() && !parts[1].empty();
+}
+
+absl::StatusOr<UnverifiedToken> PeekToken(absl::string_view token) {
+  std::vector<absl::string_view> parts = absl::StrSplit(token, '.');
+  if (parts.size() != 3) return absl::UnauthenticatedError("invalid token: not a JWT");
+  std::string header_json, claims_json;
+  google::protobuf::Struct header;
+  UnverifiedToken out;
+  if (!Base64UrlDecode(parts[0], &header_json) || !Base64UrlDecode(parts[1], &claims_json) ||
+      !json::ToStruct(header_json, &header).ok() || !json::ToStruct(claims_json, &out.claims).ok()) {
+    return absl::UnauthenticatedError("invalid token: malformed header or claims");
   }
-  const std::string text(token);
-  jwt_t* raw = nullptr;
-  if (jwt_decode(&raw, text.c_str(),
-                 reinterpret_cast<const unsigned char*>(config.hs256_secret.data()),
-                 static_cast<int>(config.hs256_secret.size())) != 0) {
-    return absl::UnauthenticatedError("invalid token: malformed or bad signature");
-  }
-  JwtPtr jwt(raw);
-  // libjwt does not enforce the algorithm: pin it.
-  if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("invalid token: algorithm ", jwt_alg_str(jwt_get_alg(jwt.get())),
-                     " is not accepted"));
-  }
-  const char* iss = jwt_get_grant(jwt.get(), "iss");
-  if (iss == nullptr || config.issuer != iss) {
-    return absl::UnauthenticatedError("invalid token: wrong issuer");
-  }
-  if (!AudienceMatches(jwt.get(), config.audience)) {
-    return absl::UnauthenticatedError("invalid token: wrong audience");
-  }
-  long exp = 0;
-  if (!IntClaim(jwt.get(), "exp", &exp)) {
-    return absl::UnauthenticatedError("invalid token: no expiry");
-  }
-  if (absl::FromUnixSeconds(exp) + config.clock_skew < now) {
-    return absl::UnauthenticatedError("token expired");
-  }
-  long nbf = 0;
-  if (IntClaim(jwt.get(), "nbf", &nbf) && absl::FromUnixSeconds(nbf) - config.clock_skew > now) {
-    return absl::UnauthenticatedError("token not valid yet");
-  }
-  const char* sub = jwt_get_grant(jwt.get(), "sub");
-  if (sub == nullptr || *sub == '\0') {
-    return absl::UnauthenticatedError("invalid token: no subject");
-  }
-  trainmesh::v1::Principal principal;
-  principal.set_subject(sub);
-  principal.set_kind(trainmesh::v1::Principal::USER);
-  principal.set_issuer(iss);
-  principal.mutable_expire_time()->set_seconds(exp);
-  if (const char* scope = jwt_get_grant(jwt.get(), "scope"); scope != nullptr) {
-    for (absl::string_view s : absl::StrSplit(scope, ' ', absl::SkipEmpty())) {
-      principal.add_scopes(std::string(s));
-    }
-  }
-  return principal;
+  auto text = [&header](const char* name) {
+    auto it = header.fields().find(name);
+    return it == header.fields().end() ? std::string() : it->second.string_value();
+  };
+  out.alg = text("alg");
+  out.kid = text("kid");
+  return out;
 }
 
 }  // namespace trainmesh::identity

@@ -1,6 +1,6 @@
-// JSON Web Tokens signed with HS256 (a shared secret), verified with libjwt.
-// The auth service (a later stage) adds RS256/ES256 keys served as JWKS; the
-// claims and the Principal they produce stay the same.
+// Signed JSON Web Tokens (RS256/ES256) with libjwt: minting by the auth
+// service, and reading a token's header and claims before verification (to
+// pick the issuer and key). Verification lives in verifier.h.
 #pragma once
 
 #include <string>
@@ -9,36 +9,42 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "trainmesh/v1/auth.pb.h"
+#include "google/protobuf/struct.pb.h"
+#include "libs/identity/keys.h"
 
 namespace trainmesh::identity {
 
-struct JwtConfig {
-  // At least 32 bytes.
-  std::string hs256_secret;
-  std::string issuer = "trainmesh";
-  std::string audience = "trainmesh";
-  // Tolerance for clocks that disagree, applied to exp and nbf.
-  absl::Duration clock_skew = absl::Seconds(60);
+// Claim names beyond the registered ones.
+inline constexpr char kKindClaim[] = "tm_kind";  // "user" | "job"
+inline constexpr char kJobIdClaim[] = "job_id";
+inline constexpr char kAttemptClaim[] = "attempt";
+inline constexpr char kAgentIdClaim[] = "agent_id";
+
+struct Claims {
+  std::string subject;
+  std::vector<std::string> scopes;
+  std::string name;
+  // Job tokens: kind "job", bound to (job, attempt, agent); subject is the owner.
+  std::string kind = "user";
+  std::string job_id;
+  int attempt = 0;
+  std::string agent_id;
 };
 
-// From --jwt_secret, --jwt_issuer, --jwt_audience, --jwt_clock_skew.
-JwtConfig JwtConfigFromFlags();
+// A token signed by `key` (its kid in the header), valid from `now` for `ttl`.
+absl::StatusOr<std::string> SignToken(const SigningKey& key, absl::string_view issuer,
+                                      absl::string_view audience, const Claims& claims,
+                                      absl::Duration ttl, absl::Time now = absl::Now());
 
-// INVALID_ARGUMENT when the secret is too short to be safe.
-absl::Status ValidateJwtConfig(const JwtConfig& config);
+// Header and claims of a token, NOT verified. UNAUTHENTICATED when malformed.
+struct UnverifiedToken {
+  std::string alg;
+  std::string kid;
+  google::protobuf::Struct claims;
+};
+absl::StatusOr<UnverifiedToken> PeekToken(absl::string_view token);
 
-// A signed token for `subject` carrying `scopes` (claim "scope", space
-// separated), valid for `ttl` from `now`.
-absl::StatusOr<std::string> MintToken(const JwtConfig& config, absl::string_view subject,
-                                      const std::vector<std::string>& scopes, absl::Duration ttl,
-                                      absl::Time now = absl::Now());
-
-// Verifies signature (alg pinned to HS256: "none" and every other algorithm are
-// refused), issuer, audience, exp and nbf. UNAUTHENTICATED with the reason
-// (never the token) when anything is wrong.
-absl::StatusOr<trainmesh::v1::Principal> VerifyToken(const JwtConfig& config,
-                                                     absl::string_view token,
-                                                     absl::Time now = absl::Now());
+// True when `credential` has the shape of a JWT (three base64url parts).
+bool LooksLikeJwt(absl::string_view credential);
 
 }  // namespace trainmesh::identity

@@ -112,14 +112,19 @@ grpc::ServerUnaryReactor* JobsServer::GetRecipe(grpc::CallbackServerContext* con
 grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
     grpc::CallbackServerContext* context, const trainmesh::v1::WatchJobRequest* request) {
   static const auto& method = Method("WatchJob");
-  // Token checks are CPU-only, fine on this thread; database work is not.
-  absl::StatusOr<Principal> caller = auth_->Authorize(*context, method);
-  absl::Status status = caller.ok() ? JobsService::ValidateWatch(*request) : caller.status();
-  if (!status.ok()) {
-    server::LogCall(method, status, absl::ZeroDuration(), caller.ok() ? caller->subject() : "");
-    return new RefusedStream(status);
+  if (absl::Status invalid = JobsService::ValidateWatch(*request); !invalid.ok()) {
+    server::LogCall(method, invalid, absl::ZeroDuration(), "");
+    return new RefusedStream(invalid);
   }
-  return StartWatch(service_, executor_, hub_, *std::move(caller), *request);
+  const identity::Authenticator* auth = auth_;
+  return StartWatch(
+      service_, executor_, hub_,
+      [auth, context]() {
+        absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
+        if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
+        return caller;
+      },
+      *request);
 }
 
 grpc::ServerUnaryReactor* JobControlServer::ReportJobStatus(

@@ -11,6 +11,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "libs/identity/testing/test_keys.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/testing/test_cluster.h"
@@ -30,8 +31,6 @@ using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 using trainmesh::v1::Job;
 using trainmesh::v1::JobEvent;
-
-constexpr char kSecret[] = "integration-test-secret-0123456789abcdef";
 
 std::vector<std::string> ViolatedFields(const grpc::Status& s) {
   std::vector<std::string> fields;
@@ -58,9 +57,7 @@ class JobsServerTest : public ::testing::Test {
         [this] { hub_.PublishAll(); });
     listener_->Start();
     ASSERT_TRUE(listener_->WaitUntilListening(absl::Seconds(30)));
-    identity::JwtConfig jwt;
-    jwt.hs256_secret = kSecret;
-    auth_ = std::make_unique<identity::Authenticator>(jwt);
+    auth_ = identity::testing::AuthenticatorFor(Issuer());
     jobs_server_ = std::make_unique<JobsServer>(service_.get(), executor_.get(), auth_.get(), &hub_);
     control_server_ =
         std::make_unique<JobControlServer>(service_.get(), executor_.get(), auth_.get());
@@ -82,10 +79,13 @@ class JobsServerTest : public ::testing::Test {
     executor_->Shutdown();
   }
 
+  static const identity::testing::TestIssuer& Issuer() {
+    static const auto* issuer = new identity::testing::TestIssuer();
+    return *issuer;
+  }
+
   static std::string Token(const std::string& subject, std::vector<std::string> scopes) {
-    identity::JwtConfig jwt;
-    jwt.hs256_secret = kSecret;
-    return *identity::MintToken(jwt, subject, scopes, absl::Hours(1));
+    return Issuer().Token(subject, std::move(scopes));
   }
 
   std::unique_ptr<grpc::ClientContext> As(const std::string& subject,

@@ -263,8 +263,8 @@ absl::StatusOr<Job> JobsService::CancelJob(const Principal& caller,
     v.Add("reason", absl::StrCat("must be at most ", kMaxReasonBytes, " bytes"));
   }
   TM_RETURN_IF_ERROR(v.ToStatus());
-  const std::string who = caller.subject();
-  return store_->Update(who, request.id(),
+  const std::string who = caller.name().empty() ? caller.subject() : caller.name();
+  return store_->Update(caller.subject(), request.id(),
                         [&](const StoredJob& current) -> absl::StatusOr<Mutation> {
                           TM_RETURN_IF_ERROR(CheckTransition(current.job.state(), Job::CANCELLED));
                           Mutation m{current.job, current.last_report_seq};

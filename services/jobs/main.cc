@@ -6,7 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/config/config.h"
-#include "libs/identity/authenticator.h"
+#include "libs/identity/api_keys.h"
+#include "libs/identity/service_identity.h"
 #include "libs/log/log.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
@@ -24,8 +25,8 @@ ABSL_FLAG(int, workers, 16, "Threads that run RPC work (database round trips).")
 ABSL_FLAG(bool, auto_queue, false,
           "Move new jobs to QUEUED at once (for trying flows before a scheduler runs).");
 ABSL_FLAG(std::string, page_token_secret, "",
-          "Key for page-token HMACs, shared by all replicas (default: derived from the JWT "
-          "secret).");
+          "Key for page-token HMACs, shared by all replicas (default: derived from "
+          "--service_api_key).");
 ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
           "How long to wait for the database at start-up.");
 
@@ -50,8 +51,9 @@ int main(int argc, char** argv) {
                      "Every flag can also be set as TRAINMESH_<FLAG_NAME>.");
   log::Init("jobs");
 
-  const identity::JwtConfig jwt = identity::JwtConfigFromFlags();
-  if (absl::Status s = identity::ValidateJwtConfig(jwt); !s.ok()) Fail("bad configuration", s);
+  absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
+      identity::AuthenticatorFromFlags();
+  if (!authenticator.ok()) Fail("bad identity configuration", authenticator.status());
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) {
     Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
@@ -76,7 +78,13 @@ int main(int argc, char** argv) {
                            .prepared = jobs::JobStore::PreparedStatements()});
   jobs::JobStore store(&pool);
   std::string page_secret = absl::GetFlag(FLAGS_page_token_secret);
-  if (page_secret.empty()) page_secret = absl::StrCat("page-tokens:", jwt.hs256_secret);
+  if (page_secret.empty() && !identity::ServiceCredential().empty()) {
+    page_secret = identity::HashApiKey(absl::StrCat("page-tokens:", identity::ServiceCredential()));
+  }
+  if (page_secret.empty()) {
+    TM_LOG(Warning, "no --page_token_secret: page tokens are valid in this process only");
+    page_secret = identity::GenerateApiKey().secret;
+  }
   jobs::JobsService service(&store, {.auto_queue = absl::GetFlag(FLAGS_auto_queue),
                                      .page_token_secret = page_secret});
   server::Executor executor(absl::GetFlag(FLAGS_workers), "jobs-worker");
@@ -87,9 +95,8 @@ int main(int argc, char** argv) {
       [&hub] { hub.PublishAll(); });
   listener.Start();
 
-  identity::Authenticator authenticator(jwt);
-  jobs::JobsServer jobs_server(&service, &executor, &authenticator, &hub);
-  jobs::JobControlServer control_server(&service, &executor, &authenticator);
+  jobs::JobsServer jobs_server(&service, &executor, authenticator->get(), &hub);
+  jobs::JobControlServer control_server(&service, &executor, authenticator->get());
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");
   grpc_server.AddService(&control_server, "trainmesh.v1.JobControlService");

@@ -87,11 +87,12 @@ class WatchReactor;
 class Watch : public std::enable_shared_from_this<Watch> {
  public:
   Watch(JobsService* service, server::Executor* executor, EventHub* hub,
-        trainmesh::v1::Principal caller, std::string job_id, int64_t after_seq)
+        std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize, std::string job_id,
+        int64_t after_seq)
       : service_(service),
         executor_(executor),
         hub_(hub),
-        caller_(std::move(caller)),
+        authorize_(std::move(authorize)),
         job_id_(std::move(job_id)),
         fetched_seq_(after_seq) {}
 
@@ -112,7 +113,9 @@ class Watch : public std::enable_shared_from_this<Watch> {
   JobsService* const service_;
   server::Executor* const executor_;
   EventHub* const hub_;
-  const trainmesh::v1::Principal caller_;
+  const std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize_;
+  // Set by the first fetch (on the executor); read by later ones only.
+  std::optional<trainmesh::v1::Principal> caller_;
   const std::string job_id_;
   uint64_t subscription_ = 0;
 
@@ -208,13 +211,27 @@ void Watch::OnDone() {
 }
 
 void Watch::Fetch() {
+  // Fetches never overlap (fetching_), so caller_ needs no lock.
+  if (!caller_.has_value()) {
+    absl::StatusOr<trainmesh::v1::Principal> caller = authorize_();
+    if (!caller.ok()) {
+      {
+        absl::MutexLock lock(&mu_);
+        fetching_ = false;
+        if (!finish_with_.has_value()) finish_with_ = caller.status();
+      }
+      Pump();
+      return;
+    }
+    caller_ = *std::move(caller);
+  }
   int64_t after = 0;
   {
     absl::MutexLock lock(&mu_);
     after = fetched_seq_;
   }
   absl::StatusOr<JobStore::EventsPage> page =
-      service_->WatchBatch(caller_, job_id_, after, kBatch);
+      service_->WatchBatch(*caller_, job_id_, after, kBatch);
   {
     absl::MutexLock lock(&mu_);
     fetching_ = false;
@@ -287,10 +304,11 @@ void Watch::Pump() {
 
 }  // namespace
 
-grpc::ServerWriteReactor<JobEvent>* StartWatch(JobsService* service, server::Executor* executor,
-                                               EventHub* hub, trainmesh::v1::Principal caller,
-                                               const trainmesh::v1::WatchJobRequest& request) {
-  auto watch = std::make_shared<Watch>(service, executor, hub, std::move(caller), request.id(),
+grpc::ServerWriteReactor<JobEvent>* StartWatch(
+    JobsService* service, server::Executor* executor, EventHub* hub,
+    std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
+    const trainmesh::v1::WatchJobRequest& request) {
+  auto watch = std::make_shared<Watch>(service, executor, hub, std::move(authorize), request.id(),
                                        request.after_seq());
   auto* reactor = new WatchReactor(watch);
   watch->Start(reactor);

@@ -53,9 +53,12 @@ class EventHub {
   absl::flat_hash_map<std::string, std::map<uint64_t, bool>> by_job_ ABSL_GUARDED_BY(mu_);
 };
 
-// Starts a WatchJob stream for `caller`. The returned reactor owns itself.
+// Starts a WatchJob stream. `authorize` (which may block: key refresh, API key
+// lookup) runs on the executor before anything is read; its error ends the
+// stream. The returned reactor owns itself.
 grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* StartWatch(
     JobsService* service, server::Executor* executor, EventHub* hub,
-    trainmesh::v1::Principal caller, const trainmesh::v1::WatchJobRequest& request);
+    std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
+    const trainmesh::v1::WatchJobRequest& request);
 
 }  // namespace trainmesh::jobs

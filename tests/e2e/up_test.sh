@@ -7,8 +7,14 @@ root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 export TRAINMESH_RUN_DIR
 TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-up.XXXXXX")
 # Any free port: tests run side by side.
-TRAINMESH_JOBS_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export TRAINMESH_JOBS_PORT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TRAINMESH_JOBS_PORT=$(free_port)
+TRAINMESH_AUTH_PORT=$(free_port)
+export TRAINMESH_JOBS_PORT TRAINMESH_AUTH_PORT
+# Services read every TRAINMESH_<FLAG>: revocations show within a second here.
+export TRAINMESH_API_KEY_CACHE_TTL=1s
+# trainctl login keeps its token here, not in the user's home.
+export TRAINMESH_CONFIG_DIR=$TRAINMESH_RUN_DIR/config
 
 cleanup() {
   "$root/tools/down" >/dev/null 2>&1 || true
@@ -22,11 +28,15 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 "$root/tools/up" --detach >"$TRAINMESH_RUN_DIR/up.out"
 grep -q "trainmesh is up" "$TRAINMESH_RUN_DIR/up.out" || fail "tools/up did not report the mesh up"
-grep -q "^TRAINMESH_TOKEN=ey" "$TRAINMESH_RUN_DIR/credentials.env" || fail "no token written"
+grep -q "^TRAINMESH_API_KEY=tm_" "$TRAINMESH_RUN_DIR/credentials.env" || fail "no API key written"
+grep -q "^TRAINMESH_AUTH_ENDPOINT=127.0.0.1:$TRAINMESH_AUTH_PORT$" "$TRAINMESH_RUN_DIR/credentials.env" \
+  || fail "auth endpoint not written"
 grep -q "^TRAINMESH_ENDPOINT=127.0.0.1:$TRAINMESH_JOBS_PORT$" "$TRAINMESH_RUN_DIR/credentials.env" \
   || fail "endpoint not written"
 
 tc health | grep -q SERVING || fail "health"
+dev_id=$(tc whoami -o json | field "['subject']")
+[ -n "$dev_id" ] || fail "whoami"
 
 # submit (JSON file + -p overrides), get, list
 echo '{"steps": 40, "hidden_sizes": [32, 32]}' >"$TRAINMESH_RUN_DIR/hp.json"
@@ -38,7 +48,7 @@ json=$(tc get "$id" -o json)
 [ "$(echo "$json" | field "['hyperparameters']['steps']")" = 50 ] || fail "steps: $json"
 [ "$(echo "$json" | field "['hyperparameters']['activation']")" = tanh ] || fail "activation"
 [ "$(echo "$json" | field "['hyperparameters']['hidden_sizes']")" = "[32, 32]" ] || fail "sizes"
-[ "$(echo "$json" | field "['owner']")" = dev ] || fail "owner"
+[ "$(echo "$json" | field "['owner']")" = "$dev_id" ] || fail "owner"
 tc list | grep -q "$id" || fail "list lacks the job"
 [ "$(tc list -o json -l team=robots | field "['jobs'][0]['id']")" = "$id" ] || fail "label filter"
 
@@ -59,9 +69,11 @@ echo "$err" | grep -q "job.hyperparameters.steps: must be >= 1" || fail "no step
 echo "$err" | grep -q "job.hyperparameters.bogus: unknown hyperparameter" || fail "no bogus: $err"
 tc get "$id" >/dev/null || fail "service down after bad input"
 
-# another user sees nothing of dev's
-other=$("$TRAINMESH_BUILD_DIR/tools/cli/trainctl" dev-token --subject mallory \
-          --secret "$(sed -n 's/^TRAINMESH_JWT_SECRET=//p' "$TRAINMESH_RUN_DIR/secrets.env")")
+# another user: created by the admin, signs in, sees nothing of dev's
+tc users create mallory --password mallory-password-1 >/dev/null || fail "users create"
+tc users list | grep -q mallory || fail "users list"
+other=$(tc login mallory --password mallory-password-1 --print-token | tail -n 1)
+[ "$(tc whoami --token "$other" -o json | field "['name']")" = mallory ] || fail "mallory's token"
 set +e
 err=$(tc get "$id" --token "$other" 2>&1)
 rc=$?
@@ -69,6 +81,32 @@ set -e
 [ $rc = 1 ] && echo "$err" | grep -q NOT_FOUND || fail "cross-user get: $err"
 [ -z "$(tc list --token "$other" -o json | field ".get('jobs', [])" | tr -d '[]')" ] \
   || fail "mallory lists dev's jobs"
+set +e
+err=$(tc users create eve --password eve-password-1 --token "$other" 2>&1); rc=$?
+set -e
+[ $rc = 1 ] && echo "$err" | grep -q PERMISSION_DENIED || fail "a non-admin created a user: $err"
+# a stored login is used by later calls (before tools/up's key), until logout
+echo mallory-password-1 | tc login mallory --password-stdin | grep -q "signed in as mallory" || fail "login"
+[ "$(tc whoami -o json | field "['name']")" = mallory ] || fail "stored login not used"
+tc logout >/dev/null
+[ "$(tc whoami -o json | field "['subject']")" = "$dev_id" ] || fail "still mallory after logout"
+
+# API keys: create (shown once), use, list, revoke
+key=$(tc keys create --name ci --scope jobs:read)
+[[ $key =~ ^tm_ ]] || fail "keys create printed '$key'"
+tc get "$id" --api-key "$key" >/dev/null || fail "read with a new key"
+set +e
+tc cancel "$id" --api-key "$key" 2>"$TRAINMESH_RUN_DIR/err"; rc=$?
+set -e
+[ $rc = 1 ] && grep -q PERMISSION_DENIED "$TRAINMESH_RUN_DIR/err" || fail "read-only key wrote"
+key_id=$(tc keys list -o json | python3 -c "import json,sys; print([k['id'] for k in json.load(sys.stdin)['apiKeys'] if k['name']=='ci'][0])")
+tc keys revoke "$key_id" | grep -q revoked || fail "revoke"
+refused=0
+for _ in $(seq 1 100); do
+  if ! tc get "$id" --api-key "$key" >/dev/null 2>&1; then refused=1; break; fi
+  sleep 0.1
+done
+[ $refused = 1 ] || fail "revoked key still works"
 
 # cancel, watch (exit 3: not COMPLETED), logs, retry with lineage
 tc cancel "$id" --reason "wrong dataset" | grep -q CANCELLED || fail "cancel"

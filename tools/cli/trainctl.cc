@@ -2,11 +2,13 @@
 //
 //   trainctl submit --model M --dataset URL [-p key=value]... [--file hp.json] [--wait]
 //   trainctl list | get ID | watch ID | cancel ID | retry ID | logs ID | recipes [NAME]
-//   trainctl health | dev-token
+//   trainctl login | logout | whoami | users create|list | keys create|list|revoke | health
 //
-// Connection and credentials: --endpoint/--token/--api-key, else TRAINMESH_ENDPOINT,
-// TRAINMESH_TOKEN, TRAINMESH_API_KEY, else the .run/credentials.env that tools/up
+// Connection and credentials: --endpoint/--auth-endpoint/--token/--api-key, else
+// TRAINMESH_ENDPOINT, TRAINMESH_AUTH_ENDPOINT, TRAINMESH_TOKEN, TRAINMESH_API_KEY, else
+// the token `trainctl login` stored, else the .run/credentials.env that tools/up
 // writes. `-o json` prints proto3 JSON (one object per line for streams).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -30,10 +32,10 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
-#include "libs/identity/jwt.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
 #include "tools/cli/args.h"
+#include "trainmesh/v1/auth.grpc.pb.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 
 namespace trainmesh::cli {
@@ -63,12 +65,21 @@ Usage:
   trainctl logs ID                        the error log and the job's event history
   trainctl recipes [NAME]                 recipes and their hyperparameters
   trainctl health                         is the endpoint serving?
-  trainctl dev-token --subject USER [--scope S]... [--ttl 24h] [--secret S]
-                                          mint a development token (HS256 secret from
-                                          --secret or TRAINMESH_JWT_SECRET)
+
+  trainctl login NAME [--password P | --password-stdin] [--print-token]
+                                          sign in; the token is stored for later calls
+                                          (--print-token prints it as the last line instead)
+  trainctl logout                         forget the stored token
+  trainctl whoami                         who the mesh thinks you are
+  trainctl users create NAME [--password P | --password-stdin] [--admin] [--email E]   (admin)
+  trainctl users list                                                                  (admin)
+  trainctl keys create [--name N] [--scope S]... [--expires 720h]   the key is shown once
+  trainctl keys list
+  trainctl keys revoke ID
 
 Global flags:
-  --endpoint HOST:PORT   gRPC endpoint (TRAINMESH_ENDPOINT)
+  --endpoint HOST:PORT   jobs service (TRAINMESH_ENDPOINT)
+  --auth-endpoint H:P    auth service (TRAINMESH_AUTH_ENDPOINT)
   --token JWT            bearer token (TRAINMESH_TOKEN)
   --api-key KEY          API key (TRAINMESH_API_KEY)
   -o, --output FORMAT    text (default) or json
@@ -80,8 +91,21 @@ Unset flags fall back to the environment, then to .run/credentials.env (written 
 
 struct Connection {
   std::string endpoint;
+  std::string auth_endpoint;
   std::string credential;
 };
+
+// Where `trainctl login` keeps its token.
+std::string TokenPath() {
+  if (const char* dir = std::getenv("TRAINMESH_CONFIG_DIR"); dir != nullptr && *dir != '\0') {
+    return absl::StrCat(dir, "/token");
+  }
+  if (const char* xdg = std::getenv("XDG_CONFIG_HOME"); xdg != nullptr && *xdg != '\0') {
+    return absl::StrCat(xdg, "/trainmesh/token");
+  }
+  const char* home = std::getenv("HOME");
+  return absl::StrCat(home != nullptr ? home : ".", "/.config/trainmesh/token");
+}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -98,14 +122,30 @@ Connection ResolveConnection(const Args& args) {
   auto pick = [&](const std::string& flag, const char* env) {
     if (args.Has(flag)) return args.Get(flag);
     if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return std::string(v);
-    auto it = file.find(env);
-    return it == file.end() ? std::string() : it->second;
+    return file[env];
   };
   Connection c;
   c.endpoint = pick("endpoint", "TRAINMESH_ENDPOINT");
-  c.credential = pick("token", "TRAINMESH_TOKEN");
-  if (c.credential.empty()) c.credential = pick("api-key", "TRAINMESH_API_KEY");
+  c.auth_endpoint = pick("auth-endpoint", "TRAINMESH_AUTH_ENDPOINT");
   if (c.endpoint.empty()) c.endpoint = "127.0.0.1:7001";
+  if (c.auth_endpoint.empty()) c.auth_endpoint = "127.0.0.1:7002";
+  // Explicit flags, then the environment, then a stored login, then tools/up's file.
+  for (const auto& [flag, env] : {std::pair<const char*, const char*>{"token", "TRAINMESH_TOKEN"},
+                                  {"api-key", "TRAINMESH_API_KEY"}}) {
+    if (args.Has(flag)) return c.credential = args.Get(flag), c;
+  }
+  for (const char* env : {"TRAINMESH_TOKEN", "TRAINMESH_API_KEY"}) {
+    if (const char* v = std::getenv(env); v != nullptr && *v != '\0') return c.credential = v, c;
+  }
+  std::map<std::string, std::string> login = ParseEnvFile(ReadFile(TokenPath()));
+  int64_t expires = 0;
+  if (!login["TOKEN"].empty() && absl::SimpleAtoi(login["EXPIRES"], &expires) &&
+      absl::FromUnixSeconds(expires) > absl::Now()) {
+    return c.credential = login["TOKEN"], c;
+  }
+  for (const char* env : {"TRAINMESH_TOKEN", "TRAINMESH_API_KEY"}) {
+    if (!file[env].empty()) return c.credential = file[env], c;
+  }
   return c;
 }
 
@@ -117,6 +157,8 @@ class Client {
     channel_ = grpc::CreateCustomChannel(connection_.endpoint, grpc::InsecureChannelCredentials(),
                                          channel_args);
     jobs_ = trainmesh::v1::JobService::NewStub(channel_);
+    auth_ = trainmesh::v1::AuthService::NewStub(grpc::CreateCustomChannel(
+        connection_.auth_endpoint, grpc::InsecureChannelCredentials(), channel_args));
     absl::Duration timeout;
     timeout_ = absl::ParseDuration(args.Get("timeout", "30s"), &timeout) ? timeout
                                                                          : absl::Seconds(30);
@@ -132,6 +174,7 @@ class Client {
   }
 
   trainmesh::v1::JobService::Stub& jobs() { return *jobs_; }
+  trainmesh::v1::AuthService::Stub& auth() { return *auth_; }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
   const Connection& connection() const { return connection_; }
   bool json() const { return args_.Get("output") == "json"; }
@@ -141,6 +184,7 @@ class Client {
   Connection connection_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<trainmesh::v1::JobService::Stub> jobs_;
+  std::unique_ptr<trainmesh::v1::AuthService::Stub> auth_;
   absl::Duration timeout_;
 };
 
@@ -155,8 +199,7 @@ int ReportError(const grpc::Status& s, const std::string& endpoint) {
     std::cerr << "  (is the mesh running at " << endpoint << "? start it with tools/up)\n";
   }
   if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED) {
-    std::cerr << "  (pass --token, set TRAINMESH_TOKEN, or run tools/up to write "
-                 ".run/credentials.env)\n";
+    std::cerr << "  (run `trainctl login NAME`, or pass --api-key / --token)\n";
   }
   return kExitError;
 }
@@ -534,35 +577,178 @@ int Health(Client& client) {
                                                                                : kExitError;
 }
 
-int DevToken(const Args& args) {
-  identity::JwtConfig config;
-  config.hs256_secret = args.Get("secret");
-  if (config.hs256_secret.empty()) {
-    if (const char* s = std::getenv("TRAINMESH_JWT_SECRET"); s != nullptr) config.hs256_secret = s;
+std::string ReadPassword(const Args& args) {
+  if (args.Has("password")) return args.Get("password");
+  std::string line;
+  if (args.Has("password-stdin")) {
+    std::getline(std::cin, line);
+    return line;
   }
-  if (!args.Get("subject").empty() && args.Get("subject")[0] == '-') {
-    return UsageError("--subject needs a user name");
+  if (isatty(STDIN_FILENO)) {
+    std::cerr << "password: " << std::flush;
+    std::string command = "stty -echo";
+    (void)!std::system(command.c_str());
+    std::getline(std::cin, line);
+    (void)!std::system("stty echo");
+    std::cerr << "\n";
   }
-  if (args.Get("subject").empty()) return UsageError("--subject is required");
-  std::vector<std::string> scopes = args.All("scope");
-  if (scopes.empty()) scopes = {"jobs:read", "jobs:write"};
-  absl::Duration ttl;
-  if (!absl::ParseDuration(args.Get("ttl", "24h"), &ttl)) return UsageError("--ttl: a duration");
-  absl::StatusOr<std::string> token =
-      identity::MintToken(config, args.Get("subject"), scopes, ttl);
-  if (!token.ok()) return UsageError(std::string(token.status().message()));
-  std::cout << *token << "\n";
+  return line;
+}
+
+int Login(Client& client, const Args& args) {
+  if (args.positional.size() != 1) return UsageError("login takes a user name");
+  trainmesh::v1::LoginRequest request;
+  request.set_name(args.positional[0]);
+  request.set_password(ReadPassword(args));
+  trainmesh::v1::LoginResponse response;
+  grpc::Status s = client.auth().Login(client.Context().get(), request, &response);
+  if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+  if (args.Has("print-token")) {
+    std::cout << response.access_token() << "\n";
+    return kExitOk;
+  }
+  const std::string path = TokenPath();
+  const std::string dir = path.substr(0, path.rfind('/'));
+  (void)!std::system(absl::StrCat("mkdir -p '", dir, "'").c_str());
+  const mode_t old = umask(077);
+  std::ofstream(path) << "TOKEN=" << response.access_token() << "\nEXPIRES="
+                      << response.expire_time().seconds() << "\n";
+  umask(old);
+  std::cout << "signed in as " << response.user().name() << " until "
+            << FormatTime(response.expire_time()) << "\n";
   return kExitOk;
+}
+
+int Logout() {
+  std::remove(TokenPath().c_str());
+  std::cout << "signed out\n";
+  return kExitOk;
+}
+
+int WhoAmI(Client& client) {
+  trainmesh::v1::Principal who;
+  grpc::Status s = client.auth().WhoAmI(client.Context().get(), {}, &who);
+  if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+  if (client.json()) {
+    std::cout << Json(who) << std::endl;
+    return kExitOk;
+  }
+  std::cout << "subject: " << who.subject() << "\n"
+            << "name:    " << who.name() << "\n"
+            << "kind:    " << trainmesh::v1::Principal::Kind_Name(who.kind()) << "\n"
+            << "scopes:  " << absl::StrJoin(who.scopes(), " ") << "\n";
+  return kExitOk;
+}
+
+int Users(Client& client, const Args& args) {
+  const std::string sub = args.positional.empty() ? "" : args.positional[0];
+  if (sub == "create") {
+    if (args.positional.size() != 2) return UsageError("users create takes a user name");
+    trainmesh::v1::CreateUserRequest request;
+    request.mutable_user()->set_name(args.positional[1]);
+    request.mutable_user()->set_email(args.Get("email"));
+    request.mutable_user()->set_admin(args.Has("admin"));
+    request.set_password(ReadPassword(args));
+    trainmesh::v1::User user;
+    grpc::Status s = client.auth().CreateUser(client.Context().get(), request, &user);
+    if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+    if (client.json()) {
+      std::cout << Json(user) << std::endl;
+    } else {
+      std::cout << user.id() << "\n";
+    }
+    return kExitOk;
+  }
+  if (sub == "list") {
+    trainmesh::v1::ListUsersRequest request;
+    request.set_page_size(1000);
+    while (true) {
+      trainmesh::v1::ListUsersResponse response;
+      grpc::Status s = client.auth().ListUsers(client.Context().get(), request, &response);
+      if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+      for (const auto& u : response.users()) {
+        if (client.json()) {
+          std::cout << Json(u) << std::endl;
+        } else {
+          std::cout << absl::StrFormat("%-36s  %-20s  %s\n", u.id(), u.name(),
+                                       u.admin() ? "admin" : "");
+        }
+      }
+      if (response.next_page_token().empty()) break;
+      request.set_page_token(response.next_page_token());
+    }
+    return kExitOk;
+  }
+  return UsageError("users takes create or list");
+}
+
+int Keys(Client& client, const Args& args) {
+  const std::string sub = args.positional.empty() ? "" : args.positional[0];
+  if (sub == "create") {
+    trainmesh::v1::CreateApiKeyRequest request;
+    request.mutable_api_key()->set_name(args.Get("name"));
+    for (const auto& scope : args.All("scope")) request.mutable_api_key()->add_scopes(scope);
+    if (args.Has("expires")) {
+      absl::Duration d;
+      if (!absl::ParseDuration(args.Get("expires"), &d)) return UsageError("--expires: a duration");
+      request.mutable_api_key()->mutable_expire_time()->set_seconds(
+          absl::ToUnixSeconds(absl::Now() + d));
+    }
+    trainmesh::v1::CreateApiKeyResponse response;
+    grpc::Status s = client.auth().CreateApiKey(client.Context().get(), request, &response);
+    if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+    if (client.json()) {
+      std::cout << Json(response) << std::endl;
+    } else {
+      std::cerr << "API key " << response.api_key().id() << " ("
+                << absl::StrJoin(response.api_key().scopes(), " ")
+                << "). It is shown once; keep it now.\n";
+      std::cout << response.secret() << "\n";
+    }
+    return kExitOk;
+  }
+  if (sub == "list") {
+    trainmesh::v1::ListApiKeysRequest request;
+    request.set_page_size(1000);
+    trainmesh::v1::ListApiKeysResponse response;
+    grpc::Status s = client.auth().ListApiKeys(client.Context().get(), request, &response);
+    if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+    if (client.json()) {
+      std::cout << Json(response) << std::endl;
+      return kExitOk;
+    }
+    std::cout << absl::StrFormat("%-36s  %-12s  %-24s  %-10s  %s\n", "ID", "PREFIX", "SCOPES",
+                                 "STATE", "NAME");
+    for (const auto& k : response.api_keys()) {
+      const std::string state = k.has_revoke_time() ? "revoked" : "active";
+      std::cout << absl::StrFormat("%-36s  %-12s  %-24s  %-10s  %s\n", k.id(), k.prefix(),
+                                   absl::StrJoin(k.scopes(), " "), state, k.name());
+    }
+    return kExitOk;
+  }
+  if (sub == "revoke") {
+    if (args.positional.size() != 2) return UsageError("keys revoke takes a key id");
+    trainmesh::v1::RevokeApiKeyRequest request;
+    request.set_id(args.positional[1]);
+    trainmesh::v1::ApiKey key;
+    grpc::Status s = client.auth().RevokeApiKey(client.Context().get(), request, &key);
+    if (!s.ok()) return ReportError(s, client.connection().auth_endpoint);
+    std::cout << key.id() << " revoked\n";
+    return kExitOk;
+  }
+  return UsageError("keys takes create, list or revoke");
 }
 
 int Run(int argc, char** argv) {
   std::vector<std::string> argv_list(argv + 1, argv + argc);
   absl::StatusOr<Args> parsed = Parse(
       argv_list,
-      {"endpoint", "token", "api-key", "output", "timeout", "model", "dataset", "param", "file",
-       "priority", "max-attempts", "label", "request-id", "reason", "state", "page-size",
-       "page-token", "retry-of", "after-seq", "subject", "scope", "ttl", "secret"},
-      {"wait", "all", "resume", "help", "allow-shared-pool", "validate-only"},
+      {"endpoint", "auth-endpoint", "token", "api-key", "output", "timeout", "model", "dataset",
+       "param", "file", "priority", "max-attempts", "label", "request-id", "reason", "state",
+       "page-size", "page-token", "retry-of", "after-seq", "scope", "password", "email", "name",
+       "expires"},
+      {"wait", "all", "resume", "help", "allow-shared-pool", "validate-only", "print-token",
+       "password-stdin", "admin"},
       {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}});
   if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
   const Args& args = *parsed;
@@ -573,7 +759,7 @@ int Run(int argc, char** argv) {
   if (args.Has("output") && args.Get("output") != "json" && args.Get("output") != "text") {
     return UsageError("-o takes json or text");
   }
-  if (args.command == "dev-token") return DevToken(args);
+  if (args.command == "logout") return Logout();
   Client client(args);
   const std::string& cmd = args.command;
   auto need_id = [&]() -> std::optional<std::string> {
@@ -589,6 +775,10 @@ int Run(int argc, char** argv) {
   if (cmd == "list") return List(client, args);
   if (cmd == "recipes") return Recipes(client, args);
   if (cmd == "health") return Health(client);
+  if (cmd == "login") return Login(client, args);
+  if (cmd == "whoami") return WhoAmI(client);
+  if (cmd == "users") return Users(client, args);
+  if (cmd == "keys") return Keys(client, args);
   if (cmd == "get" || cmd == "watch" || cmd == "cancel" || cmd == "retry" || cmd == "logs") {
     std::optional<std::string> id = need_id();
     if (!id.has_value()) return UsageError(cmd + " takes one job id");

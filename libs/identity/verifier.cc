@@ -1,0 +1,362 @@
+#include "libs/identity/verifier.h"
+
+#include <curl/curl.h>
+#include <jwt.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/time/clock.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/json_util.h"
+#include "libs/identity/jwt.h"
+#include "libs/identity/keys.h"
+#include "libs/log/log.h"
+
+namespace trainmesh::identity {
+namespace {
+
+using trainmesh::v1::Principal;
+
+constexpr size_t kMaxJwksBytes = 1 << 20;
+
+class FunctionSource : public JwksSource {
+ public:
+  explicit FunctionSource(std::function<absl::StatusOr<trainmesh::v1::Jwks>()> fn)
+      : fn_(std::move(fn)) {}
+  absl::StatusOr<trainmesh::v1::Jwks> Fetch() override { return fn_(); }
+
+ private:
+  std::function<absl::StatusOr<trainmesh::v1::Jwks>()> fn_;
+};
+
+class FileSource : public JwksSource {
+ public:
+  explicit FileSource(std::string path) : path_(std::move(path)) {}
+  absl::StatusOr<trainmesh::v1::Jwks> Fetch() override {
+    std::ifstream in(path_);
+    if (!in) return absl::UnavailableError(absl::StrCat("cannot read JWKS file ", path_));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ParseJwks(ss.str());
+  }
+
+ private:
+  std::string path_;
+};
+
+size_t CollectBody(char* data, size_t size, size_t n, void* user) {
+  auto* body = static_cast<std::string*>(user);
+  if (body->size() + size * n > kMaxJwksBytes) return 0;  // aborts the transfer
+  body->append(data, size * n);
+  return size * n;
+}
+
+class UrlSource : public JwksSource {
+ public:
+  explicit UrlSource(std::string url) : url_(std::move(url)) {}
+  absl::StatusOr<trainmesh::v1::Jwks> Fetch() override {
+    std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+    if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
+    std::string body;
+    curl_easy_setopt(curl.get(), CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, CollectBody);
+    curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &body);
+    curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+    curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl.get(), CURLOPT_PROTOCOLS_STR, "http,https");
+    CURLcode rc = curl_easy_perform(curl.get());
+    long code = 0;
+    curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &code);
+    if (rc != CURLE_OK || code != 200) {
+      return absl::UnavailableError(absl::StrCat("cannot fetch JWKS from ", url_, ": ",
+                                                 rc != CURLE_OK ? curl_easy_strerror(rc)
+                                                                : absl::StrCat("HTTP ", code)));
+    }
+    return ParseJwks(body);
+  }
+
+ private:
+  std::string url_;
+};
+
+std::string Text(const google::protobuf::Struct& s, const std::string& name) {
+  auto it = s.fields().find(name);
+  if (it == s.fields().end()) return "";
+  if (it->second.has_string_value()) return it->second.string_value();
+  return "";
+}
+
+bool Number(const google::protobuf::Struct& s, const std::string& name, double* out) {
+  auto it = s.fields().find(name);
+  if (it == s.fields().end() || !it->second.has_number_value()) return false;
+  *out = it->second.number_value();
+  return true;
+}
+
+bool AudienceMatches(const google::protobuf::Struct& claims, const std::string& audience) {
+  auto it = claims.fields().find("aud");
+  if (it == claims.fields().end()) return false;
+  if (it->second.has_string_value()) return it->second.string_value() == audience;
+  if (it->second.has_list_value()) {
+    for (const auto& v : it->second.list_value().values()) {
+      if (v.string_value() == audience) return true;
+    }
+  }
+  return false;
+}
+
+// Checks the signature with the key's own (pinned) algorithm.
+bool SignatureValid(absl::string_view token, const std::string& alg, const std::string& pem) {
+  jwt_t* jwt = nullptr;
+  const std::string text(token);
+  if (jwt_decode(&jwt, text.c_str(), reinterpret_cast<const unsigned char*>(pem.data()),
+                 static_cast<int>(pem.size())) != 0) {
+    return false;
+  }
+  const bool same_alg = jwt_get_alg(jwt) == jwt_str_alg(alg.c_str());
+  jwt_free(jwt);
+  return same_alg;
+}
+
+}  // namespace
+
+std::shared_ptr<JwksSource> JwksFromFunction(
+    std::function<absl::StatusOr<trainmesh::v1::Jwks>()> fetch) {
+  return std::make_shared<FunctionSource>(std::move(fetch));
+}
+std::shared_ptr<JwksSource> JwksFromFile(std::string path) {
+  return std::make_shared<FileSource>(std::move(path));
+}
+std::shared_ptr<JwksSource> JwksFromUrl(std::string url) {
+  return std::make_shared<UrlSource>(std::move(url));
+}
+
+absl::StatusOr<trainmesh::v1::Jwks> ParseJwks(const std::string& json) {
+  trainmesh::v1::Jwks jwks;
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(json, &jwks, options);
+  if (!status.ok()) {
+    return absl::UnavailableError(absl::StrCat("malformed JWKS: ", status.message().as_string()));
+  }
+  return jwks;
+}
+
+absl::StatusOr<std::vector<IssuerConfig>> TrustedIssuersFromFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  trainmesh::v1::TrustedIssuers config;
+  auto status = google::protobuf::util::JsonStringToMessage(ss.str(), &config);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": ", status.message().as_string()));
+  }
+  std::vector<IssuerConfig> out;
+  for (const auto& t : config.issuers()) {
+    if (t.issuer().empty() || (t.jwks_url().empty() == t.jwks_file().empty())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": each issuer needs `issuer` and one of jwksUrl, jwksFile"));
+    }
+    IssuerConfig c;
+    c.issuer = t.issuer();
+    c.audience = t.audience();
+    c.jwks = t.jwks_url().empty() ? JwksFromFile(t.jwks_file()) : JwksFromUrl(t.jwks_url());
+    if (!t.subject_claim().empty()) c.subject_claim = t.subject_claim();
+    c.subject_prefix = t.subject_prefix();
+    if (!t.name_claim().empty()) c.name_claim = t.name_claim();
+    if (t.default_scopes_size() > 0) {
+      c.default_scopes.assign(t.default_scopes().begin(), t.default_scopes().end());
+    }
+    if (t.clock_skew_seconds() > 0) c.clock_skew = absl::Seconds(t.clock_skew_seconds());
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+TokenVerifier::TokenVerifier(std::vector<IssuerConfig> issuers) {
+  for (auto& config : issuers) {
+    auto issuer = std::make_unique<Issuer>();
+    issuer->config = std::move(config);
+    issuers_.push_back(std::move(issuer));
+  }
+}
+
+absl::Status TokenVerifier::Refresh(Issuer& issuer, absl::Time now) {
+  {
+    absl::MutexLock lock(&issuer.mu);
+    issuer.last_attempt = now;
+  }
+  absl::StatusOr<trainmesh::v1::Jwks> jwks = issuer.config.jwks->Fetch();
+  if (!jwks.ok()) {
+    TM_LOG(Warning, "cannot refresh signing keys")
+        .With("issuer", issuer.config.issuer)
+        .With("error", jwks.status());
+    return jwks.status();
+  }
+  absl::flat_hash_map<std::string, Key> keys;
+  for (const auto& jwk : jwks->keys()) {
+    if (!jwk.use().empty() && jwk.use() != "sig") continue;
+    // A key without "alg" gets the algorithm its type implies; the pin holds.
+    std::string alg = jwk.alg();
+    if (alg.empty()) alg = jwk.kty() == "EC" ? "ES256" : "RS256";
+    const bool rsa_alg = alg == "RS256" || alg == "RS384" || alg == "RS512";
+    if ((jwk.kty() == "RSA" && !rsa_alg) || (jwk.kty() == "EC" && alg != "ES256") ||
+        (jwk.kty() != "RSA" && jwk.kty() != "EC")) {
+      continue;  // never an HMAC or "none" key
+    }
+    absl::StatusOr<std::string> pem = JwkToPem(jwk);
+    if (!pem.ok()) {
+      TM_LOG(Warning, "skipping unusable key").With("kid", jwk.kid()).With("error", pem.status());
+      continue;
+    }
+    keys[jwk.kid()] = Key{alg, *pem};
+  }
+  absl::MutexLock lock(&issuer.mu);
+  issuer.keys = std::move(keys);
+  issuer.fetched = now;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TokenVerifier::Key> TokenVerifier::FindKey(Issuer& issuer, const std::string& kid,
+                                                          absl::Time now) {
+  const IssuerConfig& config = issuer.config;
+  auto unknown = [&kid] {
+    return absl::UnauthenticatedError(absl::StrCat("invalid token: unknown key id \"", kid, "\""));
+  };
+  // What to do with the keys as they are: a key, a refusal, or a fetch.
+  auto decide = [&](bool* fetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(issuer.mu) -> absl::StatusOr<Key> {
+    *fetch = false;
+    auto it = issuer.keys.find(kid);
+    const bool fresh = now - issuer.fetched < config.refresh_interval;
+    if (it != issuer.keys.end()) {
+      *fetch = !fresh;
+      return it->second;
+    }
+    auto missed = issuer.missed.find(kid);
+    if (missed != issuer.missed.end() && now - missed->second < config.min_refresh_interval) {
+      return unknown();
+    }
+    *fetch = true;
+    return unknown();
+  };
+  bool fetch = false;
+  {
+    absl::MutexLock lock(&issuer.mu);
+    absl::StatusOr<Key> key = decide(&fetch);
+    if (!fetch) return key;
+  }
+  absl::MutexLock fetch_lock(&issuer.fetch_mu);
+  absl::Time last_attempt;
+  {
+    // Another thread may have fetched while this one waited.
+    absl::MutexLock lock(&issuer.mu);
+    absl::StatusOr<Key> key = decide(&fetch);
+    if (!fetch) return key;
+    last_attempt = issuer.last_attempt;
+  }
+  const absl::Duration gap = last_attempt + config.min_fetch_gap - absl::Now();
+  if (gap > absl::ZeroDuration()) absl::SleepFor(gap);
+  absl::Status refreshed = Refresh(issuer, absl::Now());
+  absl::MutexLock lock(&issuer.mu);
+  auto it = issuer.keys.find(kid);
+  if (it != issuer.keys.end()) return it->second;  // also when a periodic refresh failed
+  if (issuer.missed.size() >= 1024) issuer.missed.clear();
+  issuer.missed[kid] = now;
+  if (!refreshed.ok()) return refreshed;
+  return unknown();
+}
+
+absl::StatusOr<Principal> TokenVerifier::Verify(absl::string_view token, absl::Time now) {
+  {
+    absl::MutexLock lock(&cache_mu_);
+    auto it = verified_.find(token);
+    if (it != verified_.end()) {
+      // The same expiry rule as below, skew included.
+      if (absl::FromUnixSeconds(it->second.expire_time().seconds()) >= now) return it->second;
+      verified_.erase(it);
+    }
+  }
+  absl::StatusOr<UnverifiedToken> peek = PeekToken(token);
+  if (!peek.ok()) return peek.status();
+  const std::string iss = Text(peek->claims, "iss");
+  Issuer* issuer = nullptr;
+  for (auto& candidate : issuers_) {
+    if (candidate->config.issuer == iss) issuer = candidate.get();
+  }
+  if (issuer == nullptr) {
+    return absl::UnauthenticatedError(absl::StrCat("invalid token: untrusted issuer \"", iss, "\""));
+  }
+  const IssuerConfig& config = issuer->config;
+  if (peek->alg.empty() || peek->alg == "none" || absl::StartsWith(peek->alg, "HS")) {
+    return absl::UnauthenticatedError(
+        absl::StrCat("invalid token: algorithm \"", peek->alg, "\" is not accepted"));
+  }
+  absl::StatusOr<Key> key = FindKey(*issuer, peek->kid, now);
+  if (!key.ok()) return key.status();
+  if (peek->alg != key->alg) {
+    return absl::UnauthenticatedError(absl::StrCat("invalid token: algorithm ", peek->alg,
+                                                   " does not match key ", peek->kid));
+  }
+  if (!SignatureValid(token, key->alg, key->pem)) {
+    return absl::UnauthenticatedError("invalid token: bad signature");
+  }
+  const google::protobuf::Struct& claims = peek->claims;
+  if (!config.audience.empty() && !AudienceMatches(claims, config.audience)) {
+    return absl::UnauthenticatedError("invalid token: wrong audience");
+  }
+  double exp = 0, nbf = 0;
+  if (!Number(claims, "exp", &exp)) return absl::UnauthenticatedError("invalid token: no expiry");
+  if (absl::FromUnixSeconds(static_cast<int64_t>(exp)) + config.clock_skew < now) {
+    return absl::UnauthenticatedError("token expired");
+  }
+  if (Number(claims, "nbf", &nbf) &&
+      absl::FromUnixSeconds(static_cast<int64_t>(nbf)) - config.clock_skew > now) {
+    return absl::UnauthenticatedError("token not valid yet");
+  }
+  const std::string subject = Text(claims, config.subject_claim);
+  if (subject.empty()) return absl::UnauthenticatedError("invalid token: no subject");
+  Principal principal;
+  principal.set_subject(config.subject_prefix + subject);
+  principal.set_issuer(iss);
+  principal.set_name(Text(claims, config.name_claim));
+  principal.mutable_expire_time()->set_seconds(
+      absl::ToUnixSeconds(absl::FromUnixSeconds(static_cast<int64_t>(exp)) + config.clock_skew));
+  const std::string kind = Text(claims, kKindClaim);
+  if (kind == "job") {
+    if (!config.allow_job_tokens) {
+      return absl::UnauthenticatedError("invalid token: job tokens come from the mesh only");
+    }
+    principal.set_kind(Principal::JOB);
+    principal.set_job_id(Text(claims, kJobIdClaim));
+    double attempt = 0;
+    Number(claims, kAttemptClaim, &attempt);
+    principal.set_attempt(static_cast<int>(attempt));
+    principal.set_agent_id(Text(claims, kAgentIdClaim));
+  } else {
+    principal.set_kind(Principal::USER);
+  }
+  if (config.scopes_from_token) {
+    for (absl::string_view s : absl::StrSplit(Text(claims, "scope"), ' ', absl::SkipEmpty())) {
+      principal.add_scopes(std::string(s));
+    }
+  } else {
+    for (const auto& s : config.default_scopes) principal.add_scopes(s);
+  }
+  absl::MutexLock lock(&cache_mu_);
+  if (verified_.size() >= kCacheEntries) verified_.clear();
+  verified_.emplace(std::string(token), principal);
+  return principal;
+}
+
+}  // namespace trainmesh::identity

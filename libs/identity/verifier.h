@@ -1,0 +1,109 @@
+// Verifying bearer tokens against the public keys (JWKS) of trusted issuers:
+// the mesh's own auth service and any external identity provider (Clerk,
+// Auth0, Keycloak). Keys are cached per issuer, refreshed periodically and at
+// once (rate-limited) when a token names an unknown `kid`, so a key rotation
+// needs no restart. Every key's algorithm is pinned: a token whose header
+// claims another algorithm ("none", HS256 with the RSA public key as secret)
+// is refused before any signature check.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "trainmesh/v1/auth.pb.h"
+
+namespace trainmesh::identity {
+
+// Where an issuer's public keys come from.
+class JwksSource {
+ public:
+  virtual ~JwksSource() = default;
+  // UNAVAILABLE when the keys cannot be fetched right now.
+  virtual absl::StatusOr<trainmesh::v1::Jwks> Fetch() = 0;
+};
+
+// Keys from a function (the auth service's own store, gRPC, tests).
+std::shared_ptr<JwksSource> JwksFromFunction(
+    std::function<absl::StatusOr<trainmesh::v1::Jwks>()> fetch);
+// Keys from a JSON file {"keys": [...]}, read at every refresh.
+std::shared_ptr<JwksSource> JwksFromFile(std::string path);
+// Keys from an http(s) URL, fetched with a timeout and a size limit.
+std::shared_ptr<JwksSource> JwksFromUrl(std::string url);
+
+// Parses a JWKS document (unknown members are ignored, as RFC 7517 asks).
+absl::StatusOr<trainmesh::v1::Jwks> ParseJwks(const std::string& json);
+
+struct IssuerConfig {
+  std::string issuer;
+  // Required `aud`; empty: not checked.
+  std::string audience;
+  std::shared_ptr<JwksSource> jwks;
+  std::string subject_claim = "sub";
+  std::string subject_prefix;
+  std::string name_claim = "name";
+  // true: scopes come from the token's "scope" claim (the mesh's own tokens).
+  // false: every user of this issuer gets default_scopes (external providers,
+  // whose tokens know nothing of trainmesh scopes).
+  bool scopes_from_token = false;
+  std::vector<std::string> default_scopes = {"jobs:read", "jobs:write"};
+  // Job tokens ("tm_kind": "job") are honoured from the mesh's own issuer only.
+  bool allow_job_tokens = false;
+  absl::Duration clock_skew = absl::Seconds(60);
+  absl::Duration refresh_interval = absl::Minutes(5);
+  // A kid still unknown after a fetch is refused without fetching again for
+  // this long (a flood of made-up kids cannot hammer the key source)…
+  absl::Duration min_refresh_interval = absl::Seconds(10);
+  // …and fetches are at least this far apart (a token from a key rotated a
+  // moment ago waits for the gap rather than being refused).
+  absl::Duration min_fetch_gap = absl::Milliseconds(200);
+};
+
+// The issuers configured in a TrustedIssuers JSON file (see auth.proto).
+absl::StatusOr<std::vector<IssuerConfig>> TrustedIssuersFromFile(const std::string& path);
+
+class TokenVerifier {
+ public:
+  explicit TokenVerifier(std::vector<IssuerConfig> issuers);
+
+  // The principal a token stands for. UNAUTHENTICATED with the reason (never
+  // the token) for: malformed, unknown issuer, unknown kid (after a refresh),
+  // pinned-algorithm mismatch, bad signature, wrong audience, expired, not yet
+  // valid, no subject. UNAVAILABLE when keys are needed and cannot be fetched.
+  absl::StatusOr<trainmesh::v1::Principal> Verify(absl::string_view token,
+                                                  absl::Time now = absl::Now());
+
+ private:
+  struct Key {
+    std::string alg;
+    std::string pem;
+  };
+  struct Issuer {
+    IssuerConfig config;
+    absl::Mutex fetch_mu;  // one fetch at a time
+    absl::Mutex mu;
+    absl::flat_hash_map<std::string, Key> keys ABSL_GUARDED_BY(mu);
+    absl::Time fetched ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    absl::Time last_attempt ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    // Kids a fetch did not find, and when.
+    absl::flat_hash_map<std::string, absl::Time> missed ABSL_GUARDED_BY(mu);
+  };
+
+  absl::StatusOr<Key> FindKey(Issuer& issuer, const std::string& kid, absl::Time now);
+  absl::Status Refresh(Issuer& issuer, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(issuer.fetch_mu);
+
+  std::vector<std::unique_ptr<Issuer>> issuers_;
+  // Tokens already verified, until they expire (a token cannot be revoked
+  // before then anyway); bounded.
+  static constexpr size_t kCacheEntries = 8192;
+  absl::Mutex cache_mu_;
+  absl::flat_hash_map<std::string, trainmesh::v1::Principal> verified_ ABSL_GUARDED_BY(cache_mu_);
+};
+
+}  // namespace trainmesh::identity

@@ -1,0 +1,41 @@
+// The gRPC adapter of the auth service.
+#pragma once
+
+#include "libs/identity/authenticator.h"
+#include "libs/server/executor.h"
+#include "services/auth/auth_service.h"
+#include "trainmesh/v1/auth.grpc.pb.h"
+
+namespace trainmesh::auth {
+
+class AuthServer final : public trainmesh::v1::AuthService::CallbackService {
+ public:
+  AuthServer(AuthService* service, server::Executor* executor,
+             const identity::Authenticator* authenticator)
+      : service_(service), executor_(executor), auth_(authenticator) {}
+
+#define TM_AUTH_RPC(Method, Request, Response)                                              \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,                    \
+                                   const trainmesh::v1::Request* request,                  \
+                                   trainmesh::v1::Response* response) override;
+  TM_AUTH_RPC(CreateUser, CreateUserRequest, User)
+  TM_AUTH_RPC(ListUsers, ListUsersRequest, ListUsersResponse)
+  TM_AUTH_RPC(Login, LoginRequest, LoginResponse)
+  TM_AUTH_RPC(GetJwks, GetJwksRequest, Jwks)
+  TM_AUTH_RPC(RotateSigningKey, RotateSigningKeyRequest, RotateSigningKeyResponse)
+  TM_AUTH_RPC(CreateApiKey, CreateApiKeyRequest, CreateApiKeyResponse)
+  TM_AUTH_RPC(ListApiKeys, ListApiKeysRequest, ListApiKeysResponse)
+  TM_AUTH_RPC(RevokeApiKey, RevokeApiKeyRequest, ApiKey)
+  TM_AUTH_RPC(Authenticate, AuthenticateRequest, Principal)
+  TM_AUTH_RPC(MintJobToken, MintJobTokenRequest, JobToken)
+  TM_AUTH_RPC(RenewJobToken, RenewJobTokenRequest, JobToken)
+  TM_AUTH_RPC(WhoAmI, WhoAmIRequest, Principal)
+#undef TM_AUTH_RPC
+
+ private:
+  AuthService* service_;
+  server::Executor* executor_;
+  const identity::Authenticator* auth_;
+};
+
+}  // namespace trainmesh::auth

@@ -1,0 +1,367 @@
+#include "services/auth/auth_service.h"
+
+#include <openssl/crypto.h>
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "google/protobuf/util/time_util.h"
+#include "libs/identity/api_keys.h"
+#include "libs/identity/jwt.h"
+#include "libs/log/log.h"
+#include "libs/status/field_violations.h"
+#include "libs/status/status_macros.h"
+
+namespace trainmesh::auth {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+using status::FieldViolations;
+using trainmesh::v1::Principal;
+
+constexpr size_t kMinPassword = 8;
+constexpr size_t kMaxPassword = 1024;
+constexpr int kDefaultPageSize = 50;
+constexpr int kMaxPageSize = 1000;
+// Scopes any user may put on their own keys; the rest need admin.
+constexpr const char* kUserScopes[] = {"jobs:read", "jobs:write", "agent"};
+constexpr const char* kAdminScopes[] = {"admin", "internal"};
+
+bool ValidUserName(absl::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  if (!absl::ascii_islower(name[0]) && !absl::ascii_isdigit(name[0])) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_islower(c) || absl::ascii_isdigit(c) || c == '.' || c == '_' || c == '-';
+  });
+}
+
+bool HasScope(const Principal& p, absl::string_view scope) {
+  return std::find(p.scopes().begin(), p.scopes().end(), scope) != p.scopes().end();
+}
+
+void CheckPageSize(int page_size, FieldViolations* v) {
+  if (page_size < 0 || page_size > kMaxPageSize) {
+    v->Add("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize));
+  }
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::SecondsToTimestamp(absl::ToUnixSeconds(t));
+}
+
+}  // namespace
+
+AuthService::AuthService(AuthStore* store, AuthOptions options)
+    : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {
+  // A real hash, so that an unknown user costs as much as a wrong password.
+  dummy_hash_ = HashPassword("not-a-password", options_.password).value_or("");
+}
+
+absl::Status AuthService::Init() {
+  absl::StatusOr<identity::SigningKey> active = store_->ActiveKey();
+  if (active.status().code() != absl::StatusCode::kNotFound) return active.status();
+  TM_ASSIGN_OR_RETURN(identity::SigningKey fresh, identity::GenerateSigningKey(options_.signing_alg));
+  TM_ASSIGN_OR_RETURN(identity::SigningKey winner, store_->EnsureActiveKey(fresh));
+  TM_LOG(Info, "signing key ready").With("kid", winner.kid).With("alg", winner.alg);
+  return absl::OkStatus();
+}
+
+absl::Duration AuthService::RetiredKeyLifetime() const {
+  return std::max(options_.access_token_ttl, options_.max_job_token_ttl) + absl::Minutes(2);
+}
+
+absl::StatusOr<identity::SigningKey> AuthService::SigningKey() {
+  const absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    if (key_.has_value() && now - key_read_ < options_.key_refresh) return *key_;
+  }
+  TM_ASSIGN_OR_RETURN(identity::SigningKey key, store_->ActiveKey());
+  absl::MutexLock lock(&mu_);
+  key_ = key;
+  key_read_ = now;
+  return key;
+}
+
+absl::StatusOr<trainmesh::v1::User> AuthService::CreateUser(
+    const trainmesh::v1::CreateUserRequest& request) {
+  FieldViolations v;
+  const trainmesh::v1::User& user = request.user();
+  if (!ValidUserName(user.name())) {
+    v.Add("user.name",
+          "must be 1-63 of a-z 0-9 . _ - starting with a letter or digit");
+  }
+  if (request.password().size() < kMinPassword || request.password().size() > kMaxPassword) {
+    v.Add("password", absl::StrCat("must be ", kMinPassword, " to ", kMaxPassword, " characters"));
+  }
+  if (user.max_running_jobs() < 0) v.Add("user.max_running_jobs", "must be >= 0");
+  if (user.email().size() > 320) v.Add("user.email", "is too long");
+  TM_RETURN_IF_ERROR(v.ToStatus("invalid user"));
+  TM_ASSIGN_OR_RETURN(std::string hash, HashPassword(request.password(), options_.password));
+  TM_ASSIGN_OR_RETURN(trainmesh::v1::User created, store_->CreateUser(user, hash));
+  TM_LOG(Info, "user created").With("user", created.name()).With("admin", created.admin());
+  return created;
+}
+
+absl::StatusOr<trainmesh::v1::ListUsersResponse> AuthService::ListUsers(
+    const trainmesh::v1::ListUsersRequest& request) {
+  FieldViolations v;
+  CheckPageSize(request.page_size(), &v);
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  const int size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  std::string after;
+  if (!request.page_token().empty()) {
+    TM_ASSIGN_OR_RETURN(after, page_tokens_.Decode("users", request.page_token()));
+  }
+  TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::User> users, store_->ListUsers(after, size + 1));
+  trainmesh::v1::ListUsersResponse response;
+  const bool more = static_cast<int>(users.size()) > size;
+  if (more) users.resize(size);
+  for (auto& u : users) *response.add_users() = std::move(u);
+  if (more) {
+    response.set_next_page_token(
+        page_tokens_.Encode("users", response.users(response.users_size() - 1).name()));
+  }
+  return response;
+}
+
+absl::StatusOr<trainmesh::v1::LoginResponse> AuthService::Login(
+    const trainmesh::v1::LoginRequest& request) {
+  absl::StatusOr<StoredUser> user = store_->UserByName(request.name());
+  if (!user.ok() && user.status().code() != absl::StatusCode::kNotFound) return user.status();
+  // The same work and the same answer whether the name or the password is wrong.
+  const bool match =
+      VerifyPassword(request.password(), user.ok() ? user->password_hash : dummy_hash_);
+  if (!user.ok() || !match) {
+    TM_LOG(Info, "login refused").With("user", request.name());
+    return absl::UnauthenticatedError("wrong user name or password");
+  }
+  identity::Claims claims;
+  claims.subject = user->user.id();
+  claims.name = user->user.name();
+  claims.scopes = {"jobs:read", "jobs:write"};
+  if (user->user.admin()) claims.scopes.push_back("admin");
+  TM_ASSIGN_OR_RETURN(identity::SigningKey key, SigningKey());
+  const absl::Time now = absl::Now();
+  TM_ASSIGN_OR_RETURN(std::string token,
+                      identity::SignToken(key, options_.issuer, options_.audience, claims,
+                                          options_.access_token_ttl, now));
+  trainmesh::v1::LoginResponse response;
+  response.set_access_token(token);
+  *response.mutable_expire_time() = ToProto(now + options_.access_token_ttl);
+  *response.mutable_user() = user->user;
+  return response;
+}
+
+absl::StatusOr<trainmesh::v1::Jwks> AuthService::GetJwks() {
+  TM_ASSIGN_OR_RETURN(std::vector<identity::SigningKey> keys,
+                      store_->PublicKeys(RetiredKeyLifetime()));
+  trainmesh::v1::Jwks jwks;
+  for (const auto& key : keys) {
+    TM_ASSIGN_OR_RETURN(*jwks.add_keys(), identity::PublicJwk(key));
+  }
+  return jwks;
+}
+
+absl::StatusOr<trainmesh::v1::RotateSigningKeyResponse> AuthService::RotateSigningKey() {
+  TM_ASSIGN_OR_RETURN(identity::SigningKey fresh, identity::GenerateSigningKey(options_.signing_alg));
+  TM_RETURN_IF_ERROR(store_->Rotate(fresh));
+  {
+    absl::MutexLock lock(&mu_);
+    key_ = fresh;
+    key_read_ = absl::Now();
+  }
+  TM_LOG(Info, "signing key rotated").With("kid", fresh.kid);
+  trainmesh::v1::RotateSigningKeyResponse response;
+  response.set_kid(fresh.kid);
+  *response.mutable_create_time() = ToProto(absl::Now());
+  return response;
+}
+
+absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
+    const Principal& caller, const trainmesh::v1::CreateApiKeyRequest& request) {
+  FieldViolations v;
+  trainmesh::v1::ApiKey key = request.api_key();
+  if (key.name().size() > 200) v.Add("api_key.name", "must be at most 200 bytes");
+  if (key.scopes().empty()) {
+    key.add_scopes("jobs:read");
+    key.add_scopes("jobs:write");
+  }
+  for (int i = 0; i < key.scopes_size(); ++i) {
+    const std::string& s = key.scopes(i);
+    const bool user_scope = std::find(std::begin(kUserScopes), std::end(kUserScopes), s) !=
+                            std::end(kUserScopes);
+    const bool admin_scope = std::find(std::begin(kAdminScopes), std::end(kAdminScopes), s) !=
+                             std::end(kAdminScopes);
+    if (!user_scope && !admin_scope) {
+      v.Add(absl::StrCat("api_key.scopes[", i, "]"),
+            "must be one of jobs:read, jobs:write, agent, admin, internal");
+    } else if (admin_scope && !HasScope(caller, "admin")) {
+      return absl::PermissionDeniedError(absl::StrCat("only admins may create keys with scope ", s));
+    }
+  }
+  if (key.has_expire_time() &&
+      TimeUtil::TimestampToMicroseconds(key.expire_time()) <= absl::ToUnixMicros(absl::Now())) {
+    v.Add("api_key.expire_time", "must be in the future");
+  }
+  TM_RETURN_IF_ERROR(v.ToStatus("invalid API key"));
+  identity::NewApiKey fresh = identity::GenerateApiKey();
+  key.set_owner(caller.subject());
+  key.set_prefix(fresh.prefix);
+  TM_ASSIGN_OR_RETURN(trainmesh::v1::ApiKey stored, store_->CreateApiKey(key, fresh.hash));
+  TM_LOG(Info, "API key created")
+      .With("owner", caller.subject())
+      .With("prefix", stored.prefix())
+      .With("scopes", absl::StrJoin(stored.scopes(), " "));
+  trainmesh::v1::CreateApiKeyResponse response;
+  *response.mutable_api_key() = stored;
+  response.set_secret(fresh.secret);
+  return response;
+}
+
+absl::StatusOr<trainmesh::v1::ListApiKeysResponse> AuthService::ListApiKeys(
+    const Principal& caller, const trainmesh::v1::ListApiKeysRequest& request) {
+  FieldViolations v;
+  CheckPageSize(request.page_size(), &v);
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  const int size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  std::optional<std::pair<int64_t, std::string>> after;
+  const std::string query = absl::StrCat("keys:", caller.subject());
+  if (!request.page_token().empty()) {
+    TM_ASSIGN_OR_RETURN(std::string position, page_tokens_.Decode(query, request.page_token()));
+    std::pair<std::string, std::string> parts = absl::StrSplit(position, absl::MaxSplits('|', 1));
+    int64_t micros = 0;
+    if (!absl::SimpleAtoi(parts.first, &micros)) {
+      return status::InvalidField("page_token", "is malformed");
+    }
+    after = std::make_pair(micros, parts.second);
+  }
+  TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::ApiKey> keys,
+                      store_->ListApiKeys(caller.subject(), after, size + 1));
+  trainmesh::v1::ListApiKeysResponse response;
+  const bool more = static_cast<int>(keys.size()) > size;
+  if (more) keys.resize(size);
+  for (auto& k : keys) *response.add_api_keys() = std::move(k);
+  if (more) {
+    const auto& last = response.api_keys(response.api_keys_size() - 1);
+    response.set_next_page_token(page_tokens_.Encode(
+        query, absl::StrCat(TimeUtil::TimestampToMicroseconds(last.create_time()), "|", last.id())));
+  }
+  return response;
+}
+
+absl::StatusOr<trainmesh::v1::ApiKey> AuthService::RevokeApiKey(
+    const Principal& caller, const trainmesh::v1::RevokeApiKeyRequest& request) {
+  if (request.id().empty()) return status::InvalidField("id", "is required");
+  TM_ASSIGN_OR_RETURN(trainmesh::v1::ApiKey key, store_->RevokeApiKey(caller.subject(), request.id()));
+  TM_LOG(Info, "API key revoked").With("owner", caller.subject()).With("prefix", key.prefix());
+  return key;
+}
+
+absl::StatusOr<Principal> AuthService::ResolveApiKey(absl::string_view key) {
+  const std::string prefix = identity::ApiKeyPrefix(key);
+  if (prefix.empty()) return absl::UnauthenticatedError("malformed API key");
+  absl::StatusOr<StoredApiKey> stored = store_->ApiKeyByPrefix(prefix);
+  if (stored.status().code() == absl::StatusCode::kNotFound) {
+    return absl::UnauthenticatedError("unknown API key");
+  }
+  if (!stored.ok()) return stored.status();
+  const std::string hash = identity::HashApiKey(key);
+  if (hash.size() != stored->hash.size() ||
+      CRYPTO_memcmp(hash.data(), stored->hash.data(), hash.size()) != 0) {
+    return absl::UnauthenticatedError("unknown API key");
+  }
+  const trainmesh::v1::ApiKey& k = stored->key;
+  if (k.has_revoke_time()) return absl::UnauthenticatedError("API key revoked");
+  if (k.has_expire_time() &&
+      TimeUtil::TimestampToMicroseconds(k.expire_time()) <= absl::ToUnixMicros(absl::Now())) {
+    return absl::UnauthenticatedError("API key expired");
+  }
+  (void)store_->TouchApiKey(k.id());
+  Principal p;
+  p.set_subject(k.owner());
+  p.set_kind(Principal::API_KEY);
+  p.set_api_key_id(k.id());
+  // The owner's user name when the owner is a user of this mesh.
+  absl::StatusOr<trainmesh::v1::User> owner = store_->UserById(k.owner());
+  p.set_name(owner.ok() ? owner->name() : k.name());
+  p.set_issuer(options_.issuer);
+  *p.mutable_scopes() = k.scopes();
+  if (k.has_expire_time()) *p.mutable_expire_time() = k.expire_time();
+  return p;
+}
+
+absl::StatusOr<Principal> AuthService::Authenticate(
+    const trainmesh::v1::AuthenticateRequest& request) {
+  if (request.credential().empty()) return status::InvalidField("credential", "is required");
+  absl::StatusOr<Principal> principal =
+      identity::LooksLikeApiKey(request.credential())
+          ? ResolveApiKey(request.credential())
+          : (verifier_ != nullptr ? verifier_->Verify(request.credential())
+                                  : absl::UnauthenticatedError("tokens are not accepted here"));
+  // A bad credential in the request is the request's fault (INVALID_ARGUMENT);
+  // UNAUTHENTICATED is kept for the calling service's own credential.
+  if (principal.status().code() == absl::StatusCode::kUnauthenticated) {
+    return status::InvalidField("credential", std::string(principal.status().message()));
+  }
+  return principal;
+}
+
+absl::StatusOr<trainmesh::v1::JobToken> AuthService::SignJobToken(const identity::Claims& claims,
+                                                                  absl::Duration ttl) {
+  TM_ASSIGN_OR_RETURN(identity::SigningKey key, SigningKey());
+  const absl::Time now = absl::Now();
+  TM_ASSIGN_OR_RETURN(std::string token, identity::SignToken(key, options_.issuer,
+                                                             options_.audience, claims, ttl, now));
+  trainmesh::v1::JobToken out;
+  out.set_token(token);
+  *out.mutable_expire_time() = ToProto(now + ttl);
+  return out;
+}
+
+absl::StatusOr<trainmesh::v1::JobToken> AuthService::MintJobToken(
+    const trainmesh::v1::MintJobTokenRequest& request) {
+  FieldViolations v;
+  if (request.job_id().empty()) v.Add("job_id", "is required");
+  if (request.owner().empty()) v.Add("owner", "is required");
+  if (request.attempt() < 1) v.Add("attempt", "must be >= 1");
+  absl::Duration ttl = options_.job_token_ttl;
+  if (request.has_ttl()) {
+    ttl = absl::Seconds(request.ttl().seconds());
+    if (ttl <= absl::ZeroDuration() || ttl > options_.max_job_token_ttl) {
+      v.Add("ttl", absl::StrCat("must be between 1s and ", absl::FormatDuration(options_.max_job_token_ttl)));
+    }
+  }
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  identity::Claims claims;
+  claims.kind = "job";
+  claims.subject = request.owner();
+  claims.job_id = request.job_id();
+  claims.attempt = request.attempt();
+  claims.agent_id = request.agent_id();
+  claims.scopes = {"job:report"};
+  return SignJobToken(claims, ttl);
+}
+
+absl::StatusOr<trainmesh::v1::JobToken> AuthService::RenewJobToken(
+    const trainmesh::v1::RenewJobTokenRequest& request) {
+  if (verifier_ == nullptr) return absl::FailedPreconditionError("no verifier");
+  TM_ASSIGN_OR_RETURN(Principal current, verifier_->Verify(request.token()));
+  if (current.kind() != Principal::JOB || current.issuer() != options_.issuer) {
+    return status::InvalidField("token", "is not a job token of this mesh");
+  }
+  identity::Claims claims;
+  claims.kind = "job";
+  claims.subject = current.subject();
+  claims.job_id = current.job_id();
+  claims.attempt = current.attempt();
+  claims.agent_id = current.agent_id();
+  claims.scopes = {"job:report"};
+  return SignJobToken(claims, options_.job_token_ttl);
+}
+
+}  // namespace trainmesh::auth

@@ -1,0 +1,85 @@
+// The mesh in one test process: a throwaway database, and the real auth and
+// jobs services behind real gRPC servers on port 0, wired as tools/up wires
+// them (jobs verifies tokens against auth's JWKS and resolves API keys through
+// auth with its own service key).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "grpcpp/grpcpp.h"
+#include "libs/identity/service_identity.h"
+#include "libs/pg/listener.h"
+#include "libs/pg/pool.h"
+#include "libs/server/executor.h"
+#include "libs/server/grpc_server.h"
+#include "services/auth/auth_server.h"
+#include "services/auth/auth_service.h"
+#include "services/jobs/jobs_server.h"
+#include "services/jobs/jobs_service.h"
+#include "trainmesh/v1/auth.grpc.pb.h"
+#include "trainmesh/v1/jobs.grpc.pb.h"
+
+namespace trainmesh::testing {
+
+struct MeshOptions {
+  absl::Duration api_key_cache_ttl = absl::Seconds(10);
+  std::map<std::string, identity::RateLimit> rate_limits;
+};
+
+class TestMesh {
+ public:
+  explicit TestMesh(MeshOptions options = {});
+  ~TestMesh();
+
+  // A new user (not admin unless asked) and a login token for them.
+  struct User {
+    trainmesh::v1::User user;
+    std::string token;
+  };
+  User AddUser(const std::string& name, bool admin = false);
+
+  // An API key of `owner` with `scopes`.
+  trainmesh::v1::CreateApiKeyResponse AddApiKey(const User& owner, std::vector<std::string> scopes);
+
+  // A client context carrying `credential`, with a deadline.
+  static std::unique_ptr<grpc::ClientContext> With(const std::string& credential);
+
+  trainmesh::v1::AuthService::Stub& auth() { return *auth_stub_; }
+  trainmesh::v1::JobService::Stub& jobs() { return *jobs_stub_; }
+  const User& admin() const { return admin_; }
+  const std::string& service_key() const { return service_key_; }
+  const identity::Authenticator& jobs_authenticator() const { return *jobs_auth_; }
+
+  // Stops the auth service (an outage); the jobs service keeps running.
+  void StopAuth();
+
+ private:
+  std::string dsn_;
+  // auth
+  std::unique_ptr<pg::ConnectionPool> auth_pool_;
+  std::unique_ptr<auth::AuthStore> auth_store_;
+  std::unique_ptr<auth::AuthService> auth_service_;
+  std::unique_ptr<identity::Authenticator> auth_auth_;
+  std::unique_ptr<server::Executor> auth_executor_;
+  std::unique_ptr<auth::AuthServer> auth_server_;
+  std::unique_ptr<server::GrpcServer> auth_grpc_;
+  // jobs
+  std::unique_ptr<pg::ConnectionPool> jobs_pool_;
+  std::unique_ptr<jobs::JobStore> job_store_;
+  std::unique_ptr<jobs::JobsService> jobs_service_;
+  std::unique_ptr<identity::Authenticator> jobs_auth_;
+  std::unique_ptr<server::Executor> jobs_executor_;
+  jobs::EventHub hub_;
+  std::unique_ptr<pg::Listener> listener_;
+  std::unique_ptr<jobs::JobsServer> jobs_server_;
+  std::unique_ptr<server::GrpcServer> jobs_grpc_;
+  // clients
+  std::unique_ptr<trainmesh::v1::AuthService::Stub> auth_stub_;
+  std::unique_ptr<trainmesh::v1::JobService::Stub> jobs_stub_;
+  User admin_;
+  std::string service_key_;
+};
+
+}  // namespace trainmesh::testing
