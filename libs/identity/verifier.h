@@ -19,6 +19,8 @@
 #include "absl/time/time.h"
 #include "trainmesh/v1/auth.pb.h"
 
+struct evp_pkey_st;  // OpenSSL's EVP_PKEY
+
 namespace trainmesh::identity {
 
 // Where an issuer's public keys come from.
@@ -82,7 +84,8 @@ class TokenVerifier {
  private:
   struct Key {
     std::string alg;
-    std::string pem;
+    // Parsed once per key; signature checks run on it directly.
+    std::shared_ptr<evp_pkey_st> pkey;
   };
   struct Issuer {
     IssuerConfig config;

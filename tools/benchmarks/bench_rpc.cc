@@ -1,6 +1,7 @@
-// Closed-loop load on CreateJob: N clients, each with one call in flight, for
-// a fixed time. Prints one JSON line: calls/s and latency percentiles.
-//   bench_submit --endpoint HOST:PORT --token JWT --clients N --seconds S [--warmup S]
+// Closed-loop load on one jobs RPC: N clients, each with one call in flight,
+// for a fixed time. Prints one JSON line: calls/s and latency percentiles.
+//   bench_rpc --rpc create|get [--job-id ID] --endpoint HOST:PORT [--credential C]
+//             --clients N --seconds S [--warmup S]
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -17,7 +18,9 @@
 int main(int argc, char** argv) {
   using namespace trainmesh;
   auto args = cli::Parse(std::vector<std::string>(argv + 1, argv + argc),
-                         {"endpoint", "token", "clients", "seconds", "warmup"}, {}, {});
+                         {"endpoint", "credential", "clients", "seconds", "warmup", "rpc",
+                          "job-id"},
+                         {}, {});
   if (!args.ok()) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
     return 2;
@@ -27,7 +30,14 @@ int main(int argc, char** argv) {
   (void)absl::SimpleAtoi(args->Get("clients", "8"), &clients);
   (void)absl::SimpleAtod(args->Get("seconds", "10"), &seconds);
   (void)absl::SimpleAtod(args->Get("warmup", "2"), &warmup);
-  const std::string token = args->Get("token");
+  const std::string credential = args->Get("credential");
+  const std::string rpc = args->Get("rpc", "create");
+  if (rpc != "create" && rpc != "get") {
+    std::fprintf(stderr, "--rpc takes create or get\n");
+    return 2;
+  }
+  v1::GetJobRequest get;
+  get.set_id(args->Get("job-id"));
 
   // One HTTP/2 connection per 8 clients, as a fleet of real clients would spread.
   std::vector<std::unique_ptr<v1::JobService::Stub>> stubs;
@@ -56,14 +66,16 @@ int main(int argc, char** argv) {
         const absl::Time t0 = absl::Now();
         if (t0 >= end) break;
         grpc::ClientContext ctx;
-        ctx.AddMetadata("authorization", "Bearer " + token);
+        if (!credential.empty()) ctx.AddMetadata("authorization", "Bearer " + credential);
         ctx.set_deadline(absl::ToChronoTime(t0 + absl::Seconds(30)));
         v1::Job job;
-        grpc::Status s = stub.CreateJob(&ctx, request, &job);
+        grpc::Status s = rpc == "create" ? stub.CreateJob(&ctx, request, &job)
+                                         : stub.GetJob(&ctx, get, &job);
         const absl::Time t1 = absl::Now();
         if (!s.ok()) {
           if (errors.fetch_add(1) < 3) {
-            std::fprintf(stderr, "CreateJob: %d %s\n", s.error_code(), s.error_message().c_str());
+            std::fprintf(stderr, "%s: %d %s\n", rpc.c_str(), s.error_code(),
+                         s.error_message().c_str());
           }
           continue;
         }
