@@ -5,6 +5,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "libs/log/log.h"
 #include "libs/pg/errors.h"
 #include "pqxx/pqxx"
@@ -95,6 +96,22 @@ absl::Status Migrate(const std::string& dsn, const std::string& schema,
     return status;
   } catch (...) {
     return StatusFromCurrentException();
+  }
+}
+
+absl::Status MigrateWhenReachable(const std::string& dsn, const std::string& schema,
+                                  const std::vector<Migration>& migrations,
+                                  absl::Duration timeout) {
+  const absl::Time give_up = absl::Now() + timeout;
+  for (absl::Duration backoff = absl::Milliseconds(100);;
+       backoff = std::min(backoff * 2, absl::Seconds(3))) {
+    absl::Status status = Migrate(dsn, schema, migrations);
+    if (status.ok() || status.code() != absl::StatusCode::kUnavailable ||
+        absl::Now() + backoff > give_up) {
+      return status;
+    }
+    TM_LOG(Warning, "database not reachable yet").With("error", status);
+    absl::SleepFor(backoff);
   }
 }
 

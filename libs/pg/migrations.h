@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace trainmesh::pg {
 
@@ -24,5 +25,11 @@ struct Migration {
 // UNAVAILABLE when the database cannot be reached; INTERNAL for bad SQL.
 absl::Status Migrate(const std::string& dsn, const std::string& schema,
                      const std::vector<Migration>& migrations);
+
+// Migrate, retried with backoff while the database is UNAVAILABLE (it may
+// still be starting: a pod beside it, a cluster restart), for up to `timeout`.
+absl::Status MigrateWhenReachable(const std::string& dsn, const std::string& schema,
+                                  const std::vector<Migration>& migrations,
+                                  absl::Duration timeout);
 
 }  // namespace trainmesh::pg

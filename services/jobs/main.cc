@@ -59,18 +59,8 @@ int main(int argc, char** argv) {
     Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   }
 
-  // The database may still be starting (a pod beside it, a cluster restart).
-  const absl::Time give_up = absl::Now() + absl::GetFlag(FLAGS_startup_timeout);
-  absl::Status migrated;
-  for (absl::Duration backoff = absl::Milliseconds(100);; backoff = std::min(backoff * 2, absl::Seconds(3))) {
-    migrated = pg::Migrate(dsn, "jobs", jobs::Migrations());
-    if (migrated.ok() || migrated.code() != absl::StatusCode::kUnavailable ||
-        absl::Now() + backoff > give_up) {
-      break;
-    }
-    TM_LOG(Warning, "database not reachable yet").With("error", migrated);
-    absl::SleepFor(backoff);
-  }
+  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "jobs", jobs::Migrations(),
+                                                          absl::GetFlag(FLAGS_startup_timeout));
   if (!migrated.ok()) Fail("migrations failed", migrated);
 
   pg::ConnectionPool pool({.dsn = dsn,
