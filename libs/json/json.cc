@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -37,7 +38,7 @@ void AppendStruct(std::string* out, const google::protobuf::Struct& s) {
 
 class Parser {
  public:
-  explicit Parser(absl::string_view text) : text_(text) {}
+  Parser(absl::string_view text, ParseOptions options) : text_(text), options_(options) {}
 
   absl::Status ParseObject(google::protobuf::Struct* out, int depth) {
     if (depth > kMaxDepth) return Error("nested too deeply");
@@ -96,6 +97,20 @@ class Parser {
     if (Literal("null")) {
       out->set_null_value(google::protobuf::NULL_VALUE);
       return absl::OkStatus();
+    }
+    if (options_.allow_nonfinite) {
+      if (Literal("NaN")) {
+        out->set_number_value(std::numeric_limits<double>::quiet_NaN());
+        return absl::OkStatus();
+      }
+      if (Literal("Infinity")) {
+        out->set_number_value(std::numeric_limits<double>::infinity());
+        return absl::OkStatus();
+      }
+      if (Literal("-Infinity")) {
+        out->set_number_value(-std::numeric_limits<double>::infinity());
+        return absl::OkStatus();
+      }
     }
     return ParseNumber(out);
   }
@@ -219,6 +234,7 @@ class Parser {
   }
 
   absl::string_view text_;
+  ParseOptions options_;
   size_t pos_ = 0;
 };
 
@@ -281,9 +297,10 @@ std::string FromStruct(const google::protobuf::Struct& s) {
   return out;
 }
 
-absl::Status ToStruct(absl::string_view text, google::protobuf::Struct* out) {
+absl::Status ToStruct(absl::string_view text, google::protobuf::Struct* out,
+                      ParseOptions options) {
   out->Clear();
-  Parser parser(text);
+  Parser parser(text, options);
   if (absl::Status s = parser.ParseObject(out, 0); !s.ok()) return s;
   return parser.Finish();
 }

@@ -20,7 +20,14 @@ void AppendString(std::string* out, absl::string_view s);
 std::string FromStruct(const google::protobuf::Struct& s);
 void AppendValue(std::string* out, const google::protobuf::Value& v);
 
+struct ParseOptions {
+  // Accept the literals NaN, Infinity and -Infinity (not JSON, but what
+  // Python's json.dumps writes for non-finite floats).
+  bool allow_nonfinite = false;
+};
+
 // Parses a JSON object. INVALID_ARGUMENT with the offset of the first error.
-absl::Status ToStruct(absl::string_view text, google::protobuf::Struct* out);
+absl::Status ToStruct(absl::string_view text, google::protobuf::Struct* out,
+                      ParseOptions options = {});
 
 }  // namespace trainmesh::json

@@ -1,5 +1,6 @@
 #include "libs/json/json.h"
 
+#include <cmath>
 #include <limits>
 
 #include "gmock/gmock.h"
@@ -55,6 +56,16 @@ TEST(JsonTest, RejectsMalformedInput) {
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << bad;
   }
   EXPECT_THAT(ToStruct(R"({"a": x})", &s).message(), HasSubstr("offset 6"));
+}
+
+TEST(JsonTest, NonFiniteLiteralsOnlyWhenAsked) {
+  google::protobuf::Struct s;
+  const char* text = R"({"a": NaN, "b": Infinity, "c": -Infinity})";
+  EXPECT_FALSE(ToStruct(text, &s).ok());
+  ASSERT_TRUE(ToStruct(text, &s, {.allow_nonfinite = true}).ok());
+  EXPECT_TRUE(std::isnan(s.fields().at("a").number_value()));
+  EXPECT_EQ(s.fields().at("b").number_value(), std::numeric_limits<double>::infinity());
+  EXPECT_EQ(s.fields().at("c").number_value(), -std::numeric_limits<double>::infinity());
 }
 
 TEST(JsonTest, DeepNestingIsRefused) {

@@ -1,0 +1,101 @@
+#include "services/metrics/metrics_server.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/server/handler.h"
+#include "libs/status/grpc_status.h"
+
+namespace trainmesh::metrics {
+namespace {
+
+using trainmesh::v1::Principal;
+
+const google::protobuf::MethodDescriptor& Method(const char* name) {
+  return identity::MethodOf("trainmesh.v1.MetricsService", name);
+}
+
+// The caller: from the authorization header, or (for agents that only speak
+// REST) from a job token in the request body.
+absl::StatusOr<Principal> AuthorizeReporter(const identity::Authenticator& auth,
+                                            const grpc::ServerContextBase& context,
+                                            const google::protobuf::MethodDescriptor& method,
+                                            const std::string& body_token) {
+  if (body_token.empty() || context.client_metadata().count("authorization") > 0) {
+    return auth.Authorize(context, method);
+  }
+  return auth.AuthorizeCredential(absl::StrCat("Bearer ", body_token), method);
+}
+
+// A stream's caller, resolved on the executor; refusals are logged like unary calls.
+std::function<absl::StatusOr<Principal>()> Deferred(const identity::Authenticator* auth,
+                                                    grpc::CallbackServerContext* context,
+                                                    const google::protobuf::MethodDescriptor& method) {
+  return [auth, context, &method]() {
+    absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
+    if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
+    return caller;
+  };
+}
+
+}  // namespace
+
+grpc::ServerBidiReactor<trainmesh::v1::ReportMetricsRequest, trainmesh::v1::ReportMetricsResponse>*
+MetricsServer::ReportMetrics(grpc::CallbackServerContext* context) {
+  static const auto& method = Method("ReportMetrics");
+  return StartReportStream(service_, executor_, Deferred(auth_, context, method));
+}
+
+grpc::ServerUnaryReactor* MetricsServer::ReportMetricsBatch(
+    grpc::CallbackServerContext* context, const trainmesh::v1::ReportMetricsBatchRequest* request,
+    trainmesh::v1::ReportMetricsBatchResponse* response) {
+  static const auto& method = Method("ReportMetricsBatch");
+  const absl::Time start = absl::Now();
+  return server::RunUnary(context, *executor_, [=]() -> absl::Status {
+    const std::string body_token =
+        request->batches().empty() ? "" : request->batches(0).job_token();
+    absl::StatusOr<Principal> caller = AuthorizeReporter(*auth_, *context, method, body_token);
+    absl::Status status = caller.status();
+    if (caller.ok()) {
+      absl::StatusOr<trainmesh::v1::ReportMetricsBatchResponse> acks =
+          service_->ReportBatch(*caller, *request);
+      status = acks.status();
+      if (acks.ok()) *response = *std::move(acks);
+    }
+    server::LogCall(method, status, absl::Now() - start, caller.ok() ? caller->subject() : "");
+    return status;
+  });
+}
+
+#define TM_METRICS_UNARY(Name, Request, Response)                                          \
+  grpc::ServerUnaryReactor* MetricsServer::Name(grpc::CallbackServerContext* context,      \
+                                                const trainmesh::v1::Request* request,    \
+                                                trainmesh::v1::Response* response) {      \
+    static const auto& method = Method(#Name);                                             \
+    return server::HandleUnary(context, *executor_, *auth_, method, response,             \
+                               [this, request](const Principal& caller) {                  \
+                                 return service_->Name(caller, *request);                  \
+                               });                                                         \
+  }
+
+TM_METRICS_UNARY(QueryMetrics, QueryMetricsRequest, QueryMetricsResponse)
+TM_METRICS_UNARY(ListMetricNames, ListMetricNamesRequest, ListMetricNamesResponse)
+TM_METRICS_UNARY(GetLogs, GetLogsRequest, GetLogsResponse)
+TM_METRICS_UNARY(GetCost, GetCostRequest, Cost)
+TM_METRICS_UNARY(GetRecentMetrics, GetRecentMetricsRequest, GetRecentMetricsResponse)
+
+#undef TM_METRICS_UNARY
+
+grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* MetricsServer::StreamMetrics(
+    grpc::CallbackServerContext* context, const trainmesh::v1::StreamMetricsRequest* request) {
+  static const auto& method = Method("StreamMetrics");
+  return StartMetricsStream(service_, points_, executor_, Deferred(auth_, context, method),
+                            *request, limits_);
+}
+
+grpc::ServerWriteReactor<trainmesh::v1::LogStreamItem>* MetricsServer::StreamLogs(
+    grpc::CallbackServerContext* context, const trainmesh::v1::StreamLogsRequest* request) {
+  static const auto& method = Method("StreamLogs");
+  return StartLogStream(service_, logs_, executor_, Deferred(auth_, context, method), *request,
+                        limits_);
+}
+
+}  // namespace trainmesh::metrics

@@ -1,0 +1,115 @@
+// Live telemetry streams (StreamMetrics, StreamLogs) and the ingest stream
+// (ReportMetrics).
+//
+// Fan-out: each metrics replica LISTENs for batch notifications carrying only
+// (job, sequence range). A Feed reads each announced range once per replica
+// and offers it to every subscriber of that job on the replica, so a thousand
+// watchers of one job cost one database read per batch, and points written
+// through one replica reach subscribers of every other.
+//
+// A subscriber holds a bounded queue. One that falls behind (a slow client)
+// drops its queue, is marked lagged, and catches up from the database from
+// its last sequence number, so it never silently loses points and never slows
+// ingest. Every item carries the sequence number to resume from.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/identity/authenticator.h"
+#include "libs/server/executor.h"
+#include "services/metrics/metrics_service.h"
+#include "trainmesh/v1/metrics.pb.h"
+
+namespace trainmesh::metrics {
+
+// Items of one job with seq in [first, last], as read from the database.
+template <typename Item>
+struct Chunk {
+  std::string owner;
+  int64_t first = 0;
+  int64_t last = 0;
+  std::vector<Item> items;
+};
+
+template <typename Item>
+class Feed {
+ public:
+  using Fetch = std::function<absl::StatusOr<Page<Item>>(const std::string& job, int64_t after,
+                                                         int64_t until, int limit)>;
+
+  class Subscriber {
+   public:
+    virtual ~Subscriber() = default;
+    // Must not block.
+    virtual void Offer(std::shared_ptr<const Chunk<Item>> chunk) = 0;
+    // Announcements may have been missed: read again from the database.
+    virtual void Resync() = 0;
+    // The server drains: end the stream, telling the client how to resume.
+    virtual void Drain() = 0;
+  };
+
+  Feed(Fetch fetch, server::Executor* executor) : fetch_(std::move(fetch)), executor_(executor) {}
+
+  uint64_t Add(const std::string& job, std::weak_ptr<Subscriber> subscriber);
+  void Remove(uint64_t id);
+
+  // Items [first, last] of `job` were committed (from NOTIFY).
+  void Announce(const std::string& job, int64_t first, int64_t last);
+  void ResyncAll();
+  void DrainAll();
+  size_t subscribers() const;
+
+ private:
+  struct Job {
+    std::map<uint64_t, std::weak_ptr<Subscriber>> subscribers;
+    // Announced ranges not yet read; one read in flight per job keeps order.
+    int64_t pending_first = 0, pending_last = -1;
+    bool reading = false;
+  };
+  void Read(const std::string& job);
+
+  Fetch fetch_;
+  server::Executor* executor_;
+  mutable absl::Mutex mu_;
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, std::string> job_of_ ABSL_GUARDED_BY(mu_);
+};
+
+using PointFeed = Feed<trainmesh::v1::MetricPoint>;
+using LogFeed = Feed<trainmesh::v1::LogLine>;
+
+struct StreamLimits {
+  // A subscriber further behind than this is lagged and catches up from the
+  // database.
+  size_t max_queued_items = 50000;
+  int read_batch = 5000;
+};
+
+grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* StartMetricsStream(
+    MetricsService* service, PointFeed* feed, server::Executor* executor,
+    std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
+    const trainmesh::v1::StreamMetricsRequest& request, StreamLimits limits = {});
+
+grpc::ServerWriteReactor<trainmesh::v1::LogStreamItem>* StartLogStream(
+    MetricsService* service, LogFeed* feed, server::Executor* executor,
+    std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
+    const trainmesh::v1::StreamLogsRequest& request, StreamLimits limits = {});
+
+grpc::ServerBidiReactor<trainmesh::v1::ReportMetricsRequest,
+                        trainmesh::v1::ReportMetricsResponse>*
+StartReportStream(MetricsService* service, server::Executor* executor,
+                  std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize);
+
+}  // namespace trainmesh::metrics
