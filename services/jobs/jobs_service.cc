@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
 #include "libs/recipes/validation.h"
 #include "libs/status/field_violations.h"
@@ -191,6 +192,17 @@ absl::StatusOr<Job> JobsService::GetJob(const Principal& caller,
   CheckId(request.id(), "id", &v);
   TM_RETURN_IF_ERROR(v.ToStatus());
   TM_ASSIGN_OR_RETURN(StoredJob stored, store_->Get(caller.subject(), request.id()));
+  if (options_.recent_metrics) {
+    absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse> recent =
+        options_.recent_metrics(stored.job.id());
+    if (recent.ok()) {
+      *stored.job.mutable_recent_metrics() = recent->points();
+      if (recent->has_cost()) *stored.job.mutable_cost() = recent->cost();
+    } else {
+      TM_LOG(Warning, "job shown without its metrics").With("job_id", stored.job.id())
+          .With("error", recent.status());
+    }
+  }
   return stored.job;
 }
 

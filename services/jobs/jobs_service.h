@@ -3,6 +3,7 @@
 // with nothing but a JobStore.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "services/jobs/job_store.h"
 #include "trainmesh/v1/auth.pb.h"
 #include "trainmesh/v1/jobs.pb.h"
+#include "trainmesh/v1/metrics.pb.h"
 
 namespace trainmesh::jobs {
 
@@ -19,6 +21,10 @@ struct JobsServiceOptions {
   bool auto_queue = false;
   // Keys page-token HMACs; shared by all replicas.
   std::string page_token_secret;
+  // The latest points and cost of a job, from the metrics service (GetJob
+  // shows them). Unset, or failing: GetJob answers without them.
+  std::function<absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse>(const std::string& job_id)>
+      recent_metrics;
 };
 
 class JobsService {

@@ -17,6 +17,7 @@
 #include "services/jobs/job_store.h"
 #include "services/jobs/jobs_server.h"
 #include "services/jobs/jobs_service.h"
+#include "services/jobs/metrics_client.h"
 #include "services/jobs/watch.h"
 
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string (libpq URI or key=value).");
@@ -27,6 +28,9 @@ ABSL_FLAG(bool, auto_queue, false,
 ABSL_FLAG(std::string, page_token_secret, "",
           "Key for page-token HMACs, shared by all replicas (default: derived from "
           "--service_api_key).");
+ABSL_FLAG(std::string, metrics_endpoint, "127.0.0.1:7004",
+          "gRPC address of the metrics service (GetJob shows a job's latest points and cost); "
+          "empty: none.");
 ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
           "How long to wait for the database at start-up.");
 
@@ -75,8 +79,13 @@ int main(int argc, char** argv) {
     TM_LOG(Warning, "no --page_token_secret: page tokens are valid in this process only");
     page_secret = identity::GenerateApiKey().secret;
   }
-  jobs::JobsService service(&store, {.auto_queue = absl::GetFlag(FLAGS_auto_queue),
-                                     .page_token_secret = page_secret});
+  jobs::JobsServiceOptions options{.auto_queue = absl::GetFlag(FLAGS_auto_queue),
+                                   .page_token_secret = page_secret};
+  if (const std::string endpoint = absl::GetFlag(FLAGS_metrics_endpoint);
+      !endpoint.empty() && !identity::ServiceCredential().empty()) {
+    options.recent_metrics = jobs::RecentMetricsFrom(endpoint, identity::ServiceCredential());
+  }
+  jobs::JobsService service(&store, std::move(options));
   server::Executor executor(absl::GetFlag(FLAGS_workers), "jobs-worker");
   jobs::EventHub hub;
   pg::Listener listener(

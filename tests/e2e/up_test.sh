@@ -10,7 +10,8 @@ TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-up.XXXXXX")
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TRAINMESH_JOBS_PORT=$(free_port)
 TRAINMESH_AUTH_PORT=$(free_port)
-export TRAINMESH_JOBS_PORT TRAINMESH_AUTH_PORT
+TRAINMESH_METRICS_PORT=$(free_port)
+export TRAINMESH_JOBS_PORT TRAINMESH_AUTH_PORT TRAINMESH_METRICS_PORT
 # Services read every TRAINMESH_<FLAG>: revocations show within a second here.
 export TRAINMESH_API_KEY_CACHE_TTL=1s
 # trainctl login keeps its token here, not in the user's home.
@@ -35,6 +36,7 @@ grep -q "^TRAINMESH_ENDPOINT=127.0.0.1:$TRAINMESH_JOBS_PORT$" "$TRAINMESH_RUN_DI
   || fail "endpoint not written"
 
 tc health | grep -q SERVING || fail "health"
+tc health --endpoint "127.0.0.1:$TRAINMESH_METRICS_PORT" | grep -q SERVING || fail "metrics health"
 dev_id=$(tc whoami -o json | field "['subject']")
 [ -n "$dev_id" ] || fail "whoami"
 
@@ -135,6 +137,7 @@ done
 grep -q '"seq"' "$TRAINMESH_RUN_DIR/watch.out" || fail "watch printed nothing"
 "$root/tools/down" >"$TRAINMESH_RUN_DIR/down.out"
 grep -q "stopped jobs" "$TRAINMESH_RUN_DIR/down.out" || fail "jobs did not drain: $(cat "$TRAINMESH_RUN_DIR/down.out")"
+grep -q "stopped metrics" "$TRAINMESH_RUN_DIR/down.out" || fail "metrics did not drain"
 grep -q '"msg":"draining"' "$TRAINMESH_RUN_DIR/logs/jobs.log" || fail "no drain logged"
 grep -q '"msg":"bye"' "$TRAINMESH_RUN_DIR/logs/jobs.log" || fail "no clean exit logged"
 kill "$watcher" 2>/dev/null || true

@@ -3,6 +3,8 @@
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "services/jobs/metrics_client.h"
 #include "absl/time/clock.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/testing/test_cluster.h"
@@ -11,6 +13,9 @@ namespace trainmesh::auth {
 const std::vector<pg::Migration>& Migrations();
 }
 namespace trainmesh::jobs {
+const std::vector<pg::Migration>& Migrations();
+}
+namespace trainmesh::metrics {
 const std::vector<pg::Migration>& Migrations();
 }
 
@@ -27,6 +32,7 @@ TestMesh::TestMesh(MeshOptions options) {
   dsn_ = pg::testing::TestCluster::Get().NewDatabase();
   Check(pg::Migrate(dsn_, "auth", auth::Migrations()), "auth migrations");
   Check(pg::Migrate(dsn_, "jobs", jobs::Migrations()), "jobs migrations");
+  Check(pg::Migrate(dsn_, "metrics", metrics::Migrations()), "metrics migrations");
 
   // auth, wired as its main() does.
   auth_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{.dsn = dsn_, .size = 4});
@@ -82,17 +88,56 @@ TestMesh::TestMesh(MeshOptions options) {
   Check(key.status(), "service key");
   service_key_ = key->secret();
 
-  // jobs, verifying through the auth service over gRPC.
-  jobs_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{
-      .dsn = dsn_, .size = 8, .prepared = jobs::JobStore::PreparedStatements()});
-  job_store_ = std::make_unique<jobs::JobStore>(jobs_pool_.get());
-  jobs_service_ = std::make_unique<jobs::JobsService>(
-      job_store_.get(), jobs::JobsServiceOptions{.page_token_secret = "mesh-test"});
   identity::ServiceIdentityOptions identity_options;
   identity_options.auth_endpoint = absl::StrCat("127.0.0.1:", auth_grpc_->port());
   identity_options.service_api_key = service_key_;
   identity_options.api_key_cache_ttl = options.api_key_cache_ttl;
   identity_options.rate_limits = options.rate_limits;
+
+  // metrics, as its main() wires it.
+  metrics_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{.dsn = dsn_, .size = 8});
+  metrics_store_ = std::make_unique<metrics::MetricsStore>(metrics_pool_.get());
+  metrics_service_ = std::make_unique<metrics::MetricsService>(
+      metrics_store_.get(), metrics::MetricsOptions{.prices = *metrics::PriceTable::Parse("cpu=3.6", "USD")});
+  auto metrics_auth = identity::AuthenticatorForService(identity_options);
+  Check(metrics_auth.status(), "metrics authenticator");
+  metrics_auth_ = *std::move(metrics_auth);
+  metrics_executor_ = std::make_unique<server::Executor>(8);
+  point_feed_ = std::make_unique<metrics::PointFeed>(
+      [this](const std::string& j, int64_t a, int64_t u, int l) { return metrics_store_->Points(j, a, u, l); },
+      metrics_executor_.get());
+  log_feed_ = std::make_unique<metrics::LogFeed>(
+      [this](const std::string& j, int64_t a, int64_t u, int l) { return metrics_store_->Logs(j, a, u, l); },
+      metrics_executor_.get());
+  metrics_listener_ = std::make_unique<pg::Listener>(
+      dsn_, std::vector<std::string>{metrics::MetricsStore::kChannel},
+      [this](const std::string&, const std::string& payload) {
+        std::vector<std::string> f = absl::StrSplit(payload, ' ');
+        point_feed_->Announce(f[0], std::stoll(f[1]), std::stoll(f[2]));
+        log_feed_->Announce(f[0], std::stoll(f[3]), std::stoll(f[4]));
+      },
+      [this] {
+        point_feed_->ResyncAll();
+        log_feed_->ResyncAll();
+      });
+  metrics_listener_->Start();
+  metrics_server_ = std::make_unique<metrics::MetricsServer>(
+      metrics_service_.get(), metrics_executor_.get(), metrics_auth_.get(), point_feed_.get(),
+      log_feed_.get());
+  metrics_grpc_ = std::make_unique<server::GrpcServer>(
+      server::ServerOptions{.address = "127.0.0.1:0", .drain_timeout = absl::Seconds(2)});
+  metrics_grpc_->AddService(metrics_server_.get(), "trainmesh.v1.MetricsService");
+  Check(metrics_grpc_->Start(), "metrics server");
+  const std::string metrics_endpoint = absl::StrCat("127.0.0.1:", metrics_grpc_->port());
+
+  // jobs, verifying through the auth service over gRPC.
+  jobs_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{
+      .dsn = dsn_, .size = 8, .prepared = jobs::JobStore::PreparedStatements()});
+  job_store_ = std::make_unique<jobs::JobStore>(jobs_pool_.get());
+  jobs_service_ = std::make_unique<jobs::JobsService>(
+      job_store_.get(),
+      jobs::JobsServiceOptions{.page_token_secret = "mesh-test",
+                               .recent_metrics = jobs::RecentMetricsFrom(metrics_endpoint, service_key_)});
   auto jobs_auth = identity::AuthenticatorForService(identity_options);
   Check(jobs_auth.status(), "jobs authenticator");
   jobs_auth_ = *std::move(jobs_auth);
@@ -114,12 +159,29 @@ TestMesh::TestMesh(MeshOptions options) {
       absl::StrCat("127.0.0.1:", auth_grpc_->port()), grpc::InsecureChannelCredentials()));
   jobs_stub_ = trainmesh::v1::JobService::NewStub(grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", jobs_grpc_->port()), grpc::InsecureChannelCredentials()));
+  metrics_stub_ = trainmesh::v1::MetricsService::NewStub(
+      grpc::CreateChannel(metrics_endpoint, grpc::InsecureChannelCredentials()));
+}
+
+std::string TestMesh::JobToken(const std::string& job_id, int attempt, const std::string& owner) {
+  trainmesh::v1::MintJobTokenRequest mint;
+  mint.set_job_id(job_id);
+  mint.set_attempt(attempt);
+  mint.set_owner(owner);
+  mint.set_agent_id("test-agent");
+  trainmesh::v1::JobToken token;
+  grpc::Status s = auth_stub_->MintJobToken(With(service_key_).get(), mint, &token);
+  if (!s.ok()) throw std::runtime_error("MintJobToken: " + s.error_message());
+  return token.token();
 }
 
 TestMesh::~TestMesh() {
   jobs_grpc_->Shutdown();
   listener_->Stop();
   jobs_executor_->Shutdown();
+  metrics_grpc_->Shutdown();
+  metrics_listener_->Stop();
+  metrics_executor_->Shutdown();
   StopAuth();
 }
 

@@ -18,8 +18,10 @@
 #include "services/auth/auth_service.h"
 #include "services/jobs/jobs_server.h"
 #include "services/jobs/jobs_service.h"
+#include "services/metrics/metrics_server.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
+#include "trainmesh/v1/metrics.grpc.pb.h"
 
 namespace trainmesh::testing {
 
@@ -48,6 +50,11 @@ class TestMesh {
 
   trainmesh::v1::AuthService::Stub& auth() { return *auth_stub_; }
   trainmesh::v1::JobService::Stub& jobs() { return *jobs_stub_; }
+  trainmesh::v1::MetricsService::Stub& metrics() { return *metrics_stub_; }
+
+  // A job token for (job, attempt) of `owner`, minted by the auth service as
+  // the scheduler will at claim time.
+  std::string JobToken(const std::string& job_id, int attempt, const std::string& owner);
   const User& admin() const { return admin_; }
   const std::string& service_key() const { return service_key_; }
   const identity::Authenticator& jobs_authenticator() const { return *jobs_auth_; }
@@ -65,6 +72,17 @@ class TestMesh {
   std::unique_ptr<server::Executor> auth_executor_;
   std::unique_ptr<auth::AuthServer> auth_server_;
   std::unique_ptr<server::GrpcServer> auth_grpc_;
+  // metrics
+  std::unique_ptr<pg::ConnectionPool> metrics_pool_;
+  std::unique_ptr<metrics::MetricsStore> metrics_store_;
+  std::unique_ptr<metrics::MetricsService> metrics_service_;
+  std::unique_ptr<identity::Authenticator> metrics_auth_;
+  std::unique_ptr<server::Executor> metrics_executor_;
+  std::unique_ptr<metrics::PointFeed> point_feed_;
+  std::unique_ptr<metrics::LogFeed> log_feed_;
+  std::unique_ptr<pg::Listener> metrics_listener_;
+  std::unique_ptr<metrics::MetricsServer> metrics_server_;
+  std::unique_ptr<server::GrpcServer> metrics_grpc_;
   // jobs
   std::unique_ptr<pg::ConnectionPool> jobs_pool_;
   std::unique_ptr<jobs::JobStore> job_store_;
@@ -78,6 +96,7 @@ class TestMesh {
   // clients
   std::unique_ptr<trainmesh::v1::AuthService::Stub> auth_stub_;
   std::unique_ptr<trainmesh::v1::JobService::Stub> jobs_stub_;
+  std::unique_ptr<trainmesh::v1::MetricsService::Stub> metrics_stub_;
   User admin_;
   std::string service_key_;
 };
