@@ -62,7 +62,9 @@ int main(int argc, char** argv) {
                                                          absl::GetFlag(FLAGS_startup_timeout));
   if (!migrated.ok()) Fail("migrations failed", migrated);
 
-  pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});
+  pg::ConnectionPool pool({.dsn = dsn,
+                           .size = absl::GetFlag(FLAGS_db_pool_size),
+                           .prepared = metrics::MetricsStore::PreparedStatements()});
   metrics::MetricsStore store(&pool);
   metrics::MetricsService service(&store, {.prices = *prices});
   server::Executor executor(absl::GetFlag(FLAGS_workers), "metrics-worker");

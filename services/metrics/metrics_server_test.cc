@@ -52,7 +52,8 @@ std::string JobToken(const std::string& job, int attempt, const std::string& own
 // One metrics replica: service, feeds, listener and server.
 struct Replica {
   Replica(const std::string& dsn, StreamLimits limits, const std::string& prices = "cpu=3.6") {
-    pool = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{.dsn = dsn, .size = 8});
+    pool = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{
+        .dsn = dsn, .size = 8, .prepared = MetricsStore::PreparedStatements()});
     store = std::make_unique<MetricsStore>(pool.get());
     service = std::make_unique<MetricsService>(
         store.get(), MetricsOptions{.prices = *PriceTable::Parse(prices, "USD")});

@@ -80,15 +80,50 @@ struct SummaryDelta {
 
 }  // namespace
 
+std::vector<std::pair<std::string, std::string>> MetricsStore::PreparedStatements() {
+  return {
+      {"metrics_ingest",
+        "WITH b AS ("
+          "  INSERT INTO metrics.batches (job_id, attempt, batch_seq) VALUES ($1::uuid, $3, $4)"
+          "  ON CONFLICT DO NOTHING RETURNING 1"
+          "), j AS ("
+          "  INSERT INTO metrics.jobs AS j (job_id, owner, attempt, last_point_seq, last_log_seq,"
+          "    device_type, device_seconds, cost, currency)"
+          "  VALUES ($1::uuid, $2, $3, $5, $6, $9, $7, $8, $10)"
+          "  ON CONFLICT (job_id) DO UPDATE SET attempt = GREATEST(j.attempt, EXCLUDED.attempt),"
+          "    last_point_seq = j.last_point_seq + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $5 ELSE 0 END,"
+          "    last_log_seq = j.last_log_seq + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $6 ELSE 0 END,"
+          "    device_seconds = j.device_seconds + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $7 ELSE 0 END,"
+          "    cost = j.cost + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $8 ELSE 0 END,"
+          "    device_type = CASE WHEN $9 = '' THEN j.device_type ELSE $9 END,"
+          "    currency = $10, updated_at = clock_timestamp()"
+          "  RETURNING owner, attempt, last_point_seq, last_log_seq"
+          ") SELECT owner, attempt, last_point_seq, last_log_seq, EXISTS (SELECT 1 FROM b) FROM j"},
+      // Points in (after, until] with the job's owner (NULL point columns when
+      // none are in range; no row when the job reported nothing).
+      {"metrics_points",
+       absl::StrCat("SELECT p.*, j.owner FROM metrics.jobs j LEFT JOIN LATERAL (SELECT ",
+                    PointColumns(),
+                    " FROM metrics.points p WHERE p.job_id = j.job_id AND p.seq > $2 AND "
+                    "($3 = 0 OR p.seq <= $3) ORDER BY p.seq LIMIT $4) p ON true "
+                    "WHERE j.job_id = $1::uuid")},
+  };
+}
+
 absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
   return pool_->InTransaction([&](pqxx::work& tx) -> absl::StatusOr<IngestResult> {
     IngestResult result;
-    // Register the job or take its row lock; the attempt only moves forward.
-    pqxx::result job = tx.exec_params(
-        "INSERT INTO metrics.jobs AS j (job_id, owner, attempt) VALUES ($1::uuid, $2, $3) "
-        "ON CONFLICT (job_id) DO UPDATE SET attempt = GREATEST(j.attempt, EXCLUDED.attempt) "
-        "RETURNING owner, attempt, last_point_seq, last_log_seq",
-        batch.job_id, batch.owner, batch.attempt);
+    const int64_t n_points = static_cast<int64_t>(batch.points.size());
+    const int64_t n_logs = static_cast<int64_t>(batch.logs.size());
+    const double cost = batch.device_seconds * batch.price_per_hour / 3600.0;
+    // One round trip: record the batch (unless it was stored before), register
+    // the job or lock its row, move the attempt forward, and reserve sequence
+    // numbers and add cost only for a new batch. A stale or foreign report is
+    // refused below, which rolls all of it back.
+    pqxx::result job = tx.exec_prepared(
+        "metrics_ingest",
+        batch.job_id, batch.owner, batch.attempt, batch.batch_seq, n_points, n_logs,
+        batch.device_seconds, cost, batch.device_type, batch.currency);
     const std::string owner = job[0][0].as<std::string>();
     const int current_attempt = job[0][1].as<int>();
     if (owner != batch.owner) {
@@ -98,38 +133,21 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
       return absl::FailedPreconditionError(absl::StrCat(
           "attempt ", batch.attempt, " is stale: the job is on attempt ", current_attempt));
     }
-    pqxx::result fresh = tx.exec_params(
-        "INSERT INTO metrics.batches (job_id, attempt, batch_seq) VALUES ($1::uuid, $2, $3) "
-        "ON CONFLICT DO NOTHING RETURNING 1",
-        batch.job_id, batch.attempt, batch.batch_seq);
-    if (fresh.empty()) {
+    result.last_point_seq = job[0][2].as<int64_t>();
+    result.last_log_seq = job[0][3].as<int64_t>();
+    if (!job[0][4].as<bool>()) {
       result.duplicate = true;
-      result.last_point_seq = job[0][2].as<int64_t>();
-      result.last_log_seq = job[0][3].as<int64_t>();
       result.first_point_seq = result.last_point_seq + 1;
       result.first_log_seq = result.last_log_seq + 1;
       return result;
     }
-    const int64_t n_points = static_cast<int64_t>(batch.points.size());
-    const int64_t n_logs = static_cast<int64_t>(batch.logs.size());
-    const double cost = batch.device_seconds * batch.price_per_hour / 3600.0;
-    pqxx::result seqs = tx.exec_params(
-        "UPDATE metrics.jobs SET last_point_seq = last_point_seq + $2, "
-        "last_log_seq = last_log_seq + $3, device_seconds = device_seconds + $4, "
-        "cost = cost + $5, currency = $6, "
-        "device_type = CASE WHEN $7 = '' THEN device_type ELSE $7 END, "
-        "updated_at = clock_timestamp() WHERE job_id = $1::uuid "
-        "RETURNING last_point_seq, last_log_seq, device_seconds, cost, device_type",
-        batch.job_id, n_points, n_logs, batch.device_seconds, cost, batch.currency,
-        batch.device_type);
-    result.last_point_seq = seqs[0][0].as<int64_t>();
-    result.last_log_seq = seqs[0][1].as<int64_t>();
     result.first_point_seq = result.last_point_seq - n_points + 1;
     result.first_log_seq = result.last_log_seq - n_logs + 1;
     result.points_stored = n_points;
     result.logs_stored = n_logs;
 
     const std::string attempt = absl::StrCat(batch.attempt);
+    std::string summaries_sql;
     if (n_points > 0) {
       pqxx::stream_to copy(tx, "metrics.points",
                            std::vector<std::string>{"job_id", "seq", "name", "run", "step", "value",
@@ -160,7 +178,7 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
                         d.min ? tx.quote(Float(*d.min)) : "NULL", "::float8,",
                         d.max ? tx.quote(Float(*d.max)) : "NULL", "::float8,", d.count, ")");
       }
-      tx.exec(absl::StrCat(
+      summaries_sql = absl::StrCat(
           "INSERT INTO metrics.summaries AS s (job_id, name, run, last, last_step, min, max, count) "
           "VALUES ",
           values,
@@ -168,7 +186,7 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
           "last = CASE WHEN EXCLUDED.last_step >= s.last_step THEN EXCLUDED.last ELSE s.last END, "
           "last_step = GREATEST(s.last_step, EXCLUDED.last_step), "
           "min = LEAST(s.min, EXCLUDED.min), max = GREATEST(s.max, EXCLUDED.max), "
-          "count = s.count + EXCLUDED.count"));
+          "count = s.count + EXCLUDED.count");
     }
     if (n_logs > 0) {
       pqxx::stream_to copy(tx, "metrics.logs",
@@ -197,11 +215,18 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
           "amount = EXCLUDED.amount, created_at = clock_timestamp()",
           batch.job_id, batch.attempt);
     }
-    if (n_points > 0 || n_logs > 0) {
-      tx.exec_params("SELECT pg_notify($1, $2)", std::string(kChannel),
-                     absl::StrCat(batch.job_id, " ", result.first_point_seq, " ",
-                                  result.last_point_seq, " ", result.first_log_seq, " ",
-                                  result.last_log_seq));
+    // The summaries and the announcement in one round trip; NOTIFY is sent at
+    // commit, so subscribers only ever read what is durable.
+    const std::string note =
+        absl::StrCat("SELECT pg_notify(", tx.quote(kChannel), ", ",
+                     tx.quote(absl::StrCat(batch.job_id, " ", result.first_point_seq, " ",
+                                           result.last_point_seq, " ", result.first_log_seq, " ",
+                                           result.last_log_seq)),
+                     ")");
+    if (!summaries_sql.empty()) {
+      tx.exec(absl::StrCat("WITH s AS (", summaries_sql, ") ", note));
+    } else if (n_logs > 0) {
+      tx.exec(note);
     }
     return result;
   });
@@ -233,17 +258,14 @@ absl::StatusOr<Page<MetricPoint>> MetricsStore::Points(const std::string& job_id
                                                        int64_t until, int limit) {
   return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<Page<MetricPoint>> {
     Page<MetricPoint> page;
-    pqxx::result owner =
-        tx.exec_params("SELECT owner FROM metrics.jobs WHERE job_id = $1::uuid", job_id);
-    if (owner.empty()) return page;
-    page.owner = owner[0][0].as<std::string>();
-    pqxx::result r = tx.exec_params(
-        absl::StrCat("SELECT ", PointColumns(),
-                     " FROM metrics.points p WHERE p.job_id = $1::uuid AND p.seq > $2 AND "
-                     "($3 = 0 OR p.seq <= $3) ORDER BY p.seq LIMIT $4"),
-        job_id, after, until, limit);
+    pqxx::result r = tx.exec_prepared("metrics_points", job_id, after, until, limit);
+    if (r.empty()) return page;  // the job has reported nothing
+    page.owner = r[0][6].as<std::string>();
     page.items.reserve(r.size());
-    for (const auto& row : r) page.items.push_back(RowToPoint(row));
+    for (const auto& row : r) {
+      if (row[0].is_null()) break;  // no points in range
+      page.items.push_back(RowToPoint(row));
+    }
     return page;
   });
 }

@@ -66,6 +66,9 @@ class MetricsStore {
   // NOTIFY channel; payload "job_id first_point last_point first_log last_log".
   static constexpr char kChannel[] = "trainmesh_metrics";
 
+  // Statements to prepare on every pooled connection (the hot path).
+  static std::vector<std::pair<std::string, std::string>> PreparedStatements();
+
   explicit MetricsStore(pg::ConnectionPool* pool) : pool_(pool) {}
 
   // Stores a batch in one transaction (acknowledged means durable):

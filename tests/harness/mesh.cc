@@ -95,7 +95,8 @@ TestMesh::TestMesh(MeshOptions options) {
   identity_options.rate_limits = options.rate_limits;
 
   // metrics, as its main() wires it.
-  metrics_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{.dsn = dsn_, .size = 8});
+  metrics_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{
+      .dsn = dsn_, .size = 8, .prepared = metrics::MetricsStore::PreparedStatements()});
   metrics_store_ = std::make_unique<metrics::MetricsStore>(metrics_pool_.get());
   metrics_service_ = std::make_unique<metrics::MetricsService>(
       metrics_store_.get(), metrics::MetricsOptions{.prices = *metrics::PriceTable::Parse("cpu=3.6", "USD")});
