@@ -74,6 +74,7 @@ MetricPoint RowToPoint(const pqxx::row& r) {
 struct SummaryDelta {
   double last = 0;
   int64_t last_step = -1;
+  int64_t first_step = INT64_MAX;
   std::optional<double> min, max;
   int64_t count = 0;
 };
@@ -162,6 +163,7 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
           d.last = p.value();
           d.last_step = p.step();
         }
+        d.first_step = std::min(d.first_step, p.step());
         if (std::isfinite(p.value())) {
           d.min = d.min.has_value() ? std::min(*d.min, p.value()) : p.value();
           d.max = d.max.has_value() ? std::max(*d.max, p.value()) : p.value();
@@ -174,17 +176,19 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
       for (const auto& [key, d] : summaries) {
         absl::StrAppend(&values, values.empty() ? "" : ",", "(", tx.quote(batch.job_id), "::uuid,",
                         tx.quote(key.first), ",", tx.quote(key.second), ",",
-                        tx.quote(Float(d.last)), "::float8,", d.last_step, ",",
+                        tx.quote(Float(d.last)), "::float8,", d.last_step, ",", d.first_step, ",",
                         d.min ? tx.quote(Float(*d.min)) : "NULL", "::float8,",
                         d.max ? tx.quote(Float(*d.max)) : "NULL", "::float8,", d.count, ")");
       }
       summaries_sql = absl::StrCat(
-          "INSERT INTO metrics.summaries AS s (job_id, name, run, last, last_step, min, max, count) "
+          "INSERT INTO metrics.summaries AS s (job_id, name, run, last, last_step, first_step, min, "
+          "max, count) "
           "VALUES ",
           values,
           " ON CONFLICT (job_id, name, run) DO UPDATE SET "
           "last = CASE WHEN EXCLUDED.last_step >= s.last_step THEN EXCLUDED.last ELSE s.last END, "
           "last_step = GREATEST(s.last_step, EXCLUDED.last_step), "
+          "first_step = LEAST(s.first_step, EXCLUDED.first_step), "
           "min = LEAST(s.min, EXCLUDED.min), max = GREATEST(s.max, EXCLUDED.max), "
           "count = s.count + EXCLUDED.count");
     }
@@ -312,13 +316,19 @@ absl::StatusOr<std::vector<MetricPoint>> MetricsStore::Recent(const std::string&
 absl::StatusOr<std::vector<trainmesh::v1::MetricSeries>> MetricsStore::Query(const SeriesQuery& q) {
   return pool_->Autocommit([&](pqxx::nontransaction& tx)
                                -> absl::StatusOr<std::vector<trainmesh::v1::MetricSeries>> {
-    // The series in range, with their extents (from the series index).
+    // The series with their extents: from the summaries for the whole run (no
+    // scan at all), from the series index for a step range.
     const std::string names = absl::StrJoin(q.names, "\x1f");
+    const bool whole = q.min_step == 0 && q.max_step == INT64_MAX;
     pqxx::result series = tx.exec_params(
-        "SELECT name, run, count(*), min(step), max(step) FROM metrics.points "
-        "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
-        "AND ($3::text IS NULL OR run = $3) AND step >= $4 AND step <= $5 "
-        "GROUP BY name, run ORDER BY name, run",
+        whole ? "SELECT name, run, count, first_step, last_step FROM metrics.summaries "
+                "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
+                "AND ($3::text IS NULL OR run = $3) AND $4::bigint >= 0 AND $5::bigint >= 0 "
+                "ORDER BY name, run"
+              : "SELECT name, run, count(*), min(step), max(step) FROM metrics.points "
+                "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
+                "AND ($3::text IS NULL OR run = $3) AND step >= $4 AND step <= $5 "
+                "GROUP BY name, run ORDER BY name, run",
         q.job_id, names, q.run.has_value() ? q.run->c_str() : nullptr, q.min_step, q.max_step);
     std::vector<trainmesh::v1::MetricSeries> out;
     for (const auto& s : series) {

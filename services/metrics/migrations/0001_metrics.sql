@@ -50,15 +50,17 @@ CREATE TABLE logs (
   PRIMARY KEY (job_id, seq)
 );
 
--- Last/min/max per series, kept current at ingest for cheap job cards.
--- min and max ignore NaN and infinities; last is the latest value as sent.
+-- Last/min/max per series, kept current at ingest for cheap job cards (and the
+-- step extent and count queries start from). min and max ignore NaN and
+-- infinities; last is the latest value as sent.
 CREATE TABLE summaries (
   job_id    uuid NOT NULL,
   name      text NOT NULL,
   run       text NOT NULL DEFAULT '',
-  last      double precision NOT NULL,
-  last_step bigint NOT NULL,
-  min       double precision,
+  last       double precision NOT NULL,
+  last_step  bigint NOT NULL,
+  first_step bigint NOT NULL,
+  min        double precision,
   max       double precision,
   count     bigint NOT NULL,
   PRIMARY KEY (job_id, name, run)
