@@ -1,6 +1,7 @@
 # Script mode: writes OUT, a C++ file holding the SQL files FILES as migrations.
 # Each file is named NNNN_description.sql; NNNN is the version.
 set(body "")
+string(REPLACE "," ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(name ${f} NAME_WE)
   string(REGEX MATCH "^([0-9]+)_" _ ${name})

@@ -62,11 +62,13 @@ function(trainmesh_embed_migrations target dir ns)
   file(GLOB sql_files CONFIGURE_DEPENDS ${dir}/*.sql)
   list(SORT sql_files)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/${target}_migrations.cc)
+  string(REPLACE ";" "," sql_list "${sql_files}")
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNS=${ns} "-DFILES=${sql_files}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DNS=${ns} "-DFILES=${sql_list}"
             -P ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.cmake
     DEPENDS ${sql_files} ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.cmake
-    COMMENT "Embedding SQL migrations for ${target}")
+    COMMENT "Embedding SQL migrations for ${target}"
+    VERBATIM)
   target_sources(${target} PRIVATE ${out})
 endfunction()

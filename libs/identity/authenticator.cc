@@ -34,6 +34,13 @@ absl::StatusOr<Principal> Authenticator::Authorize(
   return AuthorizeCredential(header, method);
 }
 
+absl::StatusOr<Principal> Authenticator::AuthorizeWithBodyToken(
+    const grpc::ServerContextBase& context, const google::protobuf::MethodDescriptor& method,
+    const std::string& body_token) const {
+  if (body_token.empty()) return Authorize(context, method);
+  return AuthorizeCredential(absl::StrCat("Bearer ", body_token), method);
+}
+
 absl::StatusOr<Principal> Authenticator::Authenticate(absl::string_view credential) const {
   if (LooksLikeApiKey(credential)) {
     if (!options_.api_keys) return absl::UnauthenticatedError("API keys are not accepted here");

@@ -48,6 +48,13 @@ class Authenticator {
       absl::string_view authorization_header,
       const google::protobuf::MethodDescriptor& method) const;
 
+  // For reports that carry a job token in the request body (agents that only
+  // speak REST, or whose header holds their API key): the body token wins
+  // when present.
+  absl::StatusOr<trainmesh::v1::Principal> AuthorizeWithBodyToken(
+      const grpc::ServerContextBase& context, const google::protobuf::MethodDescriptor& method,
+      const std::string& body_token) const;
+
   // A bare credential (JWT or API key) to its principal, no method checks.
   absl::StatusOr<trainmesh::v1::Principal> Authenticate(absl::string_view credential) const;
 

@@ -185,6 +185,9 @@ std::vector<std::pair<std::string, std::string>> JobStore::PreparedStatements() 
       "), ev AS ("
       "  INSERT INTO jobs.job_events (job_id, seq, type, state, message)"
       "  SELECT id, 1, 'CREATED', 'PENDING', $14 FROM ins"
+      "), ob AS ("
+      "  INSERT INTO jobs.outbox (kind, payload)"
+      "  SELECT 'enqueue', convert_to(id::text, 'UTF8') FROM ins WHERE $15"
       ") SELECT ",
       JobColumns(), " FROM ins j");
   const std::string by_request = absl::StrCat(
@@ -192,7 +195,7 @@ std::vector<std::pair<std::string, std::string>> JobStore::PreparedStatements() 
   return {{"jobs_create", create}, {"jobs_by_request", by_request}};
 }
 
-absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job) {
+absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job, bool dispatch) {
   return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<std::pair<Job, bool>> {
     pqxx::result r = tx.exec_prepared(
         "jobs_create", job.owner(), job.model(), job.dataset_url(),
@@ -200,7 +203,8 @@ absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job) {
         LabelsJson(job.labels()), job.retry_of(), job.retry_count(), job.allow_shared_pool(),
         static_cast<int64_t>(job.queue_timeout().seconds()), job.resume_from_checkpoint(),
         job.request_id(),
-        job.retry_of().empty() ? std::string() : absl::StrCat("retry of ", job.retry_of()));
+        job.retry_of().empty() ? std::string() : absl::StrCat("retry of ", job.retry_of()),
+        dispatch);
     if (!r.empty()) {
       TM_ASSIGN_OR_RETURN(StoredJob created, RowToJob(r[0]));
       return std::make_pair(std::move(created.job), true);
@@ -318,6 +322,10 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
         next.cancel_requested(), m.last_report_seq, JobEvent::Type_Name(m.event),
         next.state() != current.job.state() ? StateName(current.job.state()) : std::string(),
         m.message, IsTerminal(next.state()));
+    for (const auto& [kind, payload] : m.outbox) {
+      tx.exec_params("INSERT INTO jobs.outbox (kind, payload) VALUES ($1, $2)", kind,
+                     pqxx::binarystring(payload));
+    }
     TM_ASSIGN_OR_RETURN(StoredJob written, RowToJob(r[0]));
     return written.job;
   });

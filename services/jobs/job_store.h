@@ -33,6 +33,9 @@ struct Mutation {
   // The event recorded with the change; TYPE_UNSPECIFIED means "no change".
   trainmesh::v1::JobEvent::Type event = trainmesh::v1::JobEvent::TYPE_UNSPECIFIED;
   std::string message;
+  // Requests for the scheduler, written to the outbox in the same transaction:
+  // (kind, payload).
+  std::vector<std::pair<std::string, std::string>> outbox;
 };
 
 struct ListQuery {
@@ -65,7 +68,10 @@ class JobStore {
   // throughput under concurrency (measured: BENCHMARKS.md). When the owner
   // already has a job with the same request_id, that job is returned instead
   // and the bool is false.
-  absl::StatusOr<std::pair<trainmesh::v1::Job, bool>> Create(const trainmesh::v1::Job& job);
+  // With `dispatch`, an "enqueue" request for the scheduler goes into the
+  // outbox in the same statement.
+  absl::StatusOr<std::pair<trainmesh::v1::Job, bool>> Create(const trainmesh::v1::Job& job,
+                                                             bool dispatch = false);
 
   // NOT_FOUND unless the job exists and, when `owner` is set, is theirs.
   absl::StatusOr<StoredJob> Get(const std::optional<std::string>& owner, absl::string_view id);

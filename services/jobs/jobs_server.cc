@@ -1,5 +1,7 @@
 #include "services/jobs/jobs_server.h"
 
+#include <fstream>
+
 #include "libs/server/handler.h"
 #include "libs/status/grpc_status.h"
 
@@ -19,7 +21,90 @@ class RefusedStream : public grpc::ServerWriteReactor<trainmesh::v1::JobEvent> {
   void OnDone() override { delete this; }
 };
 
+// Streams an artifact file: each chunk is read on the executor and written
+// when the previous write completed.
+class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk> {
+ public:
+  DownloadReactor(grpc::CallbackServerContext* context,
+                  const trainmesh::v1::DownloadArtifactRequest* request, JobsService* service,
+                  const identity::Authenticator* auth, const artifacts::ArtifactStore* store,
+                  server::Executor* executor)
+      : context_(context), request_(request), service_(service), auth_(auth), store_(store),
+        executor_(executor) {
+    Next();
+  }
+  void OnWriteDone(bool ok) override {
+    if (!ok) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+    Next();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  static constexpr size_t kChunk = 256 << 10;
+
+  void Next() {
+    if (!executor_->Submit([this] { Step(); })) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "server is shutting down"));
+    }
+  }
+
+  void Step() {
+    static const auto& method = identity::MethodOf("trainmesh.v1.JobService", "DownloadArtifact");
+    if (path_.empty()) {
+      absl::StatusOr<Principal> caller = auth_->Authorize(*context_, method);
+      absl::StatusOr<trainmesh::v1::Job> job =
+          caller.ok() ? service_->ArtifactOf(*caller, *request_) : caller.status();
+      name_ = request_->name().empty() ? "model.pt" : request_->name();
+      absl::StatusOr<std::string> path =
+          !job.ok() ? job.status()
+          : store_ == nullptr ? absl::UnavailableError("this replica has no artifact store")
+                              : store_->Path(job->id(), name_);
+      server::LogCall(method, path.status(), absl::ZeroDuration(), caller.ok() ? caller->subject() : "");
+      if (!path.ok()) return Finish(status::ToGrpcStatus(path.status()));
+      path_ = *path;
+      in_.open(path_, std::ios::binary);
+      if (!in_) return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "artifact file is missing"));
+      in_.seekg(0, std::ios::end);
+      total_ = in_.tellg();
+      in_.seekg(0);
+      absl::StatusOr<std::string> sha = artifacts::Sha256File(path_);
+      sha_ = sha.ok() ? *sha : "";
+    }
+    chunk_.Clear();
+    chunk_.set_name(name_);
+    chunk_.set_offset(offset_);
+    if (offset_ == 0) chunk_.set_total_size(total_);
+    std::string* data = chunk_.mutable_data();
+    data->resize(kChunk);
+    in_.read(data->data(), kChunk);
+    data->resize(static_cast<size_t>(in_.gcount()));
+    offset_ += static_cast<int64_t>(data->size());
+    if (offset_ >= total_) {
+      chunk_.set_sha256(sha_);
+      StartWriteAndFinish(&chunk_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    StartWrite(&chunk_);
+  }
+
+  grpc::CallbackServerContext* context_;
+  const trainmesh::v1::DownloadArtifactRequest* request_;
+  JobsService* service_;
+  const identity::Authenticator* auth_;
+  const artifacts::ArtifactStore* store_;
+  server::Executor* executor_;
+  std::string name_, path_, sha_;
+  std::ifstream in_;
+  int64_t total_ = 0, offset_ = 0;
+  trainmesh::v1::ArtifactChunk chunk_;
+};
+
 }  // namespace
+
+grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk>* JobsServer::DownloadArtifact(
+    grpc::CallbackServerContext* context, const trainmesh::v1::DownloadArtifactRequest* request) {
+  return new DownloadReactor(context, request, service_, auth_, artifacts_, executor_);
+}
 
 grpc::ServerUnaryReactor* JobsServer::CreateJob(grpc::CallbackServerContext* context,
                                                 const trainmesh::v1::CreateJobRequest* request,

@@ -2,6 +2,7 @@
 // proto out. Authentication and scopes come from the shared handler path.
 #pragma once
 
+#include "libs/artifacts/artifact_store.h"
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
 #include "services/jobs/jobs_service.h"
@@ -13,8 +14,10 @@ namespace trainmesh::jobs {
 class JobsServer final : public trainmesh::v1::JobService::CallbackService {
  public:
   JobsServer(JobsService* service, server::Executor* executor,
-             const identity::Authenticator* authenticator, EventHub* hub)
-      : service_(service), executor_(executor), auth_(authenticator), hub_(hub) {}
+             const identity::Authenticator* authenticator, EventHub* hub,
+             const artifacts::ArtifactStore* artifacts = nullptr)
+      : service_(service), executor_(executor), auth_(authenticator), hub_(hub),
+        artifacts_(artifacts) {}
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context,
                                       const trainmesh::v1::CreateJobRequest* request,
@@ -40,6 +43,9 @@ class JobsServer final : public trainmesh::v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* ListJobEvents(grpc::CallbackServerContext* context,
                                           const trainmesh::v1::ListJobEventsRequest* request,
                                           trainmesh::v1::ListJobEventsResponse* response) override;
+  grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk>* DownloadArtifact(
+      grpc::CallbackServerContext* context,
+      const trainmesh::v1::DownloadArtifactRequest* request) override;
   grpc::ServerUnaryReactor* ListRecipes(grpc::CallbackServerContext* context,
                                         const trainmesh::v1::ListRecipesRequest* request,
                                         trainmesh::v1::ListRecipesResponse* response) override;
@@ -52,6 +58,7 @@ class JobsServer final : public trainmesh::v1::JobService::CallbackService {
   server::Executor* executor_;
   const identity::Authenticator* auth_;
   EventHub* hub_;
+  const artifacts::ArtifactStore* artifacts_;
 };
 
 class JobControlServer final : public trainmesh::v1::JobControlService::CallbackService {

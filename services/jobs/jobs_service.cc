@@ -172,8 +172,9 @@ absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
     return job;
   }
 
-  TM_ASSIGN_OR_RETURN(auto created, store_->Create(job));
+  TM_ASSIGN_OR_RETURN(auto created, store_->Create(job, options_.dispatch));
   auto& [stored, is_new] = created;
+  if (is_new && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   if (!is_new) {
     if (!SameSubmission(stored, job)) {
       return absl::AlreadyExistsError(
@@ -276,7 +277,7 @@ absl::StatusOr<Job> JobsService::CancelJob(const Principal& caller,
   }
   TM_RETURN_IF_ERROR(v.ToStatus());
   const std::string who = caller.name().empty() ? caller.subject() : caller.name();
-  return store_->Update(caller.subject(), request.id(),
+  absl::StatusOr<Job> cancelled = store_->Update(caller.subject(), request.id(),
                         [&](const StoredJob& current) -> absl::StatusOr<Mutation> {
                           TM_RETURN_IF_ERROR(CheckTransition(current.job.state(), Job::CANCELLED));
                           Mutation m{current.job, current.last_report_seq};
@@ -292,8 +293,13 @@ absl::StatusOr<Job> JobsService::CancelJob(const Principal& caller,
                                                  ": ", request.reason()));
                           m.event = JobEvent::STATE_CHANGED;
                           m.message = m.job.error_log();
+                          // The scheduler drops it from the queue, or tells
+                          // its trainer at the next heartbeat.
+                          if (options_.dispatch) m.outbox.emplace_back("cancel", current.job.id());
                           return m;
                         });
+  if (cancelled.ok() && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
+  return cancelled;
 }
 
 absl::StatusOr<Job> JobsService::RetryJob(const Principal& caller,
@@ -323,8 +329,9 @@ absl::StatusOr<Job> JobsService::RetryJob(const Principal& caller,
   retry.set_retry_count(old.retry_count() + 1);
   retry.set_resume_from_checkpoint(request.resume_from_checkpoint());
   retry.set_request_id(request.request_id());
-  TM_ASSIGN_OR_RETURN(auto created, store_->Create(retry));
+  TM_ASSIGN_OR_RETURN(auto created, store_->Create(retry, options_.dispatch));
   auto& [stored, is_new] = created;
+  if (is_new && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   if (!is_new && stored.retry_of() != old.id()) {
     return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
                                                  "\" was already used for job ", stored.id()));
@@ -426,6 +433,22 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
         }
         return m;
       });
+}
+
+absl::StatusOr<Job> JobsService::ArtifactOf(const Principal& caller,
+                                            const trainmesh::v1::DownloadArtifactRequest& request) {
+  FieldViolations v;
+  CheckId(request.id(), "id", &v);
+  if (!request.name().empty() && request.name() != "model.pt" && request.name() != "model.json") {
+    v.Add("name", "must be model.pt or model.json");
+  }
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  TM_ASSIGN_OR_RETURN(StoredJob stored, store_->Get(caller.subject(), request.id()));
+  if (!stored.job.has_artifact()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", request.id(), " has no model yet (it is ", StateName(stored.job.state()), ")"));
+  }
+  return stored.job;
 }
 
 absl::StatusOr<JobStore::EventsPage> JobsService::WatchBatch(const Principal& caller,

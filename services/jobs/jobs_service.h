@@ -25,6 +25,10 @@ struct JobsServiceOptions {
   // shows them). Unset, or failing: GetJob answers without them.
   std::function<absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse>(const std::string& job_id)>
       recent_metrics;
+  // Hand jobs to the scheduler: new jobs and retries are enqueued, cancels
+  // passed on, through the outbox. `wake_dispatch` runs after such a commit.
+  bool dispatch = false;
+  std::function<void()> wake_dispatch;
 };
 
 class JobsService {
@@ -61,6 +65,10 @@ class JobsService {
   // (stale attempts and reports about a finished job change nothing).
   absl::StatusOr<trainmesh::v1::Job> ReportJobStatus(
       const Principal& caller, const trainmesh::v1::ReportJobStatusRequest& request);
+
+  // For DownloadArtifact: the caller's job, which must have a final model.
+  absl::StatusOr<trainmesh::v1::Job> ArtifactOf(const Principal& caller,
+                                                const trainmesh::v1::DownloadArtifactRequest& request);
 
   // For WatchJob: the caller's job's events after `after_seq`.
   absl::StatusOr<JobStore::EventsPage> WatchBatch(const Principal& caller,

@@ -18,6 +18,9 @@
 #include "services/jobs/jobs_server.h"
 #include "services/jobs/jobs_service.h"
 #include "services/jobs/metrics_client.h"
+#include "services/jobs/dispatch.h"
+#include "libs/pg/outbox_relay.h"
+#include "libs/artifacts/artifact_store.h"
 #include "services/jobs/watch.h"
 
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string (libpq URI or key=value).");
@@ -31,6 +34,11 @@ ABSL_FLAG(std::string, page_token_secret, "",
 ABSL_FLAG(std::string, metrics_endpoint, "127.0.0.1:7004",
           "gRPC address of the metrics service (GetJob shows a job's latest points and cost); "
           "empty: none.");
+ABSL_FLAG(std::string, scheduler_endpoint, "127.0.0.1:7003",
+          "gRPC address of the scheduler new jobs and cancels go to; empty: none (jobs stay "
+          "PENDING unless --auto_queue).");
+ABSL_FLAG(std::string, artifact_root, "",
+          "Directory of job artifacts (shared with the trainers), for DownloadArtifact.");
 ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
           "How long to wait for the database at start-up.");
 
@@ -85,7 +93,21 @@ int main(int argc, char** argv) {
       !endpoint.empty() && !identity::ServiceCredential().empty()) {
     options.recent_metrics = jobs::RecentMetricsFrom(endpoint, identity::ServiceCredential());
   }
+  const std::string scheduler_endpoint = absl::GetFlag(FLAGS_scheduler_endpoint);
+  std::unique_ptr<pg::OutboxRelay> relay;
+  if (!scheduler_endpoint.empty() && !identity::ServiceCredential().empty()) {
+    relay = std::make_unique<pg::OutboxRelay>(
+        pg::OutboxRelay::Options{.dsn = dsn, .table = "jobs.outbox"},
+        jobs::DeliverToScheduler(&store, scheduler_endpoint, identity::ServiceCredential()));
+    options.dispatch = true;
+    options.wake_dispatch = [r = relay.get()] { r->Wake(); };
+    relay->Start();
+  }
   jobs::JobsService service(&store, std::move(options));
+  std::unique_ptr<artifacts::ArtifactStore> artifacts;
+  if (!absl::GetFlag(FLAGS_artifact_root).empty()) {
+    artifacts = std::make_unique<artifacts::ArtifactStore>(absl::GetFlag(FLAGS_artifact_root));
+  }
   server::Executor executor(absl::GetFlag(FLAGS_workers), "jobs-worker");
   jobs::EventHub hub;
   pg::Listener listener(
@@ -94,7 +116,7 @@ int main(int argc, char** argv) {
       [&hub] { hub.PublishAll(); });
   listener.Start();
 
-  jobs::JobsServer jobs_server(&service, &executor, authenticator->get(), &hub);
+  jobs::JobsServer jobs_server(&service, &executor, authenticator->get(), &hub, artifacts.get());
   jobs::JobControlServer control_server(&service, &executor, authenticator->get());
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");
@@ -105,6 +127,7 @@ int main(int argc, char** argv) {
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();
   listener.Stop();
+  if (relay != nullptr) relay->Stop();
   executor.Shutdown();
   TM_LOG(Info, "bye");
   return 0;

@@ -13,18 +13,6 @@ const google::protobuf::MethodDescriptor& Method(const char* name) {
   return identity::MethodOf("trainmesh.v1.MetricsService", name);
 }
 
-// The caller: from the authorization header, or (for agents that only speak
-// REST) from a job token in the request body.
-absl::StatusOr<Principal> AuthorizeReporter(const identity::Authenticator& auth,
-                                            const grpc::ServerContextBase& context,
-                                            const google::protobuf::MethodDescriptor& method,
-                                            const std::string& body_token) {
-  if (body_token.empty() || context.client_metadata().count("authorization") > 0) {
-    return auth.Authorize(context, method);
-  }
-  return auth.AuthorizeCredential(absl::StrCat("Bearer ", body_token), method);
-}
-
 // A stream's caller, resolved on the executor; refusals are logged like unary calls.
 std::function<absl::StatusOr<Principal>()> Deferred(const identity::Authenticator* auth,
                                                     grpc::CallbackServerContext* context,
@@ -52,7 +40,7 @@ grpc::ServerUnaryReactor* MetricsServer::ReportMetricsBatch(
   return server::RunUnary(context, *executor_, [=]() -> absl::Status {
     const std::string body_token =
         request->batches().empty() ? "" : request->batches(0).job_token();
-    absl::StatusOr<Principal> caller = AuthorizeReporter(*auth_, *context, method, body_token);
+    absl::StatusOr<Principal> caller = auth_->AuthorizeWithBodyToken(*context, method, body_token);
     absl::Status status = caller.status();
     if (caller.ok()) {
       absl::StatusOr<trainmesh::v1::ReportMetricsBatchResponse> acks =

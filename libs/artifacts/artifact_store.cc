@@ -1,0 +1,206 @@
+#include "libs/artifacts/artifact_store.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace trainmesh::artifacts {
+namespace {
+
+bool ValidJob(absl::string_view id) {
+  return id.size() == 36 && std::all_of(id.begin(), id.end(), [](char c) {
+           return absl::ascii_isxdigit(static_cast<unsigned char>(c)) || c == '-';
+         });
+}
+
+bool ValidName(absl::string_view name) {
+  return !name.empty() && name.size() <= 128 && name[0] != '.' &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+         });
+}
+
+absl::Status Check(const std::string& job_id, const std::string& name) {
+  if (!ValidJob(job_id)) return absl::InvalidArgumentError(absl::StrCat("bad job id ", job_id));
+  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("bad artifact name ", name));
+  return absl::OkStatus();
+}
+
+absl::Status Errno(const std::string& what) {
+  return absl::UnavailableError(absl::StrCat(what, ": ", std::strerror(errno)));
+}
+
+absl::Status MakeDirs(const std::string& path) {
+  std::string partial;
+  for (size_t i = 0; i <= path.size(); ++i) {
+    if (i == path.size() || (path[i] == '/' && i > 0)) {
+      partial = path.substr(0, i);
+      if (mkdir(partial.c_str(), 0755) != 0 && errno != EEXIST) return Errno("mkdir " + partial);
+    }
+  }
+  return absl::OkStatus();
+}
+
+int64_t StepOf(absl::string_view name) {
+  // "checkpoint-000123.pt" -> 123
+  size_t dash = name.rfind('-'), dot = name.rfind('.');
+  int64_t step = -1;
+  if (dash != absl::string_view::npos && dot != absl::string_view::npos && dot > dash) {
+    (void)absl::SimpleAtoi(name.substr(dash + 1, dot - dash - 1), &step);
+  }
+  return step;
+}
+
+}  // namespace
+
+std::string ArtifactStore::Uri(const std::string& job_id, const std::string& name) {
+  return absl::StrCat("artifact:", job_id, "/", name);
+}
+
+absl::StatusOr<std::string> ArtifactStore::Path(const std::string& job_id,
+                                                const std::string& name) const {
+  if (absl::Status s = Check(job_id, name); !s.ok()) return s;
+  return absl::StrCat(root_, "/", job_id, "/", name);
+}
+
+absl::StatusOr<std::string> ArtifactStore::Path(const std::string& uri) const {
+  absl::string_view rest = uri;
+  if (!absl::ConsumePrefix(&rest, "artifact:")) {
+    return absl::InvalidArgumentError(absl::StrCat("not an artifact uri: ", uri));
+  }
+  const size_t slash = rest.find('/');
+  if (slash == absl::string_view::npos) return absl::InvalidArgumentError("artifact uri needs job/name");
+  absl::StatusOr<std::string> path = Path(std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1)));
+  if (!path.ok()) return path;
+  struct stat st;
+  if (stat(path->c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat("artifact ", uri, " not found"));
+  return path;
+}
+
+absl::StatusOr<std::string> ArtifactStore::ScratchPath(const std::string& job_id,
+                                                       const std::string& name) {
+  if (absl::Status s = Check(job_id, name); !s.ok()) return s;
+  const std::string dir = absl::StrCat(root_, "/", job_id);
+  if (absl::Status s = MakeDirs(dir); !s.ok()) return s;
+  return absl::StrCat(dir, "/.", name, ".", getpid(), ".", absl::ToUnixNanos(absl::Now()), ".tmp");
+}
+
+absl::StatusOr<trainmesh::v1::Artifact> ArtifactStore::Adopt(const std::string& job_id,
+                                                             const std::string& name,
+                                                             const std::string& path, int64_t step) {
+  absl::StatusOr<std::string> target = Path(job_id, name);
+  if (!target.ok()) return target.status();
+  if (absl::Status s = MakeDirs(absl::StrCat(root_, "/", job_id)); !s.ok()) return s;
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  if (rename(path.c_str(), target->c_str()) != 0) return Errno("rename " + path);
+  struct stat st;
+  if (stat(target->c_str(), &st) != 0) return Errno("stat " + *target);
+  absl::StatusOr<std::string> sha = Sha256File(*target);
+  if (!sha.ok()) return sha.status();
+  trainmesh::v1::Artifact artifact;
+  artifact.set_uri(Uri(job_id, name));
+  artifact.set_size_bytes(st.st_size);
+  artifact.set_sha256(*sha);
+  artifact.set_step(step);
+  *artifact.mutable_create_time() =
+      google::protobuf::util::TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(absl::Now()));
+  return artifact;
+}
+
+absl::StatusOr<trainmesh::v1::Artifact> ArtifactStore::Put(const std::string& job_id,
+                                                           const std::string& name,
+                                                           absl::string_view bytes, int64_t step) {
+  absl::StatusOr<std::string> scratch = ScratchPath(job_id, name);
+  if (!scratch.ok()) return scratch.status();
+  {
+    std::ofstream out(*scratch, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    if (!out) return Errno("write " + *scratch);
+  }
+  return Adopt(job_id, name, *scratch, step);
+}
+
+absl::StatusOr<std::string> ArtifactStore::Read(const std::string& uri) const {
+  absl::StatusOr<std::string> path = Path(uri);
+  if (!path.ok()) return path.status();
+  std::ifstream in(*path, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return bytes;
+}
+
+absl::Status ArtifactStore::Stream(
+    const std::string& job_id, const std::string& name, size_t chunk_bytes,
+    const std::function<bool(absl::string_view, int64_t, int64_t)>& chunk) const {
+  absl::StatusOr<std::string> path = Path(job_id, name);
+  if (!path.ok()) return path.status();
+  std::ifstream in(*path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("artifact ", Uri(job_id, name), " not found"));
+  in.seekg(0, std::ios::end);
+  const int64_t total = in.tellg();
+  in.seekg(0);
+  std::string buf(chunk_bytes, '\0');
+  int64_t offset = 0;
+  do {
+    in.read(buf.data(), static_cast<std::streamsize>(chunk_bytes));
+    const std::streamsize n = in.gcount();
+    if (!chunk(absl::string_view(buf.data(), static_cast<size_t>(n)), offset, total)) break;
+    offset += n;
+  } while (offset < total);
+  return absl::OkStatus();
+}
+
+absl::Status ArtifactStore::Prune(const std::string& job_id, const std::string& prefix, int keep) {
+  if (!ValidJob(job_id)) return absl::InvalidArgumentError("bad job id");
+  const std::string dir = absl::StrCat(root_, "/", job_id);
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return absl::OkStatus();
+  std::vector<std::pair<int64_t, std::string>> found;
+  while (dirent* e = readdir(d)) {
+    const std::string name = e->d_name;
+    if (absl::StartsWith(name, prefix)) found.emplace_back(StepOf(name), name);
+  }
+  closedir(d);
+  std::sort(found.begin(), found.end());
+  for (size_t i = 0; i + static_cast<size_t>(keep) < found.size(); ++i) {
+    unlink(absl::StrCat(dir, "/", found[i].second).c_str());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Sha256File(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  std::string buf(1 << 20, '\0');
+  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
+    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_DigestFinal_ex(ctx.get(), digest, &len);
+  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), len));
+}
+
+}  // namespace trainmesh::artifacts

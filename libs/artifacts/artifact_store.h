@@ -1,0 +1,57 @@
+// Where checkpoints and final models live: a directory tree shared by the
+// trainers (which write) and the jobs service (which serves downloads). One
+// machine: a local directory; a cluster: the same volume mounted on every
+// trainer and jobs replica (a ReadWriteMany volume), or a FUSE-mounted bucket.
+//
+// Layout: <root>/<job_id>/<name>. Artifacts are named "artifact:<job>/<name>".
+// Writes are atomic (temp file, fsync, rename), so a reader never sees half a
+// file and a crash leaves the previous checkpoint intact.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "trainmesh/v1/common.pb.h"
+
+namespace trainmesh::artifacts {
+
+class ArtifactStore {
+ public:
+  explicit ArtifactStore(std::string root) : root_(std::move(root)) {}
+
+  // Stores `bytes` as <job>/<name>. INVALID_ARGUMENT for a bad job id or name.
+  absl::StatusOr<trainmesh::v1::Artifact> Put(const std::string& job_id, const std::string& name,
+                                              absl::string_view bytes, int64_t step);
+  // Moves a finished local file in (same filesystem: a rename).
+  absl::StatusOr<trainmesh::v1::Artifact> Adopt(const std::string& job_id, const std::string& name,
+                                                const std::string& path, int64_t step);
+  // A fresh path inside the store for `job_id` to write before Adopt.
+  absl::StatusOr<std::string> ScratchPath(const std::string& job_id, const std::string& name);
+
+  // The file behind an artifact uri; NOT_FOUND when absent.
+  absl::StatusOr<std::string> Path(const std::string& uri) const;
+  absl::StatusOr<std::string> Path(const std::string& job_id, const std::string& name) const;
+  absl::StatusOr<std::string> Read(const std::string& uri) const;
+
+  // Calls `chunk(data, offset, total)` over the file; stops when it returns false.
+  absl::Status Stream(const std::string& job_id, const std::string& name, size_t chunk_bytes,
+                      const std::function<bool(absl::string_view, int64_t, int64_t)>& chunk) const;
+
+  // Deletes <job>/<prefix>* files except the newest `keep` (by step in the name).
+  absl::Status Prune(const std::string& job_id, const std::string& prefix, int keep);
+
+  static std::string Uri(const std::string& job_id, const std::string& name);
+  const std::string& root() const { return root_; }
+
+ private:
+  std::string root_;
+};
+
+// Hex SHA-256 of a file.
+absl::StatusOr<std::string> Sha256File(const std::string& path);
+
+}  // namespace trainmesh::artifacts
