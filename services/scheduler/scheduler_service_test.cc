@@ -1,0 +1,355 @@
+// The scheduler's logic against a real Postgres (no gRPC): ordering, fair
+// share, limits, isolation, fencing, leases and timeouts.
+#include "services/scheduler/scheduler_service.h"
+
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "libs/pg/migrations.h"
+#include "libs/pg/testing/test_cluster.h"
+#include "pqxx/pqxx"
+
+namespace trainmesh::scheduler {
+const std::vector<pg::Migration>& Migrations();
+namespace {
+
+using ::testing::HasSubstr;
+using trainmesh::v1::Job;
+using trainmesh::v1::Principal;
+
+int next_job = 0;
+
+std::string NewId() {
+  return absl::StrCat("00000000-0000-4000-8000-", absl::Hex(++next_job, absl::kZeroPad12));
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dsn_ = pg::testing::TestCluster::Get().NewDatabase();
+    ASSERT_TRUE(pg::Migrate(dsn_, "scheduler", Migrations()).ok());
+    pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{.dsn = dsn_, .size = 8});
+    store_ = std::make_unique<SchedulerStore>(pool_.get());
+    SchedulerOptions options;
+    options.max_running_per_user = 2;
+    options.lease = absl::Seconds(30);
+    options.mint = [](const Job& job, int attempt, const std::string& agent) {
+      trainmesh::v1::JobToken t;
+      t.set_token(absl::StrCat("token:", job.id(), ":", attempt, ":", agent));
+      return absl::StatusOr<trainmesh::v1::JobToken>(t);
+    };
+    service_ = std::make_unique<SchedulerService>(store_.get(), options);
+  }
+
+  static Principal User(const std::string& subject, std::vector<std::string> scopes = {"agent"}) {
+    Principal p;
+    p.set_subject(subject);
+    for (auto& s : scopes) p.add_scopes(s);
+    return p;
+  }
+
+  // The principal a job token for this assignment stands for.
+  static Principal TokenOf(const trainmesh::v1::Assignment& a) {
+    Principal p;
+    p.set_kind(Principal::JOB);
+    p.set_subject(a.job().owner());
+    p.set_job_id(a.job().id());
+    p.set_attempt(a.attempt());
+    p.add_scopes("job:report");
+    return p;
+  }
+
+  std::string Enqueue(const std::string& owner, int priority = 0, bool shared = false,
+                      const std::string& model = "tabular", int max_attempts = 3) {
+    trainmesh::v1::EnqueueRequest request;
+    const std::string id = NewId();
+    request.set_job_id(id);
+    Job* job = request.mutable_job();
+    job->set_id(id);
+    job->set_owner(owner);
+    job->set_model(model);
+    job->set_priority(priority);
+    job->set_max_attempts(max_attempts);
+    job->set_allow_shared_pool(shared);
+    job->mutable_queue_timeout()->set_seconds(3600);
+    auto r = service_->Enqueue(User("jobs-service", {"internal"}), request);
+    EXPECT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->newly_queued());
+    return id;
+  }
+
+  trainmesh::v1::Agent Register(const std::string& owner, bool shared_pool = false,
+                                std::vector<std::string> recipes = {}) {
+    trainmesh::v1::RegisterAgentRequest request;
+    request.mutable_agent()->set_name(absl::StrCat(owner, "-agent"));
+    request.mutable_agent()->set_shared_pool(shared_pool);
+    request.mutable_agent()->set_allow_scripts(true);
+    request.mutable_agent()->set_max_concurrent_jobs(8);
+    for (auto& r : recipes) request.mutable_agent()->mutable_capabilities()->add_recipes(r);
+    auto agent = service_->RegisterAgent(User(owner), request);
+    EXPECT_TRUE(agent.ok()) << agent.status();
+    return *agent;
+  }
+
+  std::optional<trainmesh::v1::Assignment> Acquire(const trainmesh::v1::Agent& agent) {
+    auto got = service_->TryAcquire(agent);
+    EXPECT_TRUE(got.ok()) << got.status();
+    return got.ok() ? *got : std::nullopt;
+  }
+
+  int OutboxCount(const std::string& state) {
+    pqxx::connection conn(dsn_);
+    int n = 0;
+    for (const auto& row : pqxx::nontransaction(conn).exec("SELECT payload FROM scheduler.outbox")) {
+      trainmesh::v1::ReportJobStatusRequest r;
+      pqxx::binarystring b(row[0]);
+      r.ParseFromArray(b.data(), static_cast<int>(b.size()));
+      if (Job::State_Name(r.state()) == state) ++n;
+    }
+    return n;
+  }
+
+  void Sql(const std::string& sql) {
+    pqxx::connection conn(dsn_);
+    pqxx::nontransaction(conn).exec(sql);
+  }
+
+  std::string dsn_;
+  std::unique_ptr<pg::ConnectionPool> pool_;
+  std::unique_ptr<SchedulerStore> store_;
+  std::unique_ptr<SchedulerService> service_;
+};
+
+TEST_F(SchedulerTest, EnqueueIsIdempotentAndReportsQueued) {
+  const std::string id = Enqueue("alice");
+  trainmesh::v1::EnqueueRequest again;
+  again.set_job_id(id);
+  again.mutable_job()->set_id(id);
+  again.mutable_job()->set_owner("alice");
+  again.mutable_job()->set_model("tabular");
+  auto r = service_->Enqueue(User("jobs-service", {"internal"}), again);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r->newly_queued());
+  EXPECT_EQ(OutboxCount("QUEUED"), 1);
+}
+
+TEST_F(SchedulerTest, PriorityThenFairShareThenAge) {
+  trainmesh::v1::Agent pool_agent = Register("ops", /*shared_pool=*/true);
+  const std::string a1 = Enqueue("alice", 0, true);
+  const std::string a2 = Enqueue("alice", 0, true);
+  const std::string b1 = Enqueue("bob", 0, true);
+  const std::string urgent = Enqueue("carol", 5, true);
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) order.push_back(Acquire(pool_agent)->job().id());
+  // carol's priority first; then alice's oldest; then bob (fewest running) before alice's second.
+  EXPECT_EQ(order, (std::vector<std::string>{urgent, a1, b1, a2}));
+  EXPECT_EQ(OutboxCount("INITIALIZING"), 4);
+}
+
+TEST_F(SchedulerTest, AgentsTakeOnlyJobsTheirOwnerMayRun) {
+  trainmesh::v1::Agent alices = Register("alice");
+  trainmesh::v1::Agent bobs = Register("bob");
+  const std::string bob_private = Enqueue("bob");
+  EXPECT_FALSE(Acquire(alices).has_value());  // not alice's, not shared
+  const std::string alice_job = Enqueue("alice");
+  auto got = Acquire(alices);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->job().id(), alice_job);
+  EXPECT_EQ(Acquire(bobs)->job().id(), bob_private);
+  // Another user's agent cannot poll as alice's.
+  trainmesh::v1::AcquireJobRequest request;
+  request.set_agent_id(alices.id());
+  EXPECT_EQ(service_->CheckAcquire(User("bob"), request).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SchedulerTest, ScriptsRunOnlyOnTheOwnersAgents) {
+  trainmesh::v1::Agent pool_agent = Register("ops", /*shared_pool=*/true);
+  Enqueue("alice", 0, /*shared=*/true, "script");
+  EXPECT_FALSE(Acquire(pool_agent).has_value());
+  trainmesh::v1::Agent alices = Register("alice");
+  EXPECT_TRUE(Acquire(alices).has_value());
+  trainmesh::v1::RegisterAgentRequest request;
+  request.mutable_agent()->set_name("x");
+  request.mutable_agent()->set_allow_shared_scripts(true);
+  EXPECT_EQ(service_->RegisterAgent(User("ops"), request).status().code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_F(SchedulerTest, RecipeCapabilitiesFilter) {
+  trainmesh::v1::Agent lm_only = Register("alice", false, {"lora-lm"});
+  Enqueue("alice", 0, false, "tabular");
+  EXPECT_FALSE(Acquire(lm_only).has_value());
+  const std::string lm = Enqueue("alice", 0, false, "lora-lm");
+  EXPECT_EQ(Acquire(lm_only)->job().id(), lm);
+}
+
+TEST_F(SchedulerTest, PerUserLimitHoldsUnderConcurrentClaims) {
+  std::vector<trainmesh::v1::Agent> agents;
+  for (int i = 0; i < 6; ++i) agents.push_back(Register("ops", true));
+  for (int i = 0; i < 6; ++i) Enqueue("alice", 0, true);
+  const std::string bob = Enqueue("bob", 0, true);
+  std::vector<std::thread> threads;
+  std::vector<std::string> got(6);
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      auto a = service_->TryAcquire(agents[i]);
+      if (a.ok() && a->has_value()) got[i] = (*a)->job().owner();
+    });
+  }
+  for (auto& t : threads) t.join();
+  int alice = 0, bobs = 0;
+  for (const auto& o : got) {
+    alice += o == "alice";
+    bobs += o == "bob";
+  }
+  EXPECT_EQ(alice, 2);  // the limit, never more
+  EXPECT_EQ(bobs, 1);
+  (void)bob;
+}
+
+TEST_F(SchedulerTest, ReportsAreFencedByAttempt) {
+  trainmesh::v1::Agent agent = Register("alice");
+  const std::string id = Enqueue("alice");
+  auto first = *Acquire(agent);
+  EXPECT_EQ(first.attempt(), 1);
+  EXPECT_EQ(first.job_token(), absl::StrCat("token:", id, ":1:", agent.id()));
+  trainmesh::v1::HeartbeatRequest beat;
+  beat.set_job_id(id);
+  beat.set_state(Job::RUNNING);
+  beat.mutable_progress()->set_step(10);
+  beat.mutable_checkpoint()->set_uri("artifact:x/checkpoint-10.pt");
+  ASSERT_TRUE(service_->Heartbeat(TokenOf(first), beat).ok());
+  EXPECT_EQ(OutboxCount("RUNNING"), 1);
+  // The agent is lost: infra failure, requeued; a new attempt starts from the checkpoint.
+  trainmesh::v1::FailJobRequest fail;
+  fail.set_job_id(id);
+  fail.set_kind(trainmesh::v1::ERROR_KIND_INFRA);
+  fail.set_error("node preempted");
+  auto requeued = service_->FailJob(TokenOf(first), fail);
+  ASSERT_TRUE(requeued.ok());
+  EXPECT_TRUE(requeued->requeued());
+  auto second = *Acquire(agent);
+  EXPECT_EQ(second.attempt(), 2);
+  EXPECT_EQ(second.resume_from().uri(), "artifact:x/checkpoint-10.pt");
+  // The zombie of attempt 1 is refused everywhere.
+  absl::Status zombie = service_->Heartbeat(TokenOf(first), beat).status();
+  EXPECT_EQ(zombie.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(zombie.message(), HasSubstr("attempt 1"));
+  trainmesh::v1::CompleteJobRequest done;
+  done.set_job_id(id);
+  EXPECT_EQ(service_->CompleteJob(TokenOf(first), done).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // A token for another job is refused before the database is asked.
+  auto other = TokenOf(second);
+  other.set_job_id(NewId());
+  EXPECT_EQ(service_->CompleteJob(other, done).status().code(), absl::StatusCode::kPermissionDenied);
+  ASSERT_TRUE(service_->CompleteJob(TokenOf(second), done).ok());
+  EXPECT_EQ(OutboxCount("COMPLETED"), 1);
+}
+
+TEST_F(SchedulerTest, UserFailuresAreFinalInfraFailuresRetryUntilTheLimit) {
+  trainmesh::v1::Agent agent = Register("alice");
+  const std::string user_bug = Enqueue("alice");
+  auto a = *Acquire(agent);
+  trainmesh::v1::FailJobRequest fail;
+  fail.set_job_id(user_bug);
+  fail.set_kind(trainmesh::v1::ERROR_KIND_USER);
+  fail.set_error("dataset has no column 'label'");
+  EXPECT_FALSE(service_->FailJob(TokenOf(a), fail)->requeued());
+  EXPECT_EQ(OutboxCount("FAILED"), 1);
+
+  const std::string flaky = Enqueue("alice", 0, false, "tabular", /*max_attempts=*/2);
+  fail.set_job_id(flaky);
+  fail.set_kind(trainmesh::v1::ERROR_KIND_INFRA);
+  auto b = *Acquire(agent);
+  EXPECT_TRUE(service_->FailJob(TokenOf(b), fail)->requeued());
+  auto c = *Acquire(agent);
+  EXPECT_FALSE(service_->FailJob(TokenOf(c), fail)->requeued());
+  EXPECT_EQ(OutboxCount("FAILED"), 2);
+}
+
+TEST_F(SchedulerTest, ExpiredLeasesAreRequeuedThenFailed) {
+  trainmesh::v1::Agent agent = Register("alice");
+  const std::string id = Enqueue("alice", 0, false, "tabular", /*max_attempts=*/2);
+  ASSERT_TRUE(Acquire(agent).has_value());
+  Sql("UPDATE scheduler.queue SET lease_expires_at = now() - INTERVAL '1 hour'");
+  auto reaped = store_->Reap(absl::Seconds(30));
+  ASSERT_TRUE(reaped.ok());
+  EXPECT_EQ(reaped->requeued, 1);
+  auto again = *Acquire(agent);
+  EXPECT_EQ(again.attempt(), 2);
+  Sql("UPDATE scheduler.queue SET lease_expires_at = now() - INTERVAL '1 hour'");
+  EXPECT_EQ(store_->Reap(absl::Seconds(30))->failed, 1);
+  EXPECT_EQ(OutboxCount("FAILED"), 1);
+  // Inside the grace nothing is reaped.
+  const std::string fresh = Enqueue("alice");
+  ASSERT_TRUE(Acquire(agent).has_value());
+  Sql(absl::StrCat("UPDATE scheduler.queue SET lease_expires_at = now() - INTERVAL '5 seconds' "
+                   "WHERE job_id = '", fresh, "'"));
+  EXPECT_EQ(store_->Reap(absl::Seconds(30))->requeued, 0);
+}
+
+TEST_F(SchedulerTest, UnclaimedJobsTimeOut) {
+  const std::string id = Enqueue("alice");
+  Sql("UPDATE scheduler.queue SET queued_at = now() - INTERVAL '2 hours'");
+  EXPECT_EQ(store_->Reap(absl::Seconds(30))->timed_out, 1);
+  pqxx::connection conn(dsn_);
+  pqxx::binarystring b(pqxx::nontransaction(conn).exec(
+      "SELECT payload FROM scheduler.outbox ORDER BY id DESC LIMIT 1")[0][0]);
+  trainmesh::v1::ReportJobStatusRequest r;
+  r.ParseFromArray(b.data(), static_cast<int>(b.size()));
+  EXPECT_EQ(r.state(), Job::FAILED);
+  EXPECT_THAT(r.error_log(), HasSubstr("no agent claimed the job within 1h"));
+}
+
+TEST_F(SchedulerTest, CancelReachesQueuedAtOnceAndRunningAtTheNextHeartbeat) {
+  trainmesh::v1::Agent agent = Register("alice");
+  const std::string queued = Enqueue("alice");
+  trainmesh::v1::CancelAssignmentRequest cancel;
+  cancel.set_job_id(queued);
+  EXPECT_FALSE(service_->CancelAssignment(User("jobs", {"internal"}), cancel)->running());
+  EXPECT_FALSE(Acquire(agent).has_value());
+
+  const std::string running = Enqueue("alice");
+  auto a = *Acquire(agent);
+  cancel.set_job_id(running);
+  EXPECT_TRUE(service_->CancelAssignment(User("jobs", {"internal"}), cancel)->running());
+  trainmesh::v1::HeartbeatRequest beat;
+  beat.set_job_id(running);
+  EXPECT_TRUE(service_->Heartbeat(TokenOf(a), beat)->cancel_requested());
+  trainmesh::v1::ReleaseJobRequest release;
+  release.set_job_id(running);
+  ASSERT_TRUE(service_->ReleaseJob(TokenOf(a), release).ok());
+  EXPECT_FALSE(Acquire(agent).has_value());  // cancelled, not requeued
+}
+
+TEST_F(SchedulerTest, QueuePositionSaysWhyAJobWaits) {
+  const std::string first = Enqueue("alice");
+  const std::string second = Enqueue("alice");
+  trainmesh::v1::GetQueuePositionRequest request;
+  request.set_job_id(second);
+  auto pos = service_->GetQueuePosition(User("alice"), request);
+  ASSERT_TRUE(pos.ok());
+  EXPECT_EQ(pos->reason(), "no agent online for this job");
+  trainmesh::v1::Agent agent = Register("alice");
+  pos = service_->GetQueuePosition(User("alice"), request);
+  EXPECT_EQ(pos->jobs_ahead(), 1);
+  EXPECT_EQ(pos->reason(), "behind 1 job");
+  EXPECT_EQ(pos->agents_online(), 1);
+  Acquire(agent);
+  Enqueue("alice");
+  Acquire(agent);  // alice now runs 2 = the limit
+  const std::string third = Enqueue("alice");
+  request.set_job_id(third);
+  EXPECT_THAT(service_->GetQueuePosition(User("alice"), request)->reason(),
+              HasSubstr("user concurrency limit"));
+  EXPECT_EQ(service_->GetQueuePosition(User("bob"), request).status().code(),
+            absl::StatusCode::kNotFound);
+  (void)first;
+}
+
+}  // namespace
+}  // namespace trainmesh::scheduler
