@@ -74,10 +74,21 @@ std::string ArtifactStore::Uri(const std::string& job_id, const std::string& nam
   return absl::StrCat("artifact:", job_id, "/", name);
 }
 
-absl::StatusOr<std::string> ArtifactStore::Path(const std::string& job_id,
-                                                const std::string& name) const {
+absl::StatusOr<std::string> ArtifactStore::Location(const std::string& job_id,
+                                                    const std::string& name) const {
   if (absl::Status s = Check(job_id, name); !s.ok()) return s;
   return absl::StrCat(root_, "/", job_id, "/", name);
+}
+
+absl::StatusOr<std::string> ArtifactStore::Path(const std::string& job_id,
+                                                const std::string& name) const {
+  absl::StatusOr<std::string> path = Location(job_id, name);
+  if (!path.ok()) return path;
+  struct stat st;
+  if (stat(path->c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat("artifact ", Uri(job_id, name), " not found"));
+  }
+  return path;
 }
 
 absl::StatusOr<std::string> ArtifactStore::Path(const std::string& uri) const {
@@ -87,11 +98,7 @@ absl::StatusOr<std::string> ArtifactStore::Path(const std::string& uri) const {
   }
   const size_t slash = rest.find('/');
   if (slash == absl::string_view::npos) return absl::InvalidArgumentError("artifact uri needs job/name");
-  absl::StatusOr<std::string> path = Path(std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1)));
-  if (!path.ok()) return path;
-  struct stat st;
-  if (stat(path->c_str(), &st) != 0) return absl::NotFoundError(absl::StrCat("artifact ", uri, " not found"));
-  return path;
+  return Path(std::string(rest.substr(0, slash)), std::string(rest.substr(slash + 1)));
 }
 
 absl::StatusOr<std::string> ArtifactStore::ScratchPath(const std::string& job_id,
@@ -105,7 +112,7 @@ absl::StatusOr<std::string> ArtifactStore::ScratchPath(const std::string& job_id
 absl::StatusOr<trainmesh::v1::Artifact> ArtifactStore::Adopt(const std::string& job_id,
                                                              const std::string& name,
                                                              const std::string& path, int64_t step) {
-  absl::StatusOr<std::string> target = Path(job_id, name);
+  absl::StatusOr<std::string> target = Location(job_id, name);
   if (!target.ok()) return target.status();
   if (absl::Status s = MakeDirs(absl::StrCat(root_, "/", job_id)); !s.ok()) return s;
   int fd = open(path.c_str(), O_RDONLY);

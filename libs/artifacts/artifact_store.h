@@ -32,7 +32,7 @@ class ArtifactStore {
   // A fresh path inside the store for `job_id` to write before Adopt.
   absl::StatusOr<std::string> ScratchPath(const std::string& job_id, const std::string& name);
 
-  // The file behind an artifact uri; NOT_FOUND when absent.
+  // The file behind an artifact; NOT_FOUND when absent.
   absl::StatusOr<std::string> Path(const std::string& uri) const;
   absl::StatusOr<std::string> Path(const std::string& job_id, const std::string& name) const;
   absl::StatusOr<std::string> Read(const std::string& uri) const;
@@ -48,6 +48,7 @@ class ArtifactStore {
   const std::string& root() const { return root_; }
 
  private:
+  absl::StatusOr<std::string> Location(const std::string& job_id, const std::string& name) const;
   std::string root_;
 };
 
