@@ -43,7 +43,7 @@ ABSL_FLAG(std::string, admin, "dev", "bootstrap: the admin user to ensure.");
 ABSL_FLAG(std::string, password_file, "",
           "bootstrap: the admin's password (made and written there when the file is missing).");
 ABSL_FLAG(std::string, credentials_out, "",
-          "bootstrap: env file that receives TRAINMESH_API_KEY and TRAINMESH_SERVICE_API_KEY "
+          "bootstrap: env file that receives TRAINMESH_API_KEY, TRAINMESH_SERVICE_API_KEY and TRAINMESH_AGENT_API_KEY "
           "(kept when its keys are still valid).");
 
 namespace trainmesh::auth {
@@ -128,6 +128,7 @@ int Bootstrap(auth::AuthService& service) {
   ensure("TRAINMESH_API_KEY", absl::StrCat(name, " (tools/up)"),
          {"jobs:read", "jobs:write", "agent", "admin"});
   ensure("TRAINMESH_SERVICE_API_KEY", "mesh services (tools/up)", {"internal"});
+  ensure("TRAINMESH_AGENT_API_KEY", absl::StrCat(name, "'s trainer agent (tools/up)"), {"agent"});
   std::string text = "# Written by `auth bootstrap`.\n";
   for (const auto& [k, v] : env) absl::StrAppend(&text, k, "=", v, "\n");
   WriteSecretFile(out, text);
