@@ -12,6 +12,11 @@ TRAINMESH_JOBS_PORT=$(free_port)
 TRAINMESH_AUTH_PORT=$(free_port)
 TRAINMESH_METRICS_PORT=$(free_port)
 export TRAINMESH_JOBS_PORT TRAINMESH_AUTH_PORT TRAINMESH_METRICS_PORT
+# No trainer: jobs stay queued, so the queue-side flows can be tried here
+# (tests/e2e/train_test.sh trains).
+export TRAINMESH_TRAINER=0
+TRAINMESH_SCHEDULER_PORT=$(free_port)
+export TRAINMESH_SCHEDULER_PORT
 # Services read every TRAINMESH_<FLAG>: revocations show within a second here.
 export TRAINMESH_API_KEY_CACHE_TTL=1s
 # trainctl login keeps its token here, not in the user's home.
@@ -45,7 +50,12 @@ echo '{"steps": 40, "hidden_sizes": [32, 32]}' >"$TRAINMESH_RUN_DIR/hp.json"
 id=$(tc submit --model mlp-policy --dataset synthetic://reach --file "$TRAINMESH_RUN_DIR/hp.json" \
        -p steps=50 -p activation=tanh -l team=robots)
 [[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "submit printed '$id'"
-json=$(tc get "$id" -o json)
+# PENDING until the jobs service's outbox reaches the scheduler (milliseconds).
+for _ in $(seq 1 100); do
+  json=$(tc get "$id" -o json)
+  [ "$(echo "$json" | field "['state']")" = QUEUED ] && break
+  sleep 0.1
+done
 [ "$(echo "$json" | field "['state']")" = QUEUED ] || fail "state: $json"
 [ "$(echo "$json" | field "['hyperparameters']['steps']")" = 50 ] || fail "steps: $json"
 [ "$(echo "$json" | field "['hyperparameters']['activation']")" = tanh ] || fail "activation"
@@ -146,5 +156,9 @@ wait "$watcher" 2>/dev/null || true
 # restart: what was acknowledged is still there
 "$root/tools/up" --detach >/dev/null
 [ "$(tc get "$id" -o json | field "['state']")" = CANCELLED ] || fail "job lost across restart"
+for _ in $(seq 1 100); do
+  [ "$(tc get "$retry" -o json | field "['state']")" = QUEUED ] && break
+  sleep 0.1
+done
 [ "$(tc get "$retry" -o json | field "['state']")" = QUEUED ] || fail "retry lost across restart"
 echo "e2e: all checks passed"

@@ -2,14 +2,18 @@
 //
 //   trainctl submit --model M --dataset URL [-p key=value]... [--file hp.json] [--wait]
 //   trainctl list | get ID | watch ID | cancel ID | retry ID | logs ID | recipes [NAME]
+//   trainctl metrics ID | download ID -o DIR | agents
 //   trainctl login | logout | whoami | users create|list | keys create|list|revoke | health
 //
 // Connection and credentials: --endpoint/--auth-endpoint/--token/--api-key, else
 // TRAINMESH_ENDPOINT, TRAINMESH_AUTH_ENDPOINT, TRAINMESH_TOKEN, TRAINMESH_API_KEY, else
 // the token `trainctl login` stored, else the .run/credentials.env that tools/up
 // writes. `-o json` prints proto3 JSON (one object per line for streams).
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstdlib>
@@ -37,6 +41,8 @@
 #include "tools/cli/args.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
+#include "trainmesh/v1/metrics.grpc.pb.h"
+#include "trainmesh/v1/scheduler.grpc.pb.h"
 
 namespace trainmesh::cli {
 namespace {
@@ -62,7 +68,12 @@ Usage:
   trainctl watch ID [--after-seq N]       follow a job until it ends (exit 0 COMPLETED, 3 otherwise)
   trainctl cancel ID [--reason TEXT]
   trainctl retry ID [--resume] [--request-id ID] [--wait]
-  trainctl logs ID                        the error log and the job's event history
+  trainctl logs ID                        the job's events, its training log and error log
+  trainctl metrics ID [--name N]... [--max-points N]
+                                          summary of every metric (-o json: the series)
+  trainctl download ID [-o DIR] [--name FILE]
+                                          the trained model (model.pt + model.json) into DIR
+  trainctl agents [--all]                 trainer agents you can use (--all: offline too)
   trainctl recipes [NAME]                 recipes and their hyperparameters
   trainctl health                         is the endpoint serving?
 
@@ -80,9 +91,11 @@ Usage:
 Global flags:
   --endpoint HOST:PORT   jobs service (TRAINMESH_ENDPOINT)
   --auth-endpoint H:P    auth service (TRAINMESH_AUTH_ENDPOINT)
+  --metrics-endpoint H:P metrics service (TRAINMESH_METRICS_ENDPOINT)
+  --scheduler-endpoint H:P  scheduler (TRAINMESH_SCHEDULER_ENDPOINT)
   --token JWT            bearer token (TRAINMESH_TOKEN)
   --api-key KEY          API key (TRAINMESH_API_KEY)
-  -o, --output FORMAT    text (default) or json
+  -o, --output FORMAT    text (default) or json (for download: the directory)
   --timeout DURATION     per-call deadline (default 30s)
 
 Values of -p are JSON when they parse as JSON (numbers, true/false, [lists]), else strings.
@@ -92,6 +105,8 @@ Unset flags fall back to the environment, then to .run/credentials.env (written 
 struct Connection {
   std::string endpoint;
   std::string auth_endpoint;
+  std::string metrics_endpoint;
+  std::string scheduler_endpoint;
   std::string credential;
 };
 
@@ -129,6 +144,10 @@ Connection ResolveConnection(const Args& args) {
   c.auth_endpoint = pick("auth-endpoint", "TRAINMESH_AUTH_ENDPOINT");
   if (c.endpoint.empty()) c.endpoint = "127.0.0.1:7001";
   if (c.auth_endpoint.empty()) c.auth_endpoint = "127.0.0.1:7002";
+  c.metrics_endpoint = pick("metrics-endpoint", "TRAINMESH_METRICS_ENDPOINT");
+  c.scheduler_endpoint = pick("scheduler-endpoint", "TRAINMESH_SCHEDULER_ENDPOINT");
+  if (c.metrics_endpoint.empty()) c.metrics_endpoint = "127.0.0.1:7004";
+  if (c.scheduler_endpoint.empty()) c.scheduler_endpoint = "127.0.0.1:7003";
   // Explicit flags, then the environment, then a stored login, then tools/up's file.
   for (const auto& [flag, env] : {std::pair<const char*, const char*>{"token", "TRAINMESH_TOKEN"},
                                   {"api-key", "TRAINMESH_API_KEY"}}) {
@@ -159,6 +178,10 @@ class Client {
     jobs_ = trainmesh::v1::JobService::NewStub(channel_);
     auth_ = trainmesh::v1::AuthService::NewStub(grpc::CreateCustomChannel(
         connection_.auth_endpoint, grpc::InsecureChannelCredentials(), channel_args));
+    metrics_ = trainmesh::v1::MetricsService::NewStub(grpc::CreateCustomChannel(
+        connection_.metrics_endpoint, grpc::InsecureChannelCredentials(), channel_args));
+    scheduler_ = trainmesh::v1::SchedulerService::NewStub(grpc::CreateCustomChannel(
+        connection_.scheduler_endpoint, grpc::InsecureChannelCredentials(), channel_args));
     absl::Duration timeout;
     timeout_ = absl::ParseDuration(args.Get("timeout", "30s"), &timeout) ? timeout
                                                                          : absl::Seconds(30);
@@ -175,6 +198,8 @@ class Client {
 
   trainmesh::v1::JobService::Stub& jobs() { return *jobs_; }
   trainmesh::v1::AuthService::Stub& auth() { return *auth_; }
+  trainmesh::v1::MetricsService::Stub& metrics() { return *metrics_; }
+  trainmesh::v1::SchedulerService::Stub& scheduler() { return *scheduler_; }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
   const Connection& connection() const { return connection_; }
   bool json() const { return args_.Get("output") == "json"; }
@@ -185,6 +210,8 @@ class Client {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<trainmesh::v1::JobService::Stub> jobs_;
   std::unique_ptr<trainmesh::v1::AuthService::Stub> auth_;
+  std::unique_ptr<trainmesh::v1::MetricsService::Stub> metrics_;
+  std::unique_ptr<trainmesh::v1::SchedulerService::Stub> scheduler_;
   absl::Duration timeout_;
 };
 
@@ -523,6 +550,29 @@ int Logs(Client& client, const std::string& id) {
     return kExitOk;
   }
   for (const auto& e : events) PrintEvent(e);
+  // The training log, from the metrics service (absent when it is unreachable).
+  trainmesh::v1::GetLogsRequest lines_request;
+  lines_request.set_job_id(id);
+  lines_request.set_limit(1000);
+  bool first = true;
+  while (true) {
+    trainmesh::v1::GetLogsResponse lines;
+    grpc::Status ls = client.metrics().GetLogs(client.Context().get(), lines_request, &lines);
+    if (!ls.ok()) {
+      if (first) std::cerr << "(training log unavailable: " << ls.error_message() << ")\n";
+      break;
+    }
+    if (first && lines.lines_size() > 0) std::cout << "\ntraining log:\n";
+    first = false;
+    for (const auto& line : lines.lines()) {
+      const char* tag = line.stream() == trainmesh::v1::LogLine::STDERR   ? "err"
+                        : line.stream() == trainmesh::v1::LogLine::SYSTEM ? "sys"
+                                                                         : "out";
+      std::cout << FormatTime(line.time()) << "  a" << line.attempt() << " " << tag << "  " << line.text() << "\n";
+    }
+    if (!lines.more() || lines.lines().empty()) break;
+    lines_request.set_after_seq(lines.lines(lines.lines_size() - 1).seq());
+  }
   if (!log.text().empty()) {
     std::cout << "\nerror log";
     if (log.kind() == trainmesh::v1::ERROR_KIND_USER) std::cout << " (user error";
@@ -532,6 +582,153 @@ int Logs(Client& client, const std::string& id) {
     }
     std::cout << ":\n" << log.text() << "\n";
   }
+  return kExitOk;
+}
+
+int Metrics(Client& client, const std::string& id, const Args& args) {
+  if (client.json()) {
+    trainmesh::v1::QueryMetricsRequest request;
+    request.set_job_id(id);
+    for (const std::string& n : args.All("name")) request.add_names(n);
+    int max_points = 1000;
+    if (args.Has("max-points") && !absl::SimpleAtoi(args.Get("max-points"), &max_points)) {
+      return UsageError("--max-points: integer");
+    }
+    request.set_max_points(max_points);
+    trainmesh::v1::QueryMetricsResponse response;
+    grpc::Status s = client.metrics().QueryMetrics(client.Context().get(), request, &response);
+    if (!s.ok()) return ReportError(s, client.connection().metrics_endpoint);
+    std::cout << Json(response) << std::endl;
+    return kExitOk;
+  }
+  trainmesh::v1::ListMetricNamesRequest request;
+  request.set_job_id(id);
+  trainmesh::v1::ListMetricNamesResponse response;
+  grpc::Status s = client.metrics().ListMetricNames(client.Context().get(), request, &response);
+  if (!s.ok()) return ReportError(s, client.connection().metrics_endpoint);
+  if (response.metrics().empty()) {
+    std::cout << "no metrics reported yet\n";
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("%-28s %-8s %12s %12s %12s %10s %8s\n", "METRIC", "RUN", "LAST", "MIN", "MAX",
+                               "STEP", "POINTS");
+  for (const auto& m : response.metrics()) {
+    std::cout << absl::StrFormat("%-28s %-8s %12.6g %12.6g %12.6g %10d %8d\n", m.name(),
+                                 m.run().empty() ? "-" : m.run(), m.last(), m.min(), m.max(), m.last_step(),
+                                 m.count());
+  }
+  trainmesh::v1::GetCostRequest cost_request;
+  cost_request.set_job_id(id);
+  trainmesh::v1::Cost cost;
+  if (client.metrics().GetCost(client.Context().get(), cost_request, &cost).ok() && cost.device_seconds() > 0) {
+    std::cout << absl::StrFormat("\ncost: %.4f %s for %.1f device-seconds on %s\n", cost.amount(), cost.currency(),
+                                 cost.device_seconds(), cost.device_type());
+  }
+  return kExitOk;
+}
+
+// Downloads artifact `name` of job `id` into `dir`, checking its SHA-256.
+int DownloadOne(Client& client, const std::string& id, const std::string& name, const std::string& dir,
+                bool quiet_if_missing) {
+  trainmesh::v1::DownloadArtifactRequest request;
+  request.set_id(id);
+  request.set_name(name);
+  auto ctx = client.Context(/*streaming=*/true);
+  auto reader = client.jobs().DownloadArtifact(ctx.get(), request);
+  const std::string path = absl::StrCat(dir, "/", name);
+  const std::string partial = path + ".partial";
+  std::ofstream out;
+  trainmesh::v1::ArtifactChunk chunk;
+  std::string expected_sha;
+  int64_t written = 0, total = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
+  while (reader->Read(&chunk)) {
+    if (!out.is_open()) out.open(partial, std::ios::binary | std::ios::trunc);
+    if (!chunk.sha256().empty()) expected_sha = chunk.sha256();
+    if (chunk.total_size() > 0) total = chunk.total_size();
+    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    EVP_DigestUpdate(sha.get(), chunk.data().data(), chunk.data().size());
+    written += static_cast<int64_t>(chunk.data().size());
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) {
+    std::remove(partial.c_str());
+    if (quiet_if_missing && s.error_code() == grpc::StatusCode::NOT_FOUND) return kExitOk;
+    return ReportError(s, client.connection().endpoint);
+  }
+  if (!out.is_open()) out.open(partial, std::ios::binary | std::ios::trunc);  // an empty file
+  out.close();
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  EVP_DigestFinal_ex(sha.get(), digest, &digest_len);
+  std::string hex;
+  for (unsigned int i = 0; i < digest_len; ++i) absl::StrAppend(&hex, absl::StrFormat("%02x", digest[i]));
+  if ((total > 0 && written != total) || (!expected_sha.empty() && hex != expected_sha)) {
+    std::remove(partial.c_str());
+    std::cerr << "error: " << name << " arrived damaged (" << written << " of " << total
+              << " bytes, sha256 mismatch); try again\n";
+    return kExitError;
+  }
+  if (std::rename(partial.c_str(), path.c_str()) != 0) {
+    std::cerr << "error: cannot write " << path << "\n";
+    return kExitError;
+  }
+  std::cout << path << "  " << written << " bytes  sha256 " << hex << "\n";
+  return kExitOk;
+}
+
+int Download(Client& client, const std::string& id, const Args& args) {
+  const std::string dir = args.Get("output", ".");
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    std::cerr << "error: cannot create " << dir << "\n";
+    return kExitError;
+  }
+  if (args.Has("name")) return DownloadOne(client, id, args.Get("name"), dir, false);
+  trainmesh::v1::GetJobRequest get;
+  get.set_id(id);
+  Job job;
+  grpc::Status s = client.jobs().GetJob(client.Context().get(), get, &job);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (job.artifact().uri().empty()) {
+    std::cerr << "error: job " << id << " has no model yet (state " << StateName(job.state()) << ")\n";
+    return kExitError;
+  }
+  const std::string name = job.artifact().uri().substr(job.artifact().uri().rfind('/') + 1);
+  if (int rc = DownloadOne(client, id, name, dir, false); rc != kExitOk) return rc;
+  if (name != "model.json") return DownloadOne(client, id, "model.json", dir, /*quiet_if_missing=*/true);
+  return kExitOk;
+}
+
+int Agents(Client& client, const Args& args) {
+  trainmesh::v1::ListAgentsRequest request;
+  request.set_include_offline(args.Has("all"));
+  request.set_page_size(200);
+  trainmesh::v1::ListAgentsResponse response;
+  grpc::Status s = client.scheduler().ListAgents(client.Context().get(), request, &response);
+  if (!s.ok()) return ReportError(s, client.connection().scheduler_endpoint);
+  if (client.json()) {
+    std::cout << Json(response) << std::endl;
+    return kExitOk;
+  }
+  if (response.agents().empty()) {
+    std::cout << "no agents online" << (args.Has("all") ? "" : " (--all shows offline ones)")
+              << "; start one with services/trainer/trainer\n";
+    return kExitOk;
+  }
+  std::cout << absl::StrFormat("%-36s  %-24s %-8s %-22s %-7s %-7s %s\n", "ID", "NAME", "STATE", "DEVICE", "JOBS",
+                               "POOL", "LAST SEEN");
+  for (const auto& a : response.agents()) {
+    const auto& c = a.capabilities();
+    std::string device = c.device_type();
+    if (c.gpu_count() > 0) absl::StrAppend(&device, " ", c.gpu_count(), "x ", c.gpu_model());
+    if (c.gpu_count() == 0 && c.cpu_cores() > 0) absl::StrAppend(&device, " ", c.cpu_cores(), " cores");
+    std::cout << absl::StrFormat("%-36s  %-24s %-8s %-22s %-7s %-7s %s\n", a.id(), a.name(),
+                                 trainmesh::v1::Agent::State_Name(a.state()), device,
+                                 absl::StrCat(a.running_jobs(), "/", a.max_concurrent_jobs()),
+                                 a.shared_pool() ? "shared" : "own", FormatTime(a.last_seen_time()));
+  }
+  std::cout << response.online_count() << " online\n";
   return kExitOk;
 }
 
@@ -743,7 +940,7 @@ int Run(int argc, char** argv) {
   std::vector<std::string> argv_list(argv + 1, argv + argc);
   absl::StatusOr<Args> parsed = Parse(
       argv_list,
-      {"endpoint", "auth-endpoint", "token", "api-key", "output", "timeout", "model", "dataset",
+      {"endpoint", "auth-endpoint", "metrics-endpoint", "scheduler-endpoint", "max-points", "token", "api-key", "output", "timeout", "model", "dataset",
        "param", "file", "priority", "max-attempts", "label", "request-id", "reason", "state",
        "page-size", "page-token", "retry-of", "after-seq", "scope", "password", "email", "name",
        "expires"},
@@ -756,7 +953,8 @@ int Run(int argc, char** argv) {
     std::cout << kUsage;
     return args.command.empty() && !args.Has("help") ? kExitUsage : kExitOk;
   }
-  if (args.Has("output") && args.Get("output") != "json" && args.Get("output") != "text") {
+  if (args.command != "download" && args.Has("output") && args.Get("output") != "json" &&
+      args.Get("output") != "text") {
     return UsageError("-o takes json or text");
   }
   if (args.command == "logout") return Logout();
@@ -779,13 +977,17 @@ int Run(int argc, char** argv) {
   if (cmd == "whoami") return WhoAmI(client);
   if (cmd == "users") return Users(client, args);
   if (cmd == "keys") return Keys(client, args);
-  if (cmd == "get" || cmd == "watch" || cmd == "cancel" || cmd == "retry" || cmd == "logs") {
+  if (cmd == "agents") return Agents(client, args);
+  if (cmd == "get" || cmd == "watch" || cmd == "cancel" || cmd == "retry" || cmd == "logs" ||
+      cmd == "metrics" || cmd == "download") {
     std::optional<std::string> id = need_id();
     if (!id.has_value()) return UsageError(cmd + " takes one job id");
     if (cmd == "get") return Get(client, *id);
     if (cmd == "cancel") return Cancel(client, *id, args);
     if (cmd == "retry") return Retry(client, *id, args);
     if (cmd == "logs") return Logs(client, *id);
+    if (cmd == "metrics") return Metrics(client, *id, args);
+    if (cmd == "download") return Download(client, *id, args);
     int64_t after = 0;
     if (args.Has("after-seq") && !absl::SimpleAtoi(args.Get("after-seq"), &after)) {
       return UsageError("--after-seq: integer");
