@@ -30,16 +30,20 @@ bool ValidJob(absl::string_view id) {
          });
 }
 
-bool ValidName(absl::string_view name) {
+}  // namespace
+
+bool ArtifactStore::ValidName(absl::string_view name) {
   return !name.empty() && name.size() <= 128 && name[0] != '.' &&
          std::all_of(name.begin(), name.end(), [](char c) {
            return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
          });
 }
 
+namespace {
+
 absl::Status Check(const std::string& job_id, const std::string& name) {
   if (!ValidJob(job_id)) return absl::InvalidArgumentError(absl::StrCat("bad job id ", job_id));
-  if (!ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("bad artifact name ", name));
+  if (!ArtifactStore::ValidName(name)) return absl::InvalidArgumentError(absl::StrCat("bad artifact name ", name));
   return absl::OkStatus();
 }
 

@@ -45,6 +45,9 @@ class ArtifactStore {
   absl::Status Prune(const std::string& job_id, const std::string& prefix, int keep);
 
   static std::string Uri(const std::string& job_id, const std::string& name);
+  // A file name an artifact may have: letters, digits, '.', '-', '_', not
+  // starting with '.', at most 128 characters.
+  static bool ValidName(absl::string_view name);
   const std::string& root() const { return root_; }
 
  private:

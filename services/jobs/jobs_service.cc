@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "libs/artifacts/artifact_store.h"
 #include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
 #include "libs/recipes/validation.h"
@@ -439,8 +440,9 @@ absl::StatusOr<Job> JobsService::ArtifactOf(const Principal& caller,
                                             const trainmesh::v1::DownloadArtifactRequest& request) {
   FieldViolations v;
   CheckId(request.id(), "id", &v);
-  if (!request.name().empty() && request.name() != "model.pt" && request.name() != "model.json") {
-    v.Add("name", "must be model.pt or model.json");
+  if (!request.name().empty() && !artifacts::ArtifactStore::ValidName(request.name())) {
+    v.Add("name", "must be a file name of the job's artifacts (letters, digits, '.', '-', '_'), "
+                  "e.g. model.pt or model.json");
   }
   TM_RETURN_IF_ERROR(v.ToStatus());
   TM_ASSIGN_OR_RETURN(StoredJob stored, store_->Get(caller.subject(), request.id()));

@@ -100,6 +100,10 @@ int main(int argc, char** argv) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+    // Back within a couple of seconds of a scheduler restart, well inside a
+    // lease: gRPC's default backoff grows to two minutes.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
     return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
   };
   trainer::Agent agent(options, trainmesh::v1::SchedulerService::NewStub(channel(absl::GetFlag(FLAGS_scheduler_endpoint))),
