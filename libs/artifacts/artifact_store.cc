@@ -181,22 +181,42 @@ absl::Status ArtifactStore::Stream(
   return absl::OkStatus();
 }
 
-absl::Status ArtifactStore::Prune(const std::string& job_id, const std::string& prefix, int keep) {
-  if (!ValidJob(job_id)) return absl::InvalidArgumentError("bad job id");
-  const std::string dir = absl::StrCat(root_, "/", job_id);
-  DIR* d = opendir(dir.c_str());
-  if (d == nullptr) return absl::OkStatus();
+std::vector<std::pair<int64_t, std::string>> ArtifactStore::List(const std::string& job_id,
+                                                               const std::string& prefix) const {
   std::vector<std::pair<int64_t, std::string>> found;
+  if (!ValidJob(job_id)) return found;
+  DIR* d = opendir(absl::StrCat(root_, "/", job_id).c_str());
+  if (d == nullptr) return found;
   while (dirent* e = readdir(d)) {
     const std::string name = e->d_name;
-    if (absl::StartsWith(name, prefix)) found.emplace_back(StepOf(name), name);
+    if (absl::StartsWith(name, prefix) && ValidName(name)) found.emplace_back(StepOf(name), name);
   }
   closedir(d);
   std::sort(found.begin(), found.end());
+  return found;
+}
+
+absl::Status ArtifactStore::Prune(const std::string& job_id, const std::string& prefix, int keep) {
+  if (!ValidJob(job_id)) return absl::InvalidArgumentError("bad job id");
+  const auto found = List(job_id, prefix);
   for (size_t i = 0; i + static_cast<size_t>(keep) < found.size(); ++i) {
-    unlink(absl::StrCat(dir, "/", found[i].second).c_str());
+    unlink(absl::StrCat(root_, "/", job_id, "/", found[i].second).c_str());
   }
   return absl::OkStatus();
+}
+
+std::optional<trainmesh::v1::Artifact> ArtifactStore::Latest(const std::string& job_id,
+                                                             const std::string& prefix) const {
+  const auto found = List(job_id, prefix);
+  if (found.empty() || found.back().first < 0) return std::nullopt;
+  struct stat st;
+  const std::string path = absl::StrCat(root_, "/", job_id, "/", found.back().second);
+  if (stat(path.c_str(), &st) != 0) return std::nullopt;
+  trainmesh::v1::Artifact artifact;
+  artifact.set_uri(Uri(job_id, found.back().second));
+  artifact.set_size_bytes(st.st_size);
+  artifact.set_step(found.back().first);
+  return artifact;
 }
 
 absl::StatusOr<std::string> Sha256File(const std::string& path) {

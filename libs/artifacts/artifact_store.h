@@ -10,7 +10,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -44,6 +46,11 @@ class ArtifactStore {
   // Deletes <job>/<prefix>* files except the newest `keep` (by step in the name).
   absl::Status Prune(const std::string& job_id, const std::string& prefix, int keep);
 
+  // The file <job>/<prefix>* with the highest step in its name ("-<step>."),
+  // if any: what a new attempt resumes from even when its predecessor died
+  // before telling anyone about its last checkpoint.
+  std::optional<trainmesh::v1::Artifact> Latest(const std::string& job_id, const std::string& prefix) const;
+
   static std::string Uri(const std::string& job_id, const std::string& name);
   // A file name an artifact may have: letters, digits, '.', '-', '_', not
   // starting with '.', at most 128 characters.
@@ -51,6 +58,8 @@ class ArtifactStore {
   const std::string& root() const { return root_; }
 
  private:
+  // <job>/<prefix>* as (step, name), by step.
+  std::vector<std::pair<int64_t, std::string>> List(const std::string& job_id, const std::string& prefix) const;
   absl::StatusOr<std::string> Location(const std::string& job_id, const std::string& name) const;
   std::string root_;
 };

@@ -1,6 +1,7 @@
 #include "libs/artifacts/artifact_store.h"
 
 #include <cstdlib>
+#include <fstream>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
@@ -43,8 +44,11 @@ TEST(ArtifactStoreTest, NamesCannotEscapeTheRoot) {
             absl::StatusCode::kNotFound);
 }
 
-TEST(ArtifactStoreTest, PruneKeepsTheNewestCheckpoints) {
+TEST(ArtifactStoreTest, PruneKeepsTheNewestCheckpointsAndLatestFindsTheNewest) {
   ArtifactStore store(TempRoot());
+  EXPECT_FALSE(store.Latest(kJob, "checkpoint-").has_value());
+  // A writer's scratch file (killed mid-write) is never the newest checkpoint.
+  std::ofstream(*store.ScratchPath(kJob, "checkpoint-999.pt")) << "half";
   for (int step : {100, 300, 200, 400}) {
     ASSERT_TRUE(store.Put(kJob, absl::StrCat("checkpoint-", step, ".pt"), "x", step).ok());
   }
@@ -53,6 +57,11 @@ TEST(ArtifactStoreTest, PruneKeepsTheNewestCheckpoints) {
   EXPECT_FALSE(store.Path(absl::StrCat("artifact:", kJob, "/checkpoint-200.pt")).ok());
   EXPECT_TRUE(store.Path(absl::StrCat("artifact:", kJob, "/checkpoint-300.pt")).ok());
   EXPECT_TRUE(store.Path(absl::StrCat("artifact:", kJob, "/checkpoint-400.pt")).ok());
+  std::optional<trainmesh::v1::Artifact> latest = store.Latest(kJob, "checkpoint-");
+  ASSERT_TRUE(latest.has_value());
+  EXPECT_EQ(latest->uri(), absl::StrCat("artifact:", kJob, "/checkpoint-400.pt"));
+  EXPECT_EQ(latest->step(), 400);
+  EXPECT_EQ(latest->size_bytes(), 1);
 }
 
 }  // namespace

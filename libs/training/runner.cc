@@ -377,16 +377,26 @@ RunResult Train(const RunOptions& o) {
     torch::optim::AdamW optimizer(params, torch::optim::AdamWOptions(lr).weight_decay(weight_decay));
 
     int64_t step = 0;
-    if (o.resume_from.has_value() && !o.resume_from->uri().empty()) {
-      auto resumed = LoadCheckpoint(o, *o.resume_from, task, optimizer, *device);
+    // This job's own newest checkpoint first: a killed attempt may have
+    // written one it never got to report. Then the one the scheduler names
+    // (the last reported, or the failed job's for a retry with resume).
+    std::vector<Artifact> sources;
+    if (auto own = o.store->Latest(o.job.id(), "checkpoint-"); own.has_value()) sources.push_back(*own);
+    if (o.resume_from.has_value() && !o.resume_from->uri().empty() &&
+        (sources.empty() || sources[0].uri() != o.resume_from->uri())) {
+      sources.push_back(*o.resume_from);
+    }
+    for (const Artifact& from : sources) {
+      auto resumed = LoadCheckpoint(o, from, task, optimizer, *device);
       if (resumed.ok()) {
         step = std::min(*resumed, steps);
-        r.checkpoint = *o.resume_from;
+        r.checkpoint = from;
         report.Log(absl::StrCat("resumed from checkpoint at step ", step));
-      } else {
-        report.Log(absl::StrCat("starting from step 0: ", resumed.status().message()));
+        break;
       }
+      report.Log(absl::StrCat("cannot resume: ", resumed.status().message()));
     }
+    if (!sources.empty() && step == 0) report.Log("starting from step 0");
     const int64_t first_step = step;
     double step_seconds = 0;  // smoothed
     absl::Time last_checkpoint = absl::Now();

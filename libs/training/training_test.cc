@@ -148,6 +148,16 @@ TEST_F(TrainingTest, AResumedRunTakesExactlyTheStepsOfAnUninterruptedOne) {
   // Same batches, same dropout masks, same optimizer state: the same weights.
   EXPECT_EQ(Slurp(*store_->Path(Id(3), "model.pt")), Slurp(*store_->Path(Id(2), "model.pt")));
   EXPECT_EQ(second.Last("train_loss"), whole.Last("train_loss"));
+
+  // A successor told of no checkpoint (its predecessor was killed before it
+  // could report one) still resumes from the job's newest.
+  v1::Job killed = job;
+  killed.set_id(Id(20));
+  ASSERT_EQ(Train(killed, std::nullopt, /*stop_at=*/70, kPreempt).result.outcome, Outcome::kPreempted);
+  const Run successor = Train(killed);
+  ASSERT_EQ(successor.result.outcome, Outcome::kCompleted) << successor.result.error;
+  EXPECT_THAT(successor.logs, Contains(HasSubstr("resumed from checkpoint at step 70")));
+  EXPECT_EQ(Slurp(*store_->Path(Id(20), "model.pt")), Slurp(*store_->Path(Id(2), "model.pt")));
 }
 
 TEST_F(TrainingTest, CancelStopsAtOnceAndFailuresAreTheUsersWithAReason) {

@@ -27,6 +27,7 @@ cleanup() {
   rm -rf "$run"
 }
 [ -n "${KEEP:-}" ] || trap cleanup EXIT
+trap 'echo "FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 
 fail() {
   echo "FAIL: $*" >&2
@@ -182,7 +183,7 @@ until_ok 60 has_checkpoint "$crash" || fail "no checkpoint written"
 restart trainer KILL
 wait_state "$crash" COMPLETED
 [ "$(job "$crash" | field "j['attempt']")" = 2 ] || fail "not a second attempt: $(job "$crash")"
-resumed=$(tc logs "$crash" | grep -o "resumed from checkpoint at step [0-9]*" | grep -o "[0-9]*$")
+resumed=$(tc logs "$crash" | grep -o "resumed from checkpoint at step [0-9]*" | grep -o "[0-9]*$") || true
 [ -n "$resumed" ] && [ "$resumed" -ge 100 ] || fail "attempt 2 did not resume: $(tc logs "$crash")"
 tc logs "$crash" | grep -q "stopped renewing its lease on attempt 1" || fail "no requeue reason"
 [ "$(field "j['step']" <"$run/artifacts/$crash/model.json")" = 3000 ] || fail "final step"
