@@ -241,4 +241,10 @@ wait_state "$mine" COMPLETED
 [ "$(job "$mine" | field "j['agentId']")" != "$agent_m" ] || fail "dev's job ran on mallory's agent"
 if tc agents --all -o json | grep -q "$agent_m"; then fail "dev sees mallory's agent"; fi
 if tc agents --all -o json --token "$mtok" | grep -q "$agent_a"; then fail "mallory sees dev's agent"; fi
+# Everything stops cleanly, and no service reported a sanitizer finding.
+"$root/tools/down" >"$run/down.out"
+grep -q "stopped trainer-a" "$run/down.out" || fail "trainer did not stop: $(cat "$run/down.out")"
+if grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$run"/logs/*.log; then
+  fail "sanitizer findings in the logs above"
+fi
 echo "e2e train: all checks passed"
