@@ -23,8 +23,10 @@ ABSL_FLAG(absl::Duration, api_key_cache_ttl, absl::Seconds(10),
           "How long a resolved API key is remembered; a revoked key works at most this long.");
 ABSL_FLAG(double, write_rate, 20, "Write calls per second per caller (0: unlimited).");
 ABSL_FLAG(double, write_burst, 40, "Write calls a caller may make at once.");
-ABSL_FLAG(double, poll_rate, 5, "Agent polls per second per caller (0: unlimited).");
-ABSL_FLAG(double, poll_burst, 20, "Agent polls a caller may make at once.");
+ABSL_FLAG(double, poll_rate, 50,
+          "Agent polls per second per caller, all of its agents together (0: unlimited); "
+          "a busy agent polls once per job it claims.");
+ABSL_FLAG(double, poll_burst, 100, "Agent polls a caller may make at once.");
 ABSL_FLAG(std::string, insecure_no_auth_subject, "",
           "BENCHMARKS ONLY: skip authentication and treat every caller as this user.");
 

@@ -42,7 +42,11 @@ struct LoraLinearImpl : torch::nn::Module {
   }
   torch::Tensor forward(const torch::Tensor& x) {
     torch::Tensor y = torch::linear(x, weight, bias);
-    if (lora_A.defined()) y = y + torch::linear(torch::linear(dropout->forward(x), lora_A), lora_B) * scale;
+    if (lora_A.defined()) {
+      // Dropout(0) still draws a mask in training: skip it when off.
+      const torch::Tensor in = dropout->options.p() > 0 ? dropout->forward(x) : x;
+      y = y + torch::linear(torch::linear(in, lora_A), lora_B) * scale;
+    }
     return y;
   }
   torch::Tensor weight, bias, lora_A, lora_B;
