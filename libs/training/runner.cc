@@ -386,6 +386,13 @@ RunResult Train(const RunOptions& o) {
         (sources.empty() || sources[0].uri() != o.resume_from->uri())) {
       sources.push_back(*o.resume_from);
     }
+    // A retry asked to resume, whose predecessor never reported a checkpoint
+    // it wrote: that job's newest one.
+    if (sources.empty() && o.job.resume_from_checkpoint() && !o.job.retry_of().empty()) {
+      if (auto parent = o.store->Latest(o.job.retry_of(), "checkpoint-"); parent.has_value()) {
+        sources.push_back(*parent);
+      }
+    }
     for (const Artifact& from : sources) {
       auto resumed = LoadCheckpoint(o, from, task, optimizer, *device);
       if (resumed.ok()) {

@@ -22,7 +22,7 @@ export TRAINMESH_API_KEY_CACHE_TTL=1s TRAINMESH_CONFIG_DIR=$run/config
 export TRAINMESH_THREADS=1
 
 cleanup() {
-  for f in "$run"/pids/*.pid; do kill -CONT "$(cat "$f")" 2>/dev/null || true; done
+  for f in "$run"/pids/*.pid; do [ -f "$f" ] && kill -CONT "$(cat "$f")" 2>/dev/null || true; done
   "$root/tools/down" >/dev/null 2>&1 || true
   rm -rf "$run"
 }
@@ -161,16 +161,22 @@ echo "$err" | grep -q "KeyError: learning_rte" || fail "script error log: $err"
 echo "$err" | grep -q "exit" || fail "no exit status in: $err"
 [ "$(job "$broken" | field "j['errorKind']")" = ERROR_KIND_USER ] || fail "script failure kind"
 
-# ---- cancel while running: stops at the next heartbeat ---------------------
-long=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=1000000)
+# ---- cancel while running: stops at the next heartbeat; then a retry that
+# ---- resumes from the cancelled job's checkpoint --------------------------
+long=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=4000 -p checkpoint_every=100 \
+         -p hidden_sizes='[128,128]' -p batch_size=128)
 wait_state "$long" RUNNING
-until_ok 60 eval "[ \"\$(job $long | field \"j.get('progress', {}).get('step', 0)\")\" -gt 0 ]" \
-  || fail "no progress reported"
+until_ok 60 has_checkpoint "$long" || fail "no checkpoint written"
 tc cancel "$long" --reason "enough" >/dev/null
 wait_state "$long" CANCELLED
 until_ok 30 eval "tc logs $long | grep -q 'cancelled at step'" || fail "the trainer did not stop: $(tc logs "$long")"
 step=$(tc logs "$long" | grep -o "cancelled at step [0-9]*" | grep -o "[0-9]*$")
-[ "$step" -lt 1000000 ] || fail "ran to the end"
+[ "$step" -lt 4000 ] || fail "ran to the end"
+again=$(tc retry "$long" --resume)
+wait_state "$again" COMPLETED
+[ "$(job "$again" | field "j['retryOf']")" = "$long" ] || fail "retry lineage"
+from=$(tc logs "$again" | grep -o "resumed from checkpoint at step [0-9]*" | grep -o "[0-9]*$") || true
+[ -n "$from" ] && [ "$from" -ge 100 ] || fail "the retry did not resume: $(tc logs "$again" | tail -n 30)"
 # the agent is free again: the next job runs
 next=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=20)
 wait_state "$next" COMPLETED
