@@ -4,6 +4,7 @@
 #include "benchmark/benchmark.h"
 #include "libs/identity/api_keys.h"
 #include "libs/identity/authenticator.h"
+#include "libs/identity/jwt.h"
 #include "libs/identity/testing/test_keys.h"
 
 namespace trainmesh::identity {
@@ -63,7 +64,27 @@ void BM_ApiKey(benchmark::State& state) {
   for (auto _ : state) benchmark::DoNotOptimize(auth->AuthorizeCredential(header, GetJob()));
 }
 
+// What the auth service spends signing one job token (at every claim and
+// renewal): libjwt parses the PEM key and signs.
+void BM_SignJobToken(benchmark::State& state, const char* alg) {
+  absl::StatusOr<SigningKey> key = GenerateSigningKey(alg);
+  if (!key.ok()) {
+    state.SkipWithError("no key");
+    return;
+  }
+  Claims claims;
+  claims.kind = "job";
+  claims.subject = "alice";
+  claims.job_id = "00000000-0000-4000-8000-000000000001";
+  claims.attempt = 1;
+  claims.agent_id = "00000000-0000-4000-8000-000000000002";
+  claims.scopes = {"job:report"};
+  for (auto _ : state) benchmark::DoNotOptimize(SignToken(*key, "trainmesh", "trainmesh", claims, absl::Minutes(15)));
+}
+
 BENCHMARK(BM_NoAuth);
+BENCHMARK_CAPTURE(BM_SignJobToken, RS256, "RS256");
+BENCHMARK_CAPTURE(BM_SignJobToken, ES256, "ES256");
 BENCHMARK(BM_LoginToken);
 BENCHMARK(BM_LoginToken)->Threads(2);
 BENCHMARK(BM_LoginTokenFirstSight);
