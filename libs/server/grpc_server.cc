@@ -1,5 +1,7 @@
 #include "libs/server/grpc_server.h"
 
+#include "libs/config/config.h"
+
 #include <signal.h>
 
 #include "absl/flags/flag.h"
@@ -88,6 +90,15 @@ int GrpcServer::WaitForTerminationSignal() {
   sigwait(&set, &sig);
   TM_LOG(Info, "signal received").With("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   return sig;
+}
+
+std::vector<char*> StartProcess(int argc, char** argv, const std::string& service,
+                                const std::string& description) {
+  BlockTerminationSignals();
+  std::vector<char*> args =
+      config::ParseFlags(argc, argv, description + "\nEvery flag can also be set as TRAINMESH_<FLAG_NAME>.");
+  log::Init(service);
+  return args;
 }
 
 }  // namespace trainmesh::server

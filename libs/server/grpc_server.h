@@ -65,4 +65,11 @@ class GrpcServer {
 // call first thing in main() so WaitForTerminationSignal can take them.
 void BlockTerminationSignals();
 
+// What every binary does first: blocks the termination signals, parses the
+// flags (each also settable as TRAINMESH_<FLAG>; `description` heads --help)
+// and starts JSON-lines logging as `service`. Returns the positional arguments
+// (argv[0] first).
+std::vector<char*> StartProcess(int argc, char** argv, const std::string& service,
+                                const std::string& description);
+
 }  // namespace trainmesh::server

@@ -139,12 +139,8 @@ int Bootstrap(auth::AuthService& service) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  server::BlockTerminationSignals();
-  std::vector<char*> args = config::ParseFlags(
-      argc, argv,
-      "trainmesh auth service: users, signing keys (JWKS), API keys, job tokens.\n"
-      "`auth bootstrap` ensures an admin user and API keys. Flags also as TRAINMESH_<FLAG>.");
-  log::Init("auth");
+  std::vector<char*> args = server::StartProcess(argc, argv, "auth",
+                       "trainmesh auth service: users, signing keys (JWKS), API keys, job tokens.\n`auth bootstrap` ensures an admin user and API keys.");
   const bool bootstrap = args.size() > 1 && std::string(args[1]) == "bootstrap";
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));

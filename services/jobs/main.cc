@@ -57,11 +57,8 @@ namespace {
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::BlockTerminationSignals();
-  config::ParseFlags(argc, argv,
-                     "trainmesh jobs service: job CRUD, cancel, retry, WatchJob.\n"
-                     "Every flag can also be set as TRAINMESH_<FLAG_NAME>.");
-  log::Init("jobs");
+  server::StartProcess(argc, argv, "jobs",
+                       "trainmesh jobs service: job CRUD, cancel, retry, WatchJob.");
 
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();

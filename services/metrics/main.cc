@@ -45,11 +45,8 @@ namespace {
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::BlockTerminationSignals();
-  config::ParseFlags(argc, argv,
-                     "trainmesh metrics service: ingest, query, downsample and stream training "
-                     "telemetry.\nEvery flag can also be set as TRAINMESH_<FLAG_NAME>.");
-  log::Init("metrics");
+  server::StartProcess(argc, argv, "metrics",
+                       "trainmesh metrics service: ingest, query, downsample and stream training telemetry.");
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   absl::StatusOr<metrics::PriceTable> prices =

@@ -54,11 +54,8 @@ namespace {
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::BlockTerminationSignals();
-  config::ParseFlags(argc, argv,
-                     "trainmesh scheduler: the queue, agents, claims, leases and heartbeats.\n"
-                     "Every flag can also be set as TRAINMESH_<FLAG_NAME>.");
-  log::Init("scheduler");
+  server::StartProcess(argc, argv, "scheduler",
+                       "trainmesh scheduler: the queue, agents, claims, leases and heartbeats.");
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   const std::string credential = identity::ServiceCredential();

@@ -42,11 +42,8 @@ ABSL_FLAG(absl::Duration, checkpoint_interval, absl::Minutes(5),
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::BlockTerminationSignals();
-  config::ParseFlags(argc, argv,
-                     "trainmesh trainer: an agent that claims jobs and trains them with LibTorch.\n"
-                     "Every flag can also be set as TRAINMESH_<FLAG_NAME>.");
-  log::Init("trainer");
+  server::StartProcess(argc, argv, "trainer",
+                       "trainmesh trainer: an agent that claims jobs and trains them with LibTorch.");
   trainer::AgentOptions options;
   options.api_key = absl::GetFlag(FLAGS_agent_api_key);
   options.artifact_root = absl::GetFlag(FLAGS_artifact_root);

@@ -12,7 +12,7 @@ export TRAINMESH_RUN_DIR
 TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-train.XXXXXX")
 run=$TRAINMESH_RUN_DIR
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-for v in JOBS AUTH METRICS SCHEDULER TRAINER; do export "TRAINMESH_${v}_PORT=$(free_port)"; done
+for v in JOBS AUTH METRICS SCHEDULER TRAINER GATEWAY; do export "TRAINMESH_${v}_PORT=$(free_port)"; done
 # Short leases so lost agents are noticed in seconds; frequent heartbeats (a
 # cancel arrives with the next one) and progress reports.
 export TRAINMESH_LEASE=3s TRAINMESH_LEASE_GRACE=2s TRAINMESH_HEARTBEAT_INTERVAL=500ms

@@ -16,7 +16,8 @@ export TRAINMESH_JOBS_PORT TRAINMESH_AUTH_PORT TRAINMESH_METRICS_PORT
 # (tests/e2e/train_test.sh trains).
 export TRAINMESH_TRAINER=0
 TRAINMESH_SCHEDULER_PORT=$(free_port)
-export TRAINMESH_SCHEDULER_PORT
+TRAINMESH_GATEWAY_PORT=$(free_port)
+export TRAINMESH_SCHEDULER_PORT TRAINMESH_GATEWAY_PORT
 # Services read every TRAINMESH_<FLAG>: revocations show within a second here.
 export TRAINMESH_API_KEY_CACHE_TTL=1s
 # trainctl login keeps its token here, not in the user's home.
@@ -41,6 +42,26 @@ grep -q "^TRAINMESH_ENDPOINT=127.0.0.1:$TRAINMESH_JOBS_PORT$" "$TRAINMESH_RUN_DI
   || fail "endpoint not written"
 
 tc health | grep -q SERVING || fail "health"
+# The REST gateway: written to the credentials, serving the same jobs.
+gateway=$(sed -n 's/^TRAINMESH_GATEWAY=//p' "$TRAINMESH_RUN_DIR/credentials.env")
+[ "$gateway" = "http://127.0.0.1:$TRAINMESH_GATEWAY_PORT" ] || fail "gateway not written: $gateway"
+key=$(sed -n 's/^TRAINMESH_API_KEY=//p' "$TRAINMESH_RUN_DIR/credentials.env")
+rest() {  # rest METHOD PATH [BODY] -> "STATUS BODY"
+  python3 - "$gateway" "$key" "$@" <<'PY'
+import sys, urllib.request, urllib.error
+base, key, method, path = sys.argv[1:5]
+body = sys.argv[5].encode() if len(sys.argv) > 5 else None
+req = urllib.request.Request(base + path, data=body, method=method, headers={"Authorization": "Bearer " + key})
+try:
+    with urllib.request.urlopen(req, timeout=10) as r:
+        print(r.status, r.read().decode())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+PY
+}
+rest GET /healthz | grep -q '^200 ' || fail "gateway health"
+rest GET /v1/recipes | grep -q '^200 .*"mlp-policy"' || fail "REST recipes: $(rest GET /v1/recipes | head -c 300)"
+rest GET /v1/jobs/not-a-job | grep -q '^404 \|^400 ' || fail "REST error: $(rest GET /v1/jobs/not-a-job)"
 tc health --endpoint "127.0.0.1:$TRAINMESH_METRICS_PORT" | grep -q SERVING || fail "metrics health"
 dev_id=$(tc whoami -o json | field "['subject']")
 [ -n "$dev_id" ] || fail "whoami"

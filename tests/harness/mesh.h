@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/identity/service_identity.h"
 #include "libs/pg/listener.h"
@@ -58,6 +59,11 @@ class TestMesh {
   const User& admin() const { return admin_; }
   const std::string& service_key() const { return service_key_; }
   const identity::Authenticator& jobs_authenticator() const { return *jobs_auth_; }
+
+  // host:port of each service (for clients we did not write: the gateway).
+  std::string auth_endpoint() const { return absl::StrCat("127.0.0.1:", auth_grpc_->port()); }
+  std::string jobs_endpoint() const { return absl::StrCat("127.0.0.1:", jobs_grpc_->port()); }
+  std::string metrics_endpoint() const { return absl::StrCat("127.0.0.1:", metrics_grpc_->port()); }
 
   // Stops the auth service (an outage); the jobs service keeps running.
   void StopAuth();

@@ -1,0 +1,138 @@
+#include "gateway/gateway.h"
+
+#include "absl/strings/str_cat.h"
+#include "google/protobuf/message.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/rpc/status.pb.h"
+#include "libs/status/grpc_status.h"
+#include "protos/registry.h"
+
+namespace trainmesh::gateway {
+namespace {
+
+using google::protobuf::Message;
+
+std::unique_ptr<Message> New(const google::protobuf::Descriptor* type) {
+  return std::unique_ptr<Message>(google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
+}
+
+}  // namespace
+
+HttpResponse ErrorResponse(const grpc::Status& status) {
+  google::rpc::Status body;
+  // The details the service sent (field violations, retry info), when any.
+  if (!status.error_details().empty()) body.ParseFromString(status.error_details());
+  body.set_code(status.error_code());
+  body.set_message(status.error_message());
+  HttpResponse out;
+  out.status = transcoding::HttpStatus(status.error_code());
+  if (!google::protobuf::util::MessageToJsonString(body, &out.body).ok()) {
+    body.clear_details();
+    (void)google::protobuf::util::MessageToJsonString(body, &out.body);
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
+  std::vector<const google::protobuf::ServiceDescriptor*> services;
+  for (const auto& [name, endpoint] : options.backends) {
+    // From the registry, which links every service's descriptors in.
+    const google::protobuf::ServiceDescriptor* service = nullptr;
+    for (const auto* s : proto::Services()) {
+      if (s->full_name() == name) service = s;
+    }
+    if (service == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown service ", name));
+    services.push_back(service);
+  }
+  auto router = transcoding::Router::FromServices(services);
+  if (!router.ok()) return router.status();
+  std::unique_ptr<Gateway> gateway(new Gateway(std::move(options), *std::move(router)));
+  return gateway;
+}
+
+Gateway::Gateway(GatewayOptions options, transcoding::Router router)
+    : options_(std::move(options)), router_(std::move(router)) {
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels;  // one per endpoint
+  for (const auto& [name, endpoint] : options_.backends) {
+    auto& channel = channels[endpoint];
+    if (channel == nullptr) channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+    stubs_[name] = std::make_unique<grpc::GenericStub>(channel);
+  }
+}
+
+void Gateway::Handle(const HttpRequest& request, std::function<void(HttpResponse)> done) {
+  const size_t q = request.target.find('?');
+  const std::string path = request.target.substr(0, q);
+  const std::string query = q == std::string::npos ? "" : request.target.substr(q + 1);
+  if (path == "/healthz") {
+    done(HttpResponse{200, "application/json", "{\"status\":\"SERVING\"}"});
+    return;
+  }
+  absl::StatusOr<transcoding::Router::Match> match = router_.Find(request.method, path);
+  if (!match.ok()) {
+    HttpResponse error = ErrorResponse(status::ToGrpcStatus(match.status()));
+    if (match.status().code() == absl::StatusCode::kUnimplemented) error.status = 405;
+    done(std::move(error));
+    return;
+  }
+  const transcoding::Route* route = match->route;
+  if (route->method->server_streaming() || route->method->client_streaming()) {
+    done(ErrorResponse(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                    absl::StrCat(route->method->full_name(),
+                                                 " streams; this gateway serves unary methods only so far"))));
+    return;
+  }
+  std::unique_ptr<Message> message = New(route->method->input_type());
+  if (absl::Status s = transcoding::BuildRequest(*match, query, request.body, message.get()); !s.ok()) {
+    done(ErrorResponse(status::ToGrpcStatus(s)));
+    return;
+  }
+  auto stub = stubs_.find(route->method->service()->full_name());
+  if (stub == stubs_.end()) {
+    done(ErrorResponse(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no backend for this service")));
+    return;
+  }
+
+  struct Call {
+    grpc::ClientContext context;
+    grpc::ByteBuffer request, response;
+    std::function<void(HttpResponse)> done;
+  };
+  auto call = std::make_shared<Call>();
+  call->done = std::move(done);
+  if (!request.authorization.empty()) call->context.AddMetadata("authorization", request.authorization);
+  if (!request.request_id.empty()) call->context.AddMetadata("x-request-id", request.request_id);
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline));
+  std::string bytes;
+  message->SerializeToString(&bytes);
+  grpc::Slice slice(bytes);
+  call->request = grpc::ByteBuffer(&slice, 1);
+  stub->second->UnaryCall(&call->context, route->grpc_path, grpc::StubOptions(), &call->request, &call->response,
+                          [call, route](grpc::Status s) {
+                            if (!s.ok()) {
+                              call->done(ErrorResponse(s));
+                              return;
+                            }
+                            std::vector<grpc::Slice> slices;
+                            std::string bytes;
+                            if (call->response.Dump(&slices).ok()) {
+                              for (const auto& part : slices) {
+                                bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
+                              }
+                            }
+                            std::unique_ptr<Message> reply = New(route->method->output_type());
+                            if (!reply->ParseFromString(bytes)) {
+                              call->done(ErrorResponse(grpc::Status(grpc::StatusCode::INTERNAL,
+                                                                    "the backend's reply does not parse")));
+                              return;
+                            }
+                            absl::StatusOr<std::string> json = transcoding::ResponseJson(*route, *reply);
+                            if (!json.ok()) {
+                              call->done(ErrorResponse(status::ToGrpcStatus(json.status())));
+                              return;
+                            }
+                            call->done(HttpResponse{200, "application/json", *std::move(json)});
+                          });
+}
+
+}  // namespace trainmesh::gateway

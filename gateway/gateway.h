@@ -1,0 +1,62 @@
+// The REST edge: HTTP/JSON requests transcoded to gRPC calls on the backends
+// through a generic stub (no code per method; routes come from the
+// google.api.http options, libs/transcoding), responses and errors back as
+// proto3 JSON. Errors follow Envoy's gRPC → HTTP table with a
+// google.rpc.Status body (details included: field violations, retry info).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/transcoding/transcoding.h"
+
+namespace trainmesh::gateway {
+
+struct HttpRequest {
+  std::string method;  // GET, POST, ...
+  std::string target;  // path?query
+  std::string body;
+  std::string authorization;
+  std::string request_id;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+struct GatewayOptions {
+  // Service full name (trainmesh.v1.JobService) → host:port.
+  std::map<std::string, std::string> backends;
+  // Deadline of a backend call.
+  absl::Duration deadline = absl::Seconds(30);
+};
+
+class Gateway {
+ public:
+  static absl::StatusOr<std::unique_ptr<Gateway>> Create(GatewayOptions options);
+
+  // Answers `request` through `done`, on this thread or a gRPC one.
+  void Handle(const HttpRequest& request, std::function<void(HttpResponse)> done);
+
+  const transcoding::Router& router() const { return router_; }
+
+ private:
+  Gateway(GatewayOptions options, transcoding::Router router);
+
+  GatewayOptions options_;
+  transcoding::Router router_;
+  std::map<std::string, std::unique_ptr<grpc::GenericStub>> stubs_;  // by service
+};
+
+// A google.rpc.Status JSON body for `status` (with its details).
+HttpResponse ErrorResponse(const grpc::Status& status);
+
+}  // namespace trainmesh::gateway

@@ -1,0 +1,182 @@
+// The gateway in front of the real auth, jobs and metrics services (real
+// Postgres, real gRPC servers on port 0), driven over real HTTP connections:
+// REST routes from the proto annotations, proto3 JSON both ways, errors as
+// google.rpc.Status bodies with Envoy's status table, limits, keep-alive.
+#include "gateway/gateway.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "gateway/http_server.h"
+#include "gmock/gmock.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/rpc/error_details.pb.h"
+#include "google/rpc/status.pb.h"
+#include "gtest/gtest.h"
+#include "tests/harness/mesh.h"
+#include "trainmesh/v1/jobs.pb.h"
+
+namespace trainmesh::gateway {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+using ::testing::HasSubstr;
+
+struct Reply {
+  int status = 0;
+  std::string body;
+  std::string content_type;
+};
+
+// One keep-alive HTTP/1.1 connection.
+class Client {
+ public:
+  explicit Client(int port) : socket_(ioc_) {
+    socket_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  }
+  Reply Send(const std::string& method, const std::string& target, const std::string& body = "",
+             const std::string& credential = "") {
+    http::request<http::string_body> req;
+    req.method_string(method);
+    req.target(target);
+    req.version(11);
+    req.set(http::field::host, "localhost");
+    if (!credential.empty()) req.set(http::field::authorization, "Bearer " + credential);
+    if (!body.empty()) req.set(http::field::content_type, "application/json");
+    req.body() = body;
+    req.prepare_payload();
+    http::write(socket_, req);
+    beast::flat_buffer buffer;
+    http::response<http::string_body> res;
+    http::read(socket_, buffer, res);
+    return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
+  }
+
+ private:
+  net::io_context ioc_;
+  net::ip::tcp::socket socket_;
+};
+
+google::rpc::Status StatusOf(const Reply& r) {
+  google::rpc::Status s;
+  auto parsed = google::protobuf::util::JsonStringToMessage(r.body, &s);
+  EXPECT_TRUE(parsed.ok()) << parsed.message() << " in " << r.body;
+  return s;
+}
+
+std::vector<std::string> ViolatedFields(const google::rpc::Status& s) {
+  std::vector<std::string> out;
+  for (const auto& any : s.details()) {
+    google::rpc::BadRequest bad;
+    if (any.UnpackTo(&bad)) {
+      for (const auto& v : bad.field_violations()) out.push_back(v.field());
+    }
+  }
+  return out;
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GatewayOptions options;
+    options.backends = {{"trainmesh.v1.JobService", mesh_.jobs_endpoint()},
+                        {"trainmesh.v1.AuthService", mesh_.auth_endpoint()},
+                        {"trainmesh.v1.MetricsService", mesh_.metrics_endpoint()}};
+    auto gw = Gateway::Create(options);
+    ASSERT_TRUE(gw.ok()) << gw.status();
+    gateway_ = *std::move(gw);
+    HttpServer::Options http;
+    http.body_limit = 64 << 10;
+    server_ = std::make_unique<HttpServer>(http, [this](const HttpRequest& r, std::function<void(HttpResponse)> done) {
+      gateway_->Handle(r, std::move(done));
+    });
+    ASSERT_TRUE(server_->Start().ok());
+    ada_ = mesh_.AddUser("ada");
+  }
+  void TearDown() override { server_.reset(); }
+
+  testing::TestMesh mesh_;
+  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<HttpServer> server_;
+  testing::TestMesh::User ada_;
+};
+
+TEST_F(GatewayTest, CreateGetAndListJobsOverRestOnOneConnection) {
+  Client client(server_->port());
+  const Reply created = client.Send(
+      "POST", "/v1/jobs",
+      R"({"model": "mlp-policy", "datasetUrl": "synthetic://reach", "hyperparameters": {"steps": 50},
+          "labels": {"team": "robots"}})",
+      ada_.token);
+  ASSERT_EQ(created.status, 200) << created.body;
+  EXPECT_EQ(created.content_type, "application/json");
+  v1::Job job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(created.body, &job).ok()) << created.body;
+  EXPECT_EQ(job.model(), "mlp-policy");
+  EXPECT_EQ(job.owner(), ada_.user.id());
+  EXPECT_THAT(created.body, HasSubstr(R"("datasetUrl":"synthetic://reach")"));
+  EXPECT_THAT(created.body, HasSubstr(R"("state":")"));
+
+  const Reply got = client.Send("GET", "/v1/jobs/" + job.id(), "", ada_.token);
+  ASSERT_EQ(got.status, 200) << got.body;
+  v1::Job again;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(got.body, &again).ok());
+  EXPECT_EQ(again.id(), job.id());
+  EXPECT_EQ(again.labels().at("team"), "robots");
+
+  const Reply listed = client.Send("GET", "/v1/jobs?pageSize=10&labels=team%3Drobots", "", ada_.token);
+  ASSERT_EQ(listed.status, 200) << listed.body;
+  v1::ListJobsResponse list;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(listed.body, &list).ok());
+  ASSERT_EQ(list.jobs_size(), 1);
+  EXPECT_EQ(list.jobs(0).id(), job.id());
+
+  const Reply cancelled = client.Send("POST", "/v1/jobs/" + job.id() + ":cancel", R"({"reason": "enough"})", ada_.token);
+  ASSERT_EQ(cancelled.status, 200) << cancelled.body;
+  EXPECT_THAT(cancelled.body, HasSubstr("CANCELLED"));
+  EXPECT_EQ(client.Send("GET", "/healthz").status, 200);
+}
+
+TEST_F(GatewayTest, ErrorsAreGoogleRpcStatusBodiesWithEnvoysHttpCodes) {
+  Client client(server_->port());
+  const Reply anonymous = client.Send("GET", "/v1/jobs");
+  EXPECT_EQ(anonymous.status, 401);
+  EXPECT_EQ(StatusOf(anonymous).code(), 16);
+
+  // The service's own validation, field violations carried through.
+  const Reply invalid = client.Send("POST", "/v1/jobs",
+                                    R"({"model": "mlp-policy", "datasetUrl": "ftp://x", "hyperparameters": {"steps": 0}})",
+                                    ada_.token);
+  ASSERT_EQ(invalid.status, 400) << invalid.body;
+  const google::rpc::Status status = StatusOf(invalid);
+  EXPECT_EQ(status.code(), 3);
+  EXPECT_THAT(ViolatedFields(status), ::testing::IsSupersetOf({"job.dataset_url", "job.hyperparameters.steps"}));
+
+  // The gateway's own checks: unknown fields, malformed JSON, bad query values.
+  const Reply unknown = client.Send("POST", "/v1/jobs", R"({"model": "mlp-policy", "colour": "red"})", ada_.token);
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_THAT(ViolatedFields(StatusOf(unknown)), ::testing::ElementsAre("job"));
+  EXPECT_EQ(client.Send("POST", "/v1/jobs", "{nope", ada_.token).status, 400);
+  const Reply query = client.Send("GET", "/v1/jobs?pageSize=lots", "", ada_.token);
+  EXPECT_EQ(query.status, 400);
+  EXPECT_THAT(ViolatedFields(StatusOf(query)), ::testing::ElementsAre("pageSize"));
+
+  EXPECT_EQ(client.Send("GET", "/v1/jobs/00000000-0000-4000-8000-000000000000", "", ada_.token).status, 404);
+  EXPECT_EQ(client.Send("DELETE", "/v1/jobs/x", "", ada_.token).status, 405);
+  EXPECT_EQ(client.Send("GET", "/v1/nothing/here", "", ada_.token).status, 404);
+
+  // The connection survived every error above.
+  EXPECT_EQ(client.Send("GET", "/v1/recipes", "", ada_.token).status, 200);
+
+  // A body over the limit: 413, and the connection closes.
+  Client big(server_->port());
+  const Reply too_big = big.Send("POST", "/v1/jobs", std::string(100 << 10, ' '), ada_.token);
+  EXPECT_EQ(too_big.status, 413);
+}
+
+}  // namespace
+}  // namespace trainmesh::gateway
