@@ -60,10 +60,41 @@ Gateway::Gateway(GatewayOptions options, transcoding::Router router)
   }
 }
 
+bool Gateway::OriginAllowed(const std::string& origin) const {
+  if (origin.empty()) return false;
+  for (const std::string& allowed : options_.cors_origins) {
+    if (allowed == "*" || allowed == origin) return true;
+  }
+  return false;
+}
+
 void Gateway::Handle(const HttpRequest& request, std::function<void(HttpResponse)> done) {
+  if (!OriginAllowed(request.origin)) return Route(request, std::move(done));
+  // CORS: a preflight is answered here; every other answer names the origin.
+  if (request.method == "OPTIONS") {
+    HttpResponse preflight{204, "text/plain", ""};
+    preflight.headers = {{"Access-Control-Allow-Origin", request.origin},
+                         {"Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"},
+                         {"Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-Id, Last-Event-ID"},
+                         {"Access-Control-Max-Age", "600"},
+                         {"Vary", "Origin"}};
+    done(std::move(preflight));
+    return;
+  }
+  Route(request, [origin = request.origin, done = std::move(done)](HttpResponse response) {
+    response.headers.emplace_back("Access-Control-Allow-Origin", origin);
+    response.headers.emplace_back("Access-Control-Expose-Headers", "X-Request-Id");
+    response.headers.emplace_back("Vary", "Origin");
+    done(std::move(response));
+  });
+}
+
+void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)> done) {
   const size_t q = request.target.find('?');
-  const std::string path = request.target.substr(0, q);
+  std::string path = request.target.substr(0, q);
   const std::string query = q == std::string::npos ? "" : request.target.substr(q + 1);
+  // The auth service's signing keys where OIDC clients look for them.
+  if (path == "/.well-known/jwks.json" && request.method == "GET") path = "/v1/auth/jwks";
   if (path == "/healthz") {
     done(HttpResponse{200, "application/json", "{\"status\":\"SERVING\"}"});
     return;

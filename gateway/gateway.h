@@ -9,6 +9,8 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -24,12 +26,14 @@ struct HttpRequest {
   std::string body;
   std::string authorization;
   std::string request_id;
+  std::string origin;  // the Origin header (CORS)
 };
 
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
+  std::vector<std::pair<std::string, std::string>> headers;  // extra ones
 };
 
 struct GatewayOptions {
@@ -37,6 +41,8 @@ struct GatewayOptions {
   std::map<std::string, std::string> backends;
   // Deadline of a backend call.
   absl::Duration deadline = absl::Seconds(30);
+  // Browser origins allowed to call (CORS); "*" allows any.
+  std::vector<std::string> cors_origins;
 };
 
 class Gateway {
@@ -50,6 +56,8 @@ class Gateway {
 
  private:
   Gateway(GatewayOptions options, transcoding::Router router);
+  bool OriginAllowed(const std::string& origin) const;
+  void Route(const HttpRequest& request, std::function<void(HttpResponse)> done);
 
   GatewayOptions options_;
   transcoding::Router router_;

@@ -9,6 +9,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <map>
+
 #include "gateway/http_server.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -30,6 +32,7 @@ struct Reply {
   int status = 0;
   std::string body;
   std::string content_type;
+  std::map<std::string, std::string> headers;
 };
 
 // One keep-alive HTTP/1.1 connection.
@@ -39,7 +42,7 @@ class Client {
     socket_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
   }
   Reply Send(const std::string& method, const std::string& target, const std::string& body = "",
-             const std::string& credential = "") {
+             const std::string& credential = "", const std::string& origin = "") {
     http::request<http::string_body> req;
     req.method_string(method);
     req.target(target);
@@ -47,13 +50,16 @@ class Client {
     req.set(http::field::host, "localhost");
     if (!credential.empty()) req.set(http::field::authorization, "Bearer " + credential);
     if (!body.empty()) req.set(http::field::content_type, "application/json");
+    if (!origin.empty()) req.set(http::field::origin, origin);
     req.body() = body;
     req.prepare_payload();
     http::write(socket_, req);
     beast::flat_buffer buffer;
     http::response<http::string_body> res;
     http::read(socket_, buffer, res);
-    return {static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type])};
+    Reply reply{static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type]), {}};
+    for (const auto& field : res) reply.headers[std::string(field.name_string())] = std::string(field.value());
+    return reply;
   }
 
  private:
@@ -86,6 +92,7 @@ class GatewayTest : public ::testing::Test {
     options.backends = {{"trainmesh.v1.JobService", mesh_.jobs_endpoint()},
                         {"trainmesh.v1.AuthService", mesh_.auth_endpoint()},
                         {"trainmesh.v1.MetricsService", mesh_.metrics_endpoint()}};
+    options.cors_origins = {"https://app.example"};
     auto gw = Gateway::Create(options);
     ASSERT_TRUE(gw.ok()) << gw.status();
     gateway_ = *std::move(gw);
@@ -176,6 +183,28 @@ TEST_F(GatewayTest, ErrorsAreGoogleRpcStatusBodiesWithEnvoysHttpCodes) {
   Client big(server_->port());
   const Reply too_big = big.Send("POST", "/v1/jobs", std::string(100 << 10, ' '), ada_.token);
   EXPECT_EQ(too_big.status, 413);
+}
+
+TEST_F(GatewayTest, CorsForConfiguredOriginsOnlyAndJwksAtTheWellKnownPath) {
+  Client client(server_->port());
+  Reply preflight = client.Send("OPTIONS", "/v1/jobs", "", "", "https://app.example");
+  EXPECT_EQ(preflight.status, 204);
+  EXPECT_EQ(preflight.headers["Access-Control-Allow-Origin"], "https://app.example");
+  EXPECT_THAT(preflight.headers["Access-Control-Allow-Headers"], HasSubstr("Authorization"));
+  EXPECT_THAT(preflight.headers["Access-Control-Allow-Methods"], HasSubstr("POST"));
+
+  Reply allowed = client.Send("GET", "/v1/jobs", "", ada_.token, "https://app.example");
+  EXPECT_EQ(allowed.status, 200);
+  EXPECT_EQ(allowed.headers["Access-Control-Allow-Origin"], "https://app.example");
+  Reply stranger = client.Send("GET", "/v1/jobs", "", ada_.token, "https://evil.example");
+  EXPECT_EQ(stranger.status, 200);
+  EXPECT_EQ(stranger.headers.count("Access-Control-Allow-Origin"), 0u);
+  EXPECT_NE(client.Send("OPTIONS", "/v1/jobs", "", "", "https://evil.example").status, 204);
+
+  const Reply jwks = client.Send("GET", "/.well-known/jwks.json");
+  ASSERT_EQ(jwks.status, 200) << jwks.body;
+  EXPECT_THAT(jwks.body, HasSubstr(R"("keys":[)"));
+  EXPECT_THAT(jwks.body, HasSubstr(R"("kid")"));
 }
 
 }  // namespace

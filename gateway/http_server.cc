@@ -53,6 +53,7 @@ class Session : public std::enable_shared_from_this<Session> {
     request.body = req.body();
     request.authorization = std::string(req[http::field::authorization]);
     request.request_id = std::string(req["x-request-id"]);
+    request.origin = std::string(req[http::field::origin]);
     stream_.expires_never();
     handler_(request, [self = shared_from_this()](HttpResponse response) {
       net::post(self->stream_.get_executor(),
@@ -74,6 +75,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_->version(11);
     response_->set(http::field::server, "trainmesh-gateway");
     response_->set(http::field::content_type, response.content_type);
+    for (const auto& [name, value] : response.headers) response_->insert(name, value);
     response_->keep_alive(keep_alive_);
     response_->body() = std::move(response.body);
     response_->prepare_payload();

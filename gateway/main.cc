@@ -17,6 +17,8 @@ ABSL_FLAG(std::string, metrics_endpoint, "127.0.0.1:7004", "gRPC address of the 
 ABSL_FLAG(int, http_threads, 2, "Threads running HTTP sessions (asynchronous; not one per connection).");
 ABSL_FLAG(int64_t, max_body_bytes, 1 << 20, "Largest request body (larger: 413).");
 ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(30), "A client slower than this to send a request is dropped.");
+ABSL_FLAG(std::vector<std::string>, cors_origins, {},
+          "Browser origins allowed to call the API (comma-separated; * for any).");
 ABSL_FLAG(absl::Duration, backend_deadline, absl::Seconds(30), "Deadline of each backend call.");
 
 int main(int argc, char** argv) {
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
                       {"trainmesh.v1.SchedulerService", absl::GetFlag(FLAGS_scheduler_endpoint)},
                       {"trainmesh.v1.MetricsService", absl::GetFlag(FLAGS_metrics_endpoint)}};
   options.deadline = absl::GetFlag(FLAGS_backend_deadline);
+  options.cors_origins = absl::GetFlag(FLAGS_cors_origins);
   auto gw = gateway::Gateway::Create(options);
   if (!gw.ok()) {
     TM_LOG(Error, "cannot build routes").With("error", gw.status());
