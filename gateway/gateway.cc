@@ -1,6 +1,10 @@
 #include "gateway/gateway.h"
 
+#include <mutex>
+
 #include "absl/strings/str_cat.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "libs/json/json.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/status.pb.h"
@@ -52,9 +56,8 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options)
 
 Gateway::Gateway(GatewayOptions options, transcoding::Router router)
     : options_(std::move(options)), router_(std::move(router)) {
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels;  // one per endpoint
   for (const auto& [name, endpoint] : options_.backends) {
-    auto& channel = channels[endpoint];
+    auto& channel = channels_[endpoint];
     if (channel == nullptr) channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
     stubs_[name] = std::make_unique<grpc::GenericStub>(channel);
   }
@@ -66,6 +69,59 @@ bool Gateway::OriginAllowed(const std::string& origin) const {
     if (allowed == "*" || allowed == origin) return true;
   }
   return false;
+}
+
+void Gateway::Ready(std::function<void(HttpResponse)> done) {
+  struct Probe {
+    std::mutex mu;
+    size_t pending = 0;
+    std::map<std::string, std::string> states;  // endpoint -> SERVING or why not
+    std::function<void(HttpResponse)> done;
+    std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+    std::vector<std::unique_ptr<grpc::health::v1::HealthCheckResponse>> responses;
+    std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> stubs;
+    grpc::health::v1::HealthCheckRequest request;
+  };
+  if (channels_.empty()) {
+    done(HttpResponse{200, "application/json", "{\"backends\":{},\"status\":\"READY\"}"});
+    return;
+  }
+  auto probe = std::make_shared<Probe>();
+  probe->done = std::move(done);
+  probe->pending = channels_.size();
+  for (const auto& [endpoint, channel] : channels_) {
+    probe->contexts.push_back(std::make_unique<grpc::ClientContext>());
+    probe->contexts.back()->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    probe->responses.push_back(std::make_unique<grpc::health::v1::HealthCheckResponse>());
+    probe->stubs.push_back(grpc::health::v1::Health::NewStub(channel));
+  }
+  size_t i = 0;
+  for (const auto& [endpoint, channel] : channels_) {
+    auto* response = probe->responses[i].get();
+    probe->stubs[i]->async()->Check(
+        probe->contexts[i].get(), &probe->request, response,
+        [probe, endpoint = endpoint, response](grpc::Status s) {
+          std::lock_guard<std::mutex> lock(probe->mu);
+          probe->states[endpoint] =
+              !s.ok() ? absl::StrCat("unreachable: ", s.error_message())
+              : response->status() == grpc::health::v1::HealthCheckResponse::SERVING
+                  ? "SERVING"
+                  : grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response->status());
+          if (--probe->pending > 0) return;
+          bool ready = true;
+          std::string body = "{\"backends\":{";
+          for (const auto& [name, state] : probe->states) {
+            ready = ready && state == "SERVING";
+            if (body.back() != '{') body += ",";
+            json::AppendString(&body, name);
+            body += ":";
+            json::AppendString(&body, state);
+          }
+          absl::StrAppend(&body, "},\"status\":\"", ready ? "READY" : "NOT_READY", "\"}");
+          probe->done(HttpResponse{ready ? 200 : 503, "application/json", std::move(body)});
+        });
+    ++i;
+  }
 }
 
 void Gateway::Handle(const HttpRequest& request, std::function<void(HttpResponse)> done) {
@@ -95,6 +151,7 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   const std::string query = q == std::string::npos ? "" : request.target.substr(q + 1);
   // The auth service's signing keys where OIDC clients look for them.
   if (path == "/.well-known/jwks.json" && request.method == "GET") path = "/v1/auth/jwks";
+  if (path == "/readyz") return Ready(std::move(done));
   if (path == "/healthz") {
     done(HttpResponse{200, "application/json", "{\"status\":\"SERVING\"}"});
     return;

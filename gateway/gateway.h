@@ -57,11 +57,14 @@ class Gateway {
  private:
   Gateway(GatewayOptions options, transcoding::Router router);
   bool OriginAllowed(const std::string& origin) const;
+  // /readyz: every backend answers its gRPC health check as SERVING.
+  void Ready(std::function<void(HttpResponse)> done);
   void Route(const HttpRequest& request, std::function<void(HttpResponse)> done);
 
   GatewayOptions options_;
   transcoding::Router router_;
   std::map<std::string, std::unique_ptr<grpc::GenericStub>> stubs_;  // by service
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;    // by endpoint
 };
 
 // A google.rpc.Status JSON body for `status` (with its details).

@@ -9,6 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <future>
 #include <map>
 
 #include "gateway/http_server.h"
@@ -205,6 +206,26 @@ TEST_F(GatewayTest, CorsForConfiguredOriginsOnlyAndJwksAtTheWellKnownPath) {
   ASSERT_EQ(jwks.status, 200) << jwks.body;
   EXPECT_THAT(jwks.body, HasSubstr(R"("keys":[)"));
   EXPECT_THAT(jwks.body, HasSubstr(R"("kid")"));
+}
+
+TEST_F(GatewayTest, ReadyOnlyWhenEveryBackendServes) {
+  Client client(server_->port());
+  const Reply ready = client.Send("GET", "/readyz");
+  EXPECT_EQ(ready.status, 200) << ready.body;
+  EXPECT_THAT(ready.body, HasSubstr(R"("status":"READY")"));
+  EXPECT_THAT(ready.body, HasSubstr(mesh_.jobs_endpoint()));
+
+  // A backend nobody listens on: not ready, and the answer names it.
+  GatewayOptions options;
+  options.backends = {{"trainmesh.v1.JobService", mesh_.jobs_endpoint()}, {"trainmesh.v1.SchedulerService", "127.0.0.1:1"}};
+  auto lonely = Gateway::Create(options);
+  ASSERT_TRUE(lonely.ok());
+  std::promise<HttpResponse> answer;
+  (*lonely)->Handle(HttpRequest{"GET", "/readyz", "", "", "", ""}, [&](HttpResponse r) { answer.set_value(std::move(r)); });
+  const HttpResponse r = answer.get_future().get();
+  EXPECT_EQ(r.status, 503);
+  EXPECT_THAT(r.body, HasSubstr(R"("127.0.0.1:1":"unreachable)"));
+  EXPECT_THAT(r.body, HasSubstr(R"("status":"NOT_READY")"));
 }
 
 }  // namespace
