@@ -71,6 +71,60 @@ bool Gateway::OriginAllowed(const std::string& origin) const {
   return false;
 }
 
+namespace {
+constexpr double kBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+std::string Label(absl::string_view value) {
+  std::string out;
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+}  // namespace
+
+void Gateway::Record(const std::string& route, int status, absl::Duration took) {
+  const double seconds = absl::ToDoubleSeconds(took);
+  std::lock_guard<std::mutex> lock(metrics_mu_);
+  Series& s = metrics_[{route, status}];
+  if (s.buckets.empty()) s.buckets.assign(std::size(kBuckets), 0);
+  ++s.count;
+  s.seconds += seconds;
+  for (size_t i = 0; i < std::size(kBuckets); ++i) {
+    if (seconds <= kBuckets[i]) ++s.buckets[i];
+  }
+}
+
+std::string Gateway::MetricsText() const {
+  std::string out =
+      "# HELP trainmesh_gateway_requests_total HTTP requests by route and status code.\n"
+      "# TYPE trainmesh_gateway_requests_total counter\n";
+  std::lock_guard<std::mutex> lock(metrics_mu_);
+  for (const auto& [key, s] : metrics_) {
+    absl::StrAppend(&out, "trainmesh_gateway_requests_total{route=\"", Label(key.first), "\",code=\"", key.second,
+                    "\"} ", s.count, "\n");
+  }
+  out +=
+      "# HELP trainmesh_gateway_request_seconds Time to answer, by route and status code.\n"
+      "# TYPE trainmesh_gateway_request_seconds histogram\n";
+  for (const auto& [key, s] : metrics_) {
+    const std::string labels = absl::StrCat("route=\"", Label(key.first), "\",code=\"", key.second, "\"");
+    for (size_t i = 0; i < std::size(kBuckets); ++i) {
+      absl::StrAppend(&out, "trainmesh_gateway_request_seconds_bucket{", labels, ",le=\"", kBuckets[i], "\"} ",
+                      s.buckets[i], "\n");
+    }
+    absl::StrAppend(&out, "trainmesh_gateway_request_seconds_bucket{", labels, ",le=\"+Inf\"} ", s.count, "\n");
+    absl::StrAppend(&out, "trainmesh_gateway_request_seconds_sum{", labels, "} ", s.seconds, "\n");
+    absl::StrAppend(&out, "trainmesh_gateway_request_seconds_count{", labels, "} ", s.count, "\n");
+  }
+  return out;
+}
+
 void Gateway::Ready(std::function<void(HttpResponse)> done) {
   struct Probe {
     std::mutex mu;
@@ -151,12 +205,23 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   const std::string query = q == std::string::npos ? "" : request.target.substr(q + 1);
   // The auth service's signing keys where OIDC clients look for them.
   if (path == "/.well-known/jwks.json" && request.method == "GET") path = "/v1/auth/jwks";
+  if (path == "/metrics" && request.method == "GET") {
+    done(HttpResponse{200, "text/plain; version=0.0.4", MetricsText()});
+    return;
+  }
   if (path == "/readyz") return Ready(std::move(done));
   if (path == "/healthz") {
     done(HttpResponse{200, "application/json", "{\"status\":\"SERVING\"}"});
     return;
   }
   absl::StatusOr<transcoding::Router::Match> match = router_.Find(request.method, path);
+  // Every API answer is counted under its route (unknown paths together).
+  const std::string label =
+      match.ok() ? absl::StrCat(match->route->http_method, " ", match->route->path.text()) : "unmatched";
+  done = [this, label, start = absl::Now(), done = std::move(done)](HttpResponse response) {
+    Record(label, response.status, absl::Now() - start);
+    done(std::move(response));
+  };
   if (!match.ok()) {
     HttpResponse error = ErrorResponse(status::ToGrpcStatus(match.status()));
     if (match.status().code() == absl::StatusCode::kUnimplemented) error.status = 405;

@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -59,6 +60,18 @@ class Gateway {
   bool OriginAllowed(const std::string& origin) const;
   // /readyz: every backend answers its gRPC health check as SERVING.
   void Ready(std::function<void(HttpResponse)> done);
+  // Counts a finished request under `route` (its method and template).
+  void Record(const std::string& route, int status, absl::Duration took);
+  // /metrics: Prometheus text.
+  std::string MetricsText() const;
+
+  struct Series {
+    int64_t count = 0;
+    double seconds = 0;
+    std::vector<int64_t> buckets;  // cumulative counts per kBuckets bound
+  };
+  mutable std::mutex metrics_mu_;
+  std::map<std::pair<std::string, int>, Series> metrics_;  // (route, status)
   void Route(const HttpRequest& request, std::function<void(HttpResponse)> done);
 
   GatewayOptions options_;

@@ -208,6 +208,22 @@ TEST_F(GatewayTest, CorsForConfiguredOriginsOnlyAndJwksAtTheWellKnownPath) {
   EXPECT_THAT(jwks.body, HasSubstr(R"("kid")"));
 }
 
+TEST_F(GatewayTest, PrometheusMetricsCountRequestsByRouteAndCode) {
+  Client client(server_->port());
+  ASSERT_EQ(client.Send("GET", "/v1/recipes", "", ada_.token).status, 200);
+  ASSERT_EQ(client.Send("GET", "/v1/recipes", "", ada_.token).status, 200);
+  ASSERT_EQ(client.Send("GET", "/v1/jobs/00000000-0000-4000-8000-000000000000", "", ada_.token).status, 404);
+  ASSERT_EQ(client.Send("GET", "/v1/nothing").status, 404);
+  const Reply metrics = client.Send("GET", "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_THAT(metrics.content_type, HasSubstr("text/plain"));
+  EXPECT_THAT(metrics.body, HasSubstr(R"(trainmesh_gateway_requests_total{route="GET /v1/recipes",code="200"} 2)"));
+  EXPECT_THAT(metrics.body, HasSubstr(R"(trainmesh_gateway_requests_total{route="GET /v1/jobs/{id}",code="404"} 1)"));
+  EXPECT_THAT(metrics.body, HasSubstr(R"(trainmesh_gateway_requests_total{route="unmatched",code="404"} 1)"));
+  EXPECT_THAT(metrics.body, HasSubstr(R"(trainmesh_gateway_request_seconds_count{route="GET /v1/recipes",code="200"} 2)"));
+  EXPECT_THAT(metrics.body, HasSubstr(R"(le="+Inf"} 2)"));
+}
+
 TEST_F(GatewayTest, ReadyOnlyWhenEveryBackendServes) {
   Client client(server_->port());
   const Reply ready = client.Send("GET", "/readyz");
