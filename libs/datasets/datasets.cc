@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/artifacts/artifact_store.h"
 
 namespace trainmesh::datasets {
 namespace {
@@ -57,20 +58,6 @@ size_t Write(char* data, size_t size, size_t n, void* user) {
   return fwrite(data, size, n, d->file);
 }
 
-absl::StatusOr<std::string> Sha256(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
-  std::string buf(1 << 20, '\0');
-  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0) {
-    EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), digest, &len);
-  return absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), len));
-}
-
 absl::StatusOr<Source> Fetch(const std::string& url, const std::string& expected_sha,
                              const DatasetOptions& options) {
   if (options.cache_dir.empty()) return absl::FailedPreconditionError("no dataset cache directory");
@@ -81,7 +68,7 @@ absl::StatusOr<Source> Fetch(const std::string& url, const std::string& expected
   const std::string path = absl::StrCat(options.cache_dir, "/", key);
   struct stat st;
   if (stat(path.c_str(), &st) == 0) {
-    if (expected_sha.empty() || *Sha256(path) == expected_sha) return Source{path, "", {}};
+    if (expected_sha.empty() || artifacts::Sha256File(path).value_or("") == expected_sha) return Source{path, "", {}};
   }
   const std::string partial = absl::StrCat(path, ".", getpid(), ".part");
   Download d{fopen(partial.c_str(), "wb"), 0, options.max_download_bytes};
@@ -110,7 +97,7 @@ absl::StatusOr<Source> Fetch(const std::string& url, const std::string& expected
     return absl::NotFoundError(absl::StrCat("cannot download dataset ", url, ": ", curl_easy_strerror(rc)));
   }
   if (!expected_sha.empty()) {
-    const std::string got = *Sha256(partial);
+    const std::string got = artifacts::Sha256File(partial).value_or("");
     if (got != expected_sha) {
       unlink(partial.c_str());
       return absl::InvalidArgumentError(absl::StrCat("dataset ", url, " has sha256 ", got,

@@ -4,6 +4,8 @@
 
 #include <signal.h>
 
+#include <cstdlib>
+
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -99,6 +101,11 @@ std::vector<char*> StartProcess(int argc, char** argv, const std::string& servic
       config::ParseFlags(argc, argv, description + "\nEvery flag can also be set as TRAINMESH_<FLAG_NAME>.");
   log::Init(service);
   return args;
+}
+
+void Fail(const std::string& what, const absl::Status& status) {
+  TM_LOG(Error, what).With("error", status);
+  std::exit(1);
 }
 
 }  // namespace trainmesh::server

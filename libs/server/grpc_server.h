@@ -72,4 +72,8 @@ void BlockTerminationSignals();
 std::vector<char*> StartProcess(int argc, char** argv, const std::string& service,
                                 const std::string& description);
 
+// Logs `what` with `status` as an error and exits 1 (bad configuration, a
+// database that never came up).
+[[noreturn]] void Fail(const std::string& what, const absl::Status& status);
+
 }  // namespace trainmesh::server

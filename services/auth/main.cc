@@ -54,10 +54,6 @@ namespace {
 
 using namespace trainmesh;
 
-[[noreturn]] void Fail(const std::string& what, const absl::Status& status) {
-  TM_LOG(Error, what).With("error", status);
-  std::exit(1);
-}
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
@@ -87,7 +83,7 @@ int Bootstrap(auth::AuthService& service) {
   const std::string password_file = absl::GetFlag(FLAGS_password_file);
   const std::string out = absl::GetFlag(FLAGS_credentials_out);
   if (password_file.empty() || out.empty()) {
-    Fail("bad flags", absl::InvalidArgumentError("bootstrap needs --password_file and --credentials_out"));
+    server::Fail("bad flags", absl::InvalidArgumentError("bootstrap needs --password_file and --credentials_out"));
   }
   std::string password(absl::StripAsciiWhitespace(ReadFile(password_file)));
   if (password.empty()) {
@@ -100,14 +96,14 @@ int Bootstrap(auth::AuthService& service) {
   create.set_password(password);
   absl::StatusOr<trainmesh::v1::User> user = service.CreateUser(create);
   if (!user.ok() && user.status().code() != absl::StatusCode::kAlreadyExists) {
-    Fail("cannot create the admin user", user.status());
+    server::Fail("cannot create the admin user", user.status());
   }
   trainmesh::v1::LoginRequest login;
   login.set_name(name);
   login.set_password(password);
   absl::StatusOr<trainmesh::v1::LoginResponse> session = service.Login(login);
   if (!session.ok()) {
-    Fail("the admin user exists with another password", session.status());
+    server::Fail("the admin user exists with another password", session.status());
   }
   trainmesh::v1::Principal admin;
   admin.set_subject(session->user().id());
@@ -122,7 +118,7 @@ int Bootstrap(auth::AuthService& service) {
     request.mutable_api_key()->set_name(key_name);
     for (auto& s : scopes) request.mutable_api_key()->add_scopes(s);
     absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> key = service.CreateApiKey(admin, request);
-    if (!key.ok()) Fail("cannot create an API key", key.status());
+    if (!key.ok()) server::Fail("cannot create an API key", key.status());
     env[var] = key->secret();
   };
   ensure("TRAINMESH_API_KEY", absl::StrCat(name, " (tools/up)"),
@@ -143,11 +139,11 @@ int main(int argc, char** argv) {
                        "trainmesh auth service: users, signing keys (JWKS), API keys, job tokens.\n`auth bootstrap` ensures an admin user and API keys.");
   const bool bootstrap = args.size() > 1 && std::string(args[1]) == "bootstrap";
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
 
   const absl::Status migrated = pg::MigrateWhenReachable(dsn, "auth", auth::Migrations(),
                                                           absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) Fail("migrations failed", migrated);
+  if (!migrated.ok()) server::Fail("migrations failed", migrated);
 
   pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});
   auth::AuthStore store(&pool);
@@ -162,13 +158,13 @@ int main(int argc, char** argv) {
   options.page_token_secret = absl::GetFlag(FLAGS_page_token_secret);
   if (options.page_token_secret.empty()) options.page_token_secret = identity::GenerateApiKey().secret;
   auth::AuthService service(&store, options);
-  if (absl::Status s = service.Init(); !s.ok()) Fail("cannot prepare a signing key", s);
+  if (absl::Status s = service.Init(); !s.ok()) server::Fail("cannot prepare a signing key", s);
 
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags(
           [&service] { return service.GetJwks(); },
           [&service](absl::string_view key) { return service.ResolveApiKey(key); });
-  if (!authenticator.ok()) Fail("bad identity configuration", authenticator.status());
+  if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
   // Authenticate and RenewJobToken verify with the same trusted issuers.
   service.SetVerifier((*authenticator)->verifier());
 
@@ -178,7 +174,7 @@ int main(int argc, char** argv) {
   auth::AuthServer auth_server(&service, &executor, authenticator->get());
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&auth_server, "trainmesh.v1.AuthService");
-  if (absl::Status s = grpc_server.Start(); !s.ok()) Fail("cannot start", s);
+  if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();
   executor.Shutdown();

@@ -46,15 +46,6 @@ namespace trainmesh::jobs {
 const std::vector<pg::Migration>& Migrations();
 }  // namespace trainmesh::jobs
 
-namespace {
-
-[[noreturn]] void Fail(const std::string& what, const absl::Status& status) {
-  TM_LOG(Error, what).With("error", status);
-  std::exit(1);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace trainmesh;
   server::StartProcess(argc, argv, "jobs",
@@ -62,15 +53,15 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();
-  if (!authenticator.ok()) Fail("bad identity configuration", authenticator.status());
+  if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) {
-    Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+    server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   }
 
   const absl::Status migrated = pg::MigrateWhenReachable(dsn, "jobs", jobs::Migrations(),
                                                           absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) Fail("migrations failed", migrated);
+  if (!migrated.ok()) server::Fail("migrations failed", migrated);
 
   pg::ConnectionPool pool({.dsn = dsn,
                            .size = absl::GetFlag(FLAGS_db_pool_size),
@@ -119,7 +110,7 @@ int main(int argc, char** argv) {
   grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");
   grpc_server.AddService(&control_server, "trainmesh.v1.JobControlService");
   grpc_server.OnDrain([&hub] { hub.Drain(); });
-  if (absl::Status s = grpc_server.Start(); !s.ok()) Fail("cannot start", s);
+  if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
 
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();

@@ -34,30 +34,21 @@ namespace trainmesh::metrics {
 const std::vector<pg::Migration>& Migrations();
 }  // namespace trainmesh::metrics
 
-namespace {
-
-[[noreturn]] void Fail(const std::string& what, const absl::Status& status) {
-  TM_LOG(Error, what).With("error", status);
-  std::exit(1);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace trainmesh;
   server::StartProcess(argc, argv, "metrics",
                        "trainmesh metrics service: ingest, query, downsample and stream training telemetry.");
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   absl::StatusOr<metrics::PriceTable> prices =
       metrics::PriceTable::Parse(absl::GetFlag(FLAGS_price_table), absl::GetFlag(FLAGS_currency));
-  if (!prices.ok()) Fail("bad configuration", prices.status());
+  if (!prices.ok()) server::Fail("bad configuration", prices.status());
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();
-  if (!authenticator.ok()) Fail("bad identity configuration", authenticator.status());
+  if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
   const absl::Status migrated = pg::MigrateWhenReachable(dsn, "metrics", metrics::Migrations(),
                                                          absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) Fail("migrations failed", migrated);
+  if (!migrated.ok()) server::Fail("migrations failed", migrated);
 
   pg::ConnectionPool pool({.dsn = dsn,
                            .size = absl::GetFlag(FLAGS_db_pool_size),
@@ -104,7 +95,7 @@ int main(int argc, char** argv) {
     points.DrainAll();
     logs.DrainAll();
   });
-  if (absl::Status s = grpc_server.Start(); !s.ok()) Fail("cannot start", s);
+  if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();
   listener.Stop();

@@ -43,32 +43,23 @@ namespace trainmesh::scheduler {
 const std::vector<pg::Migration>& Migrations();
 }  // namespace trainmesh::scheduler
 
-namespace {
-
-[[noreturn]] void Fail(const std::string& what, const absl::Status& status) {
-  TM_LOG(Error, what).With("error", status);
-  std::exit(1);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   using namespace trainmesh;
   server::StartProcess(argc, argv, "scheduler",
                        "trainmesh scheduler: the queue, agents, claims, leases and heartbeats.");
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   const std::string credential = identity::ServiceCredential();
   if (credential.empty()) {
-    Fail("bad configuration",
+    server::Fail("bad configuration",
          absl::InvalidArgumentError("--service_api_key is required (job tokens are minted with it)"));
   }
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();
-  if (!authenticator.ok()) Fail("bad identity configuration", authenticator.status());
+  if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
   const absl::Status migrated = pg::MigrateWhenReachable(dsn, "scheduler", scheduler::Migrations(),
                                                          absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) Fail("migrations failed", migrated);
+  if (!migrated.ok()) server::Fail("migrations failed", migrated);
 
   std::shared_ptr<trainmesh::v1::AuthService::Stub> auth = trainmesh::v1::AuthService::NewStub(
       grpc::CreateChannel(identity::ServiceIdentityOptionsFromFlags().auth_endpoint,
@@ -129,7 +120,7 @@ int main(int argc, char** argv) {
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&scheduler_server, "trainmesh.v1.SchedulerService");
   grpc_server.OnDrain([&waiters] { waiters.ExpireAll(); });
-  if (absl::Status s = grpc_server.Start(); !s.ok()) Fail("cannot start", s);
+  if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();
   reaper.Stop();
