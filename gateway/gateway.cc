@@ -1,13 +1,19 @@
 #include "gateway/gateway.h"
 
+#include <cstring>
 #include <mutex>
+#include <optional>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/json/json.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/status.pb.h"
+#include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
 #include "protos/registry.h"
 
@@ -19,6 +25,184 @@ using google::protobuf::Message;
 std::unique_ptr<Message> New(const google::protobuf::Descriptor* type) {
   return std::unique_ptr<Message>(google::protobuf::MessageFactory::generated_factory()->GetPrototype(type)->New());
 }
+
+std::string Bytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  std::string bytes;
+  if (buffer.Dump(&slices).ok()) {
+    for (const auto& part : slices) bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
+  }
+  return bytes;
+}
+
+grpc::ByteBuffer Buffer(const Message& message) {
+  std::string bytes;
+  message.SerializeToString(&bytes);
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// The bytes field `data` of a chunk message (ArtifactChunk), served raw.
+const google::protobuf::FieldDescriptor* DataField(const google::protobuf::Descriptor* type) {
+  const auto* field = type->FindFieldByName("data");
+  return field != nullptr && field->type() == google::protobuf::FieldDescriptor::TYPE_BYTES && !field->is_repeated()
+             ? field
+             : nullptr;
+}
+
+// An int64 field by name (seq, after_seq), or null.
+const google::protobuf::FieldDescriptor* Int64Field(const google::protobuf::Descriptor* type, const char* name) {
+  const auto* field = type->FindFieldByName(name);
+  return field != nullptr && field->cpp_type() == google::protobuf::FieldDescriptor::CPPTYPE_INT64 &&
+                 !field->is_repeated()
+             ? field
+             : nullptr;
+}
+
+enum class Format { kSse, kNdjson, kRaw };
+
+// A server-streaming call to a backend, pulled by the HTTP session: one
+// message is read ahead at most, the next read starts when the session has
+// written the previous one (flow control end to end).
+class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>, public BodyStream {
+ public:
+  StreamCall(const transcoding::Route& route, Format format, absl::Duration heartbeat, std::atomic<int64_t>* open)
+      : route_(route), format_(format), heartbeat_(heartbeat), open_(open) {
+    ++*open_;
+  }
+  ~StreamCall() override { --*open_; }
+
+  void Start(grpc::GenericStub* stub, const HttpRequest& http, const Message& request,
+             std::shared_ptr<StreamCall> self) {
+    self_ = std::move(self);  // until OnDone
+    if (!http.authorization.empty()) context_.AddMetadata("authorization", http.authorization);
+    if (!http.request_id.empty()) context_.AddMetadata("x-request-id", http.request_id);
+    request_ = Buffer(request);
+    stub->PrepareBidiStreamingCall(&context_, route_.grpc_path, grpc::StubOptions(), this);
+    StartWriteLast(&request_, grpc::WriteOptions());
+    StartRead(&read_);
+    StartCall();
+  }
+
+  void Next(std::function<void(StreamPart)> ready) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (ready_.has_value()) {
+      StreamPart part = std::move(*ready_);
+      ready_.reset();
+      if (!done_) StartRead(&read_);
+      lock.unlock();
+      ready(std::move(part));
+      return;
+    }
+    if (done_) {
+      StreamPart part = FinalPart();
+      lock.unlock();
+      ready(std::move(part));
+      return;
+    }
+    waiting_ = std::move(ready);
+  }
+
+  void Cancel() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+    }
+    context_.TryCancel();
+  }
+
+  std::string Heartbeat() const override { return format_ == Format::kSse ? ": heartbeat\n\n" : ""; }
+  absl::Duration HeartbeatInterval() const override { return heartbeat_; }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) return;  // the stream ended; OnDone follows
+    StreamPart part = Encode(Bytes(read_));
+    std::function<void(StreamPart)> deliver;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      sent_any_ = true;
+      if (waiting_) {
+        deliver = std::move(waiting_);
+        waiting_ = nullptr;
+        StartRead(&read_);
+      } else {
+        ready_ = std::move(part);
+      }
+    }
+    if (deliver) deliver(std::move(part));
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<StreamCall> keep = std::move(self_);
+    std::function<void(StreamPart)> deliver;
+    StreamPart part;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+      status_ = status;
+      if (waiting_ && !ready_.has_value()) {
+        deliver = std::move(waiting_);
+        waiting_ = nullptr;
+        part = FinalPart();
+      }
+    }
+    if (deliver) deliver(std::move(part));
+  }
+
+ private:
+  // One message in the chosen format.
+  StreamPart Encode(const std::string& bytes) {
+    std::unique_ptr<Message> message = New(route_.method->output_type());
+    if (!message->ParseFromString(bytes)) {
+      return StreamPart{"", true, true, nullptr};
+    }
+    const auto* reflection = message->GetReflection();
+    if (format_ == Format::kRaw) {
+      return StreamPart{reflection->GetString(*message, DataField(message->GetDescriptor())), false, false, nullptr};
+    }
+    absl::StatusOr<std::string> json = transcoding::ResponseJson(route_, *message);
+    if (!json.ok()) return StreamPart{"", true, true, nullptr};
+    if (format_ == Format::kNdjson) return StreamPart{absl::StrCat("{\"result\":", *json, "}\n"), false, false, nullptr};
+    std::string event;
+    if (const auto* seq = Int64Field(message->GetDescriptor(), "seq"); seq != nullptr) {
+      absl::StrAppend(&event, "id: ", reflection->GetInt64(*message, seq), "\n");
+    }
+    absl::StrAppend(&event, "data: ", *json, "\n\n");
+    return StreamPart{std::move(event), false, false, nullptr};
+  }
+
+  // After the last message: an end marker, or the error (as an answer of its
+  // own while nothing was sent, else as a final event).
+  StreamPart FinalPart() const {
+    StreamPart part;
+    part.last = true;
+    if (cancelled_) return part;
+    if (status_.ok()) {
+      if (format_ == Format::kSse) part.data = "event: end\ndata: {}\n\n";
+      return part;
+    }
+    auto error = std::make_shared<HttpResponse>(ErrorResponse(status_));
+    if (format_ == Format::kSse) part.data = absl::StrCat("event: error\ndata: ", error->body, "\n\n");
+    if (format_ == Format::kNdjson) part.data = absl::StrCat("{\"error\":", error->body, "}\n");
+    if (format_ == Format::kRaw) part.abort = true;
+    if (!sent_any_) part.error = std::move(error);
+    return part;
+  }
+
+  const transcoding::Route& route_;
+  const Format format_;
+  const absl::Duration heartbeat_;
+  std::atomic<int64_t>* const open_;
+  grpc::ClientContext context_;
+  grpc::ByteBuffer request_, read_;
+  std::shared_ptr<StreamCall> self_;
+
+  std::mutex mu_;
+  std::function<void(StreamPart)> waiting_;
+  std::optional<StreamPart> ready_;
+  bool done_ = false, cancelled_ = false, sent_any_ = false;
+  grpc::Status status_;
+};
 
 }  // namespace
 
@@ -101,7 +285,11 @@ void Gateway::Record(const std::string& route, int status, absl::Duration took) 
 }
 
 std::string Gateway::MetricsText() const {
-  std::string out =
+  std::string out = absl::StrCat(
+      "# HELP trainmesh_gateway_open_streams Server-streaming calls open now (SSE, NDJSON, downloads).\n"
+      "# TYPE trainmesh_gateway_open_streams gauge\n"
+      "trainmesh_gateway_open_streams ", open_streams_.load(), "\n");
+  out +=
       "# HELP trainmesh_gateway_requests_total HTTP requests by route and status code.\n"
       "# TYPE trainmesh_gateway_requests_total counter\n";
   std::lock_guard<std::mutex> lock(metrics_mu_);
@@ -229,17 +417,38 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
     return;
   }
   const transcoding::Route* route = match->route;
-  if (route->method->server_streaming() || route->method->client_streaming()) {
-    done(ErrorResponse(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                                    absl::StrCat(route->method->full_name(),
-                                                 " streams; this gateway serves unary methods only so far"))));
+  if (route->method->client_streaming()) {
+    done(ErrorResponse(grpc::Status(
+        grpc::StatusCode::UNIMPLEMENTED,
+        absl::StrCat(route->method->full_name(), " streams requests, which HTTP/1.1 JSON cannot carry; use gRPC",
+                     route->method->name() == "ReportMetrics" ? " or the :batchReport route" : ""))));
     return;
   }
+  HttpRequest effective = request;
+  std::string effective_query = query;
+  if (route->method->server_streaming()) {
+    // A browser's EventSource cannot set headers: a streaming GET may carry
+    // its bearer token as ?access_token=.
+    std::string kept;
+    for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+      if (absl::StartsWith(pair, "access_token=")) {
+        std::string token;
+        if (effective.authorization.empty() &&
+            transcoding::PercentDecode(pair.substr(std::strlen("access_token=")), true, &token)) {
+          effective.authorization = absl::StrCat("Bearer ", token);
+        }
+        continue;
+      }
+      absl::StrAppend(&kept, kept.empty() ? "" : "&", pair);
+    }
+    effective_query = std::move(kept);
+  }
   std::unique_ptr<Message> message = New(route->method->input_type());
-  if (absl::Status s = transcoding::BuildRequest(*match, query, request.body, message.get()); !s.ok()) {
+  if (absl::Status s = transcoding::BuildRequest(*match, effective_query, request.body, message.get()); !s.ok()) {
     done(ErrorResponse(status::ToGrpcStatus(s)));
     return;
   }
+  if (route->method->server_streaming()) return Stream(effective, *route, std::move(message), std::move(done));
   auto stub = stubs_.find(route->method->service()->full_name());
   if (stub == stubs_.end()) {
     done(ErrorResponse(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no backend for this service")));
@@ -256,25 +465,15 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   if (!request.authorization.empty()) call->context.AddMetadata("authorization", request.authorization);
   if (!request.request_id.empty()) call->context.AddMetadata("x-request-id", request.request_id);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline));
-  std::string bytes;
-  message->SerializeToString(&bytes);
-  grpc::Slice slice(bytes);
-  call->request = grpc::ByteBuffer(&slice, 1);
+  call->request = Buffer(*message);
   stub->second->UnaryCall(&call->context, route->grpc_path, grpc::StubOptions(), &call->request, &call->response,
                           [call, route](grpc::Status s) {
                             if (!s.ok()) {
                               call->done(ErrorResponse(s));
                               return;
                             }
-                            std::vector<grpc::Slice> slices;
-                            std::string bytes;
-                            if (call->response.Dump(&slices).ok()) {
-                              for (const auto& part : slices) {
-                                bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
-                              }
-                            }
                             std::unique_ptr<Message> reply = New(route->method->output_type());
-                            if (!reply->ParseFromString(bytes)) {
+                            if (!reply->ParseFromString(Bytes(call->response))) {
                               call->done(ErrorResponse(grpc::Status(grpc::StatusCode::INTERNAL,
                                                                     "the backend's reply does not parse")));
                               return;
@@ -286,6 +485,46 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
                             }
                             call->done(HttpResponse{200, "application/json", *std::move(json)});
                           });
+}
+
+void Gateway::Stream(const HttpRequest& request, const transcoding::Route& route, std::unique_ptr<Message> message,
+                     std::function<void(HttpResponse)> done) {
+  // SSE resume: the browser sends the id of the last event it saw.
+  if (!request.last_event_id.empty()) {
+    const auto* after = Int64Field(route.method->input_type(), "after_seq");
+    int64_t seq = 0;
+    if (after != nullptr) {
+      if (!absl::SimpleAtoi(request.last_event_id, &seq) || seq < 0) {
+        done(ErrorResponse(status::ToGrpcStatus(status::InvalidField(
+            "Last-Event-ID", "must be the id of an event this stream sent (a sequence number)"))));
+        return;
+      }
+      message->GetReflection()->SetInt64(message.get(), after, seq);
+    }
+  }
+  auto stub = stubs_.find(route.method->service()->full_name());
+  if (stub == stubs_.end()) {
+    done(ErrorResponse(grpc::Status(grpc::StatusCode::UNAVAILABLE, "no backend for this service")));
+    return;
+  }
+  Format format = Format::kNdjson;
+  HttpResponse response;
+  if (absl::StrContains(request.accept, "text/event-stream")) {
+    format = Format::kSse;
+    response.content_type = "text/event-stream";
+  } else if (absl::StrContains(request.accept, "application/x-ndjson")) {
+    response.content_type = "application/x-ndjson";
+  } else if (DataField(route.method->output_type()) != nullptr) {
+    format = Format::kRaw;  // a download: the bytes themselves
+    response.content_type = "application/octet-stream";
+  } else {
+    response.content_type = "application/x-ndjson";
+  }
+  response.headers = {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}};
+  auto call = std::make_shared<StreamCall>(route, format, options_.heartbeat, &open_streams_);
+  call->Start(stub->second.get(), request, *message, call);
+  response.stream = std::move(call);
+  done(std::move(response));
 }
 
 }  // namespace trainmesh::gateway

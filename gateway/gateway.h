@@ -5,6 +5,7 @@
 // google.rpc.Status body (details included: field violations, retry info).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -27,14 +28,51 @@ struct HttpRequest {
   std::string body;
   std::string authorization;
   std::string request_id;
-  std::string origin;  // the Origin header (CORS)
+  std::string origin;         // the Origin header (CORS)
+  std::string accept;         // the Accept header (stream formats)
+  std::string last_event_id;  // the Last-Event-ID header (SSE resume)
 };
+
+class BodyStream;
 
 struct HttpResponse {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;  // extra ones
+  // Set for a server-streaming answer: the body is written in chunks as the
+  // stream yields them (and `body` is unused).
+  std::shared_ptr<BodyStream> stream;
+};
+
+// One part of a streamed body.
+struct StreamPart {
+  std::string data;
+  // Nothing follows. With `abort` the connection is cut without the final
+  // chunk, so a client sees the body is incomplete (raw byte downloads).
+  bool last = false;
+  bool abort = false;
+  // Set when the stream failed before it yielded anything: answered instead
+  // of the stream while no byte of it has been sent.
+  std::shared_ptr<HttpResponse> error;
+};
+
+// A body produced piece by piece, pulled by the HTTP session one part at a
+// time, so a slow reader slows its backend stream instead of filling memory.
+// Thread-safe.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  // Calls `ready` once (on any thread) with the next part. The session calls
+  // Next again only after the part has been written.
+  virtual void Next(std::function<void(StreamPart)> ready) = 0;
+  // Stops the stream (the client left, or the server drains); a pending Next
+  // is still answered (with `last`). Idempotent.
+  virtual void Cancel() = 0;
+  // Written when nothing else has been for `heartbeat_interval`, so proxies
+  // keep an idle stream open; empty: none.
+  virtual std::string Heartbeat() const { return ""; }
+  virtual absl::Duration HeartbeatInterval() const { return absl::Seconds(15); }
 };
 
 struct GatewayOptions {
@@ -44,6 +82,8 @@ struct GatewayOptions {
   absl::Duration deadline = absl::Seconds(30);
   // Browser origins allowed to call (CORS); "*" allows any.
   std::vector<std::string> cors_origins;
+  // Interval of the SSE heartbeat comments on an idle stream.
+  absl::Duration heartbeat = absl::Seconds(15);
 };
 
 class Gateway {
@@ -54,6 +94,8 @@ class Gateway {
   void Handle(const HttpRequest& request, std::function<void(HttpResponse)> done);
 
   const transcoding::Router& router() const { return router_; }
+  // Server-streaming calls open now.
+  int64_t open_streams() const { return open_streams_.load(); }
 
  private:
   Gateway(GatewayOptions options, transcoding::Router router);
@@ -73,6 +115,10 @@ class Gateway {
   mutable std::mutex metrics_mu_;
   std::map<std::pair<std::string, int>, Series> metrics_;  // (route, status)
   void Route(const HttpRequest& request, std::function<void(HttpResponse)> done);
+  // A server-streaming route: SSE, NDJSON or raw bytes, by the Accept header.
+  void Stream(const HttpRequest& request, const transcoding::Route& route,
+              std::unique_ptr<google::protobuf::Message> message, std::function<void(HttpResponse)> done);
+  std::atomic<int64_t> open_streams_{0};
 
   GatewayOptions options_;
   transcoding::Router router_;

@@ -9,9 +9,13 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <sys/socket.h>
+
 #include <future>
 #include <map>
 
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "gateway/http_server.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -68,6 +72,87 @@ class Client {
   net::ip::tcp::socket socket_;
 };
 
+// A streamed answer read as it comes: the head, then the de-chunked body.
+class StreamClient {
+ public:
+  StreamClient(int port, const std::string& target, const std::string& credential, const std::string& accept,
+               const std::string& last_event_id = "")
+      : socket_(ioc_) {
+    socket_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+    // A stream that never says what the test waits for fails the test
+    // instead of hanging it.
+    timeval timeout{20, 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::string request = "GET " + target + " HTTP/1.1\r\nHost: localhost\r\n";
+    if (!credential.empty()) request += "Authorization: Bearer " + credential + "\r\n";
+    if (!accept.empty()) request += "Accept: " + accept + "\r\n";
+    if (!last_event_id.empty()) request += "Last-Event-ID: " + last_event_id + "\r\n";
+    request += "\r\n";
+    net::write(socket_, net::buffer(request));
+  }
+
+  // Reads until the de-chunked body contains `needle` (true) or the stream
+  // ends or stalls (false).
+  bool ReadUntil(const std::string& needle) {
+    while (body_.find(needle) == std::string::npos) {
+      if (ended_ || !ReadMore()) return false;
+    }
+    return true;
+  }
+  // Reads to the end of the stream: true when it ended with the final chunk.
+  bool ReadToEnd() {
+    while (!ended_) {
+      if (!ReadMore()) return false;
+    }
+    return true;
+  }
+  const std::string& head() const { return head_; }
+  const std::string& body() const { return body_; }
+  void Close() { socket_.close(); }
+
+ private:
+  bool ReadMore() {
+    char chunk[4096];
+    beast::error_code ec;
+    const size_t n = socket_.read_some(net::buffer(chunk), ec);
+    if (ec || n == 0) return false;
+    raw_.append(chunk, n);
+    Decode();
+    return true;
+  }
+  void Decode() {
+    if (head_.empty()) {
+      const size_t end = raw_.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      head_ = raw_.substr(0, end + 2);
+      raw_.erase(0, end + 4);
+      chunked_ = head_.find("Transfer-Encoding: chunked") != std::string::npos;
+    }
+    if (!chunked_) {
+      body_ += raw_;
+      raw_.clear();
+      return;
+    }
+    while (true) {
+      const size_t line = raw_.find("\r\n");
+      if (line == std::string::npos) return;
+      const size_t size = std::stoul(raw_.substr(0, line), nullptr, 16);
+      if (raw_.size() < line + 2 + size + 2) return;
+      if (size == 0) {
+        ended_ = true;
+        return;
+      }
+      body_ += raw_.substr(line + 2, size);
+      raw_.erase(0, line + 2 + size + 2);
+    }
+  }
+
+  net::io_context ioc_;
+  net::ip::tcp::socket socket_;
+  std::string raw_, head_, body_;
+  bool chunked_ = false, ended_ = false;
+};
+
 google::rpc::Status StatusOf(const Reply& r) {
   google::rpc::Status s;
   auto parsed = google::protobuf::util::JsonStringToMessage(r.body, &s);
@@ -94,6 +179,7 @@ class GatewayTest : public ::testing::Test {
                         {"trainmesh.v1.AuthService", mesh_.auth_endpoint()},
                         {"trainmesh.v1.MetricsService", mesh_.metrics_endpoint()}};
     options.cors_origins = {"https://app.example"};
+    options.heartbeat = absl::Milliseconds(50);
     auto gw = Gateway::Create(options);
     ASSERT_TRUE(gw.ok()) << gw.status();
     gateway_ = *std::move(gw);
@@ -242,6 +328,119 @@ TEST_F(GatewayTest, ReadyOnlyWhenEveryBackendServes) {
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(r.body, HasSubstr(R"("127.0.0.1:1":"unreachable)"));
   EXPECT_THAT(r.body, HasSubstr(R"("status":"NOT_READY")"));
+}
+
+// Creates a job over REST and returns its id.
+std::string CreateJob(Client& client, const std::string& token) {
+  const Reply created = client.Send(
+      "POST", "/v1/jobs", R"({"model": "mlp-policy", "datasetUrl": "synthetic://reach", "hyperparameters": {"steps": 50}})",
+      token);
+  EXPECT_EQ(created.status, 200) << created.body;
+  v1::Job job;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(created.body, &job).ok()) << created.body;
+  return job.id();
+}
+
+TEST_F(GatewayTest, WatchAsServerSentEventsResumesWithLastEventId) {
+  Client client(server_->port());
+  const std::string id = CreateJob(client, ada_.token);
+  StreamClient watch(server_->port(), "/v1/jobs/" + id + ":watch", ada_.token, "text/event-stream");
+  ASSERT_TRUE(watch.ReadUntil("\n\n")) << watch.head() << watch.body();
+  EXPECT_THAT(watch.head(), HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(watch.head(), HasSubstr("Content-Type: text/event-stream"));
+  EXPECT_THAT(watch.body(), ::testing::StartsWith("id: 1\ndata: {"));
+  EXPECT_THAT(watch.body(), HasSubstr(R"("type":"CREATED")"));
+
+  // A live event, then the end marker after the terminal one.
+  ASSERT_EQ(client.Send("POST", "/v1/jobs/" + id + ":cancel", "{}", ada_.token).status, 200);
+  ASSERT_TRUE(watch.ReadToEnd()) << watch.body();
+  EXPECT_THAT(watch.body(), HasSubstr("id: 2\ndata: {"));
+  EXPECT_THAT(watch.body(), HasSubstr(R"("state":"CANCELLED")"));
+  EXPECT_THAT(watch.body(), ::testing::EndsWith("event: end\ndata: {}\n\n"));
+
+  // Resuming after event 1 sends event 2 only.
+  StreamClient resumed(server_->port(), "/v1/jobs/" + id + ":watch", ada_.token, "text/event-stream", "1");
+  ASSERT_TRUE(resumed.ReadToEnd()) << resumed.body();
+  EXPECT_THAT(resumed.body(), ::testing::StartsWith("id: 2\ndata: {"));
+  EXPECT_THAT(resumed.body(), ::testing::Not(HasSubstr("id: 1\n")));
+
+  // A Last-Event-ID that is no sequence number: 400 before any stream.
+  StreamClient bad(server_->port(), "/v1/jobs/" + id + ":watch", ada_.token, "text/event-stream", "yesterday");
+  ASSERT_TRUE(bad.ReadUntil("}")) << bad.head() << bad.body();
+  EXPECT_THAT(bad.head(), HasSubstr("HTTP/1.1 400"));
+  EXPECT_THAT(bad.body(), HasSubstr("Last-Event-ID"));
+}
+
+TEST_F(GatewayTest, NdjsonStreamsAndErrorsBeforeTheFirstByteAreOrdinaryAnswers) {
+  Client client(server_->port());
+  const std::string id = CreateJob(client, ada_.token);
+  ASSERT_EQ(client.Send("POST", "/v1/jobs/" + id + ":cancel", "{}", ada_.token).status, 200);
+  StreamClient lines(server_->port(), "/v1/jobs/" + id + ":watch", ada_.token, "application/x-ndjson");
+  ASSERT_TRUE(lines.ReadToEnd()) << lines.body();
+  EXPECT_THAT(lines.head(), HasSubstr("Content-Type: application/x-ndjson"));
+  const std::vector<std::string> rows = absl::StrSplit(lines.body(), '\n', absl::SkipEmpty());
+  ASSERT_EQ(rows.size(), 2u) << lines.body();
+  for (const std::string& row : rows) {
+    EXPECT_THAT(row, ::testing::StartsWith(R"({"result":{"jobId":")"));
+    EXPECT_THAT(row, ::testing::EndsWith("}}"));
+  }
+
+  // Not found and not yours: the status code, not a 200 stream.
+  StreamClient missing(server_->port(), "/v1/jobs/00000000-0000-4000-8000-000000000000:watch", ada_.token,
+                       "text/event-stream");
+  ASSERT_TRUE(missing.ReadUntil("}")) << missing.head();
+  EXPECT_THAT(missing.head(), HasSubstr("HTTP/1.1 404"));
+  EXPECT_THAT(missing.body(), HasSubstr(R"("code":5)"));
+  const testing::TestMesh::User eve = mesh_.AddUser("eve");
+  StreamClient stranger(server_->port(), "/v1/jobs/" + id + ":watch", eve.token, "text/event-stream");
+  ASSERT_TRUE(stranger.ReadUntil("}")) << stranger.head();
+  EXPECT_THAT(stranger.head(), ::testing::AnyOf(HasSubstr("HTTP/1.1 404"), HasSubstr("HTTP/1.1 403")));
+
+  // Client-streaming methods cannot be carried; the answer says what can.
+  const Reply report = client.Send("POST", "/v1/jobs/" + id + "/metrics:report", "{}", ada_.token);
+  EXPECT_EQ(report.status, 501);
+  EXPECT_THAT(report.body, HasSubstr("batchReport"));
+}
+
+TEST_F(GatewayTest, IdleStreamsGetHeartbeatsAndEndWhenTheClientLeaves) {
+  Client client(server_->port());
+  const std::string id = CreateJob(client, ada_.token);
+  {
+    // EventSource cannot send headers: the token rides in the query.
+    StreamClient metrics(server_->port(), "/v1/jobs/" + id + "/metrics:stream?access_token=" + ada_.token, "",
+                         "text/event-stream");
+    ASSERT_TRUE(metrics.ReadUntil(": heartbeat\n\n")) << metrics.head() << metrics.body();
+    EXPECT_THAT(metrics.head(), HasSubstr("HTTP/1.1 200"));
+    EXPECT_EQ(gateway_->open_streams(), 1);
+    metrics.Close();
+  }
+  // The backend call ends once the gateway sees the client gone.
+  for (int i = 0; i < 2000 && gateway_->open_streams() != 0; ++i) absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(gateway_->open_streams(), 0);
+  const Reply metrics = client.Send("GET", "/metrics");
+  EXPECT_THAT(metrics.body, HasSubstr("trainmesh_gateway_open_streams 0"));
+}
+
+TEST_F(GatewayTest, DrainEndsStreamsFinishesRequestsAndRefusesNewConnections) {
+  Client client(server_->port());
+  const std::string id = CreateJob(client, ada_.token);
+  StreamClient watch(server_->port(), "/v1/jobs/" + id + ":watch", ada_.token, "text/event-stream");
+  ASSERT_TRUE(watch.ReadUntil("id: 1\n"));
+  Client idle(server_->port());
+  ASSERT_EQ(idle.Send("GET", "/healthz").status, 200);
+
+  EXPECT_TRUE(server_->Drain(absl::Seconds(10)));
+  EXPECT_EQ(server_->open_connections(), 0u);
+  // The stream got its final chunk (a clean end: the client resumes elsewhere).
+  EXPECT_TRUE(watch.ReadToEnd());
+  EXPECT_THAT(watch.body(), ::testing::Not(HasSubstr("event: error")));
+  // Nobody listens any more.
+  net::io_context ioc;
+  net::ip::tcp::socket late(ioc);
+  beast::error_code ec;
+  late.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(server_->port())),
+               ec);
+  EXPECT_TRUE(ec) << "connected after the drain";
 }
 
 }  // namespace

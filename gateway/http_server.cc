@@ -1,11 +1,17 @@
 #include "gateway/http_server.h"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <array>
 #include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -22,29 +28,68 @@ namespace http = beast::http;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
+class Session;
+
+// What every session shares: options, the handler, and the registry that
+// lets a drain reach every open connection.
+struct ServerState {
+  HttpServer::Options options;
+  HttpServer::Handler handler;
+  std::mutex mu;
+  std::condition_variable idle;
+  std::map<Session*, std::weak_ptr<Session>> sessions;
+  bool draining = false;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, const HttpServer::Options& options, const HttpServer::Handler& handler)
-      : stream_(std::move(socket)), options_(options), handler_(handler) {}
+  Session(tcp::socket socket, ServerState& state) : stream_(std::move(socket)), state_(state) {}
+  ~Session() {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    state_.sessions.erase(this);
+    if (state_.sessions.empty()) state_.idle.notify_all();
+  }
+
+  // False when the server is draining (the connection is dropped).
+  bool Register() {
+    std::lock_guard<std::mutex> lock(state_.mu);
+    if (state_.draining) return false;
+    state_.sessions[this] = weak_from_this();
+    return true;
+  }
 
   void Start() {
     net::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->Read(); });
   }
 
+  // Finishes what is in flight and closes: an idle connection at once, a
+  // request after its answer, a stream after its final chunk. `hard`: the
+  // connection closes now whatever it is doing.
+  void Drain(bool hard) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), hard] {
+      self->draining_ = true;
+      if (self->body_stream_ != nullptr) self->body_stream_->Cancel();
+      if (self->reading_ || hard) self->Close(/*now=*/true);
+    });
+  }
+
  private:
   void Read() {
+    if (draining_) return Close(true);
     parser_.emplace();
-    parser_->body_limit(options_.body_limit);
-    parser_->header_limit(static_cast<std::uint32_t>(options_.header_limit));
-    stream_.expires_after(absl::ToChronoNanoseconds(options_.read_timeout));
+    parser_->body_limit(state_.options.body_limit);
+    parser_->header_limit(static_cast<std::uint32_t>(state_.options.header_limit));
+    stream_.expires_after(absl::ToChronoNanoseconds(state_.options.read_timeout));
+    reading_ = true;
     http::async_read(stream_, buffer_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->OnRead(ec); });
   }
 
   void OnRead(beast::error_code ec) {
-    if (ec == http::error::body_limit) return Reply(413, "request body too large", false);
-    if (ec == http::error::header_limit) return Reply(431, "request headers too large", false);
-    if (ec) return Close();  // end of stream, timeout, reset, malformed
+    reading_ = false;
+    if (ec == http::error::body_limit) return Reply(413, "request body too large");
+    if (ec == http::error::header_limit) return Reply(431, "request headers too large");
+    if (ec) return Close(true);  // end of stream, timeout, reset, malformed
     const auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
     HttpRequest request;
@@ -54,15 +99,17 @@ class Session : public std::enable_shared_from_this<Session> {
     request.authorization = std::string(req[http::field::authorization]);
     request.request_id = std::string(req["x-request-id"]);
     request.origin = std::string(req[http::field::origin]);
+    request.accept = std::string(req[http::field::accept]);
+    request.last_event_id = std::string(req["last-event-id"]);
     stream_.expires_never();
-    handler_(request, [self = shared_from_this()](HttpResponse response) {
+    state_.handler(request, [self = shared_from_this()](HttpResponse response) {
       net::post(self->stream_.get_executor(),
                 [self, response = std::move(response)]() mutable { self->Write(std::move(response)); });
     });
   }
 
-  void Reply(int status, const std::string& message, bool keep_alive) {
-    keep_alive_ = keep_alive;
+  void Reply(int status, const std::string& message) {
+    keep_alive_ = false;
     HttpResponse r;
     r.status = status;
     r.body = absl::StrCat("{\"code\":3,\"message\":\"", message, "\"}");
@@ -70,6 +117,8 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void Write(HttpResponse response) {
+    if (response.stream != nullptr) return StartStream(std::move(response));
+    if (draining_) keep_alive_ = false;
     response_.emplace();
     response_->result(static_cast<unsigned>(response.status));
     response_->version(11);
@@ -79,45 +128,187 @@ class Session : public std::enable_shared_from_this<Session> {
     response_->keep_alive(keep_alive_);
     response_->body() = std::move(response.body);
     response_->prepare_payload();
-    stream_.expires_after(absl::ToChronoNanoseconds(options_.read_timeout));
+    stream_.expires_after(absl::ToChronoNanoseconds(state_.options.read_timeout));
     http::async_write(stream_, *response_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      if (ec || !self->keep_alive_) return self->Close();
+      if (ec || !self->keep_alive_) return self->Close(false);
       self->Read();
     });
   }
 
-  void Close() {
+  // --- Streamed bodies (chunked transfer encoding; the connection closes
+  // after the final chunk).
+
+  void StartStream(HttpResponse response) {
+    body_stream_ = std::move(response.stream);
+    head_ = std::move(response);
+    head_.stream = nullptr;
+    heartbeat_.emplace(stream_.get_executor());
+    ArmHeartbeat();
+    RequestPart();
+    if (draining_) body_stream_->Cancel();
+  }
+
+  void RequestPart() {
+    body_stream_->Next([self = shared_from_this()](StreamPart part) {
+      net::post(self->stream_.get_executor(),
+                [self, part = std::move(part)]() mutable { self->OnPart(std::move(part)); });
+    });
+  }
+
+  void OnPart(StreamPart part) {
+    if (aborted_) return;
+    if (!header_sent_ && part.error != nullptr) {
+      // Failed before anything was sent: an ordinary error answer.
+      heartbeat_->cancel();
+      body_stream_ = nullptr;
+      return Write(std::move(*part.error));
+    }
+    SendHeader();
+    if (!part.data.empty()) Enqueue(Chunk(part.data));
+    data_since_tick_ = true;
+    if (part.abort) {
+      abort_after_write_ = true;
+      stream_over_ = true;
+      if (!writing_) Abort();
+      return;
+    }
+    if (part.last) {
+      Enqueue("0\r\n\r\n");
+      stream_over_ = true;
+    } else {
+      want_next_ = true;
+      if (!writing_) Pump();
+    }
+  }
+
+  static std::string Chunk(const std::string& data) {
+    return absl::StrCat(absl::Hex(data.size()), "\r\n", data, "\r\n");
+  }
+
+  void SendHeader() {
+    if (header_sent_) return;
+    header_sent_ = true;
+    std::string head = absl::StrCat("HTTP/1.1 ", head_.status, " ",
+                                    std::string(http::obsolete_reason(static_cast<http::status>(head_.status))),
+                                    "\r\nServer: trainmesh-gateway\r\nContent-Type: ", head_.content_type,
+                                    "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n");
+    for (const auto& [name, value] : head_.headers) absl::StrAppend(&head, name, ": ", value, "\r\n");
+    head += "\r\n";
+    Enqueue(std::move(head));
+    Watch();
+  }
+
+  // A read while the stream runs: the client closing its side ends the
+  // backend stream at once instead of at the next write.
+  void Watch() {
+    stream_.socket().async_read_some(net::buffer(watch_), [self = shared_from_this()](beast::error_code ec, size_t) {
+      if (ec) return self->Abort();
+      self->Watch();  // pipelined bytes are dropped: the connection closes after the stream
+    });
+  }
+
+  void ArmHeartbeat() {
+    heartbeat_->expires_after(absl::ToChronoNanoseconds(body_stream_->HeartbeatInterval()));
+    heartbeat_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->aborted_ || self->stream_over_ || self->body_stream_ == nullptr) return;
+      if (!self->header_sent_) {
+        self->SendHeader();
+      } else if (!self->data_since_tick_) {
+        const std::string beat = self->body_stream_->Heartbeat();
+        if (!beat.empty()) self->Enqueue(Chunk(beat));
+      }
+      self->data_since_tick_ = false;
+      self->ArmHeartbeat();
+    });
+  }
+
+  void Enqueue(std::string bytes) {
+    outbox_.push_back(std::move(bytes));
+    if (!writing_) Pump();
+  }
+
+  void Pump() {
+    if (aborted_) return;
+    if (outbox_.empty()) {
+      if (abort_after_write_) return Abort();
+      if (stream_over_) return Finish();
+      if (want_next_) {
+        want_next_ = false;
+        RequestPart();
+      }
+      return;
+    }
+    writing_ = true;
+    // A reader that takes no bytes for the read timeout is dropped.
+    stream_.expires_after(absl::ToChronoNanoseconds(state_.options.read_timeout));
+    net::async_write(stream_, net::buffer(outbox_.front()), [self = shared_from_this()](beast::error_code ec, size_t) {
+      self->writing_ = false;
+      self->stream_.expires_never();
+      if (ec) return self->Abort();
+      self->outbox_.pop_front();
+      self->Pump();
+    });
+  }
+
+  void Finish() {
+    if (heartbeat_) heartbeat_->cancel();
+    body_stream_ = nullptr;
+    Close(true);
+  }
+
+  void Abort() {
+    if (aborted_) return;
+    aborted_ = true;
+    if (heartbeat_) heartbeat_->cancel();
+    if (body_stream_ != nullptr) body_stream_->Cancel();
+    Close(true);
+  }
+
+  void Close(bool now) {
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (now) stream_.socket().close(ec);
   }
 
   beast::tcp_stream stream_;
+  ServerState& state_;
   beast::flat_buffer buffer_;
-  const HttpServer::Options& options_;
-  const HttpServer::Handler& handler_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> response_;
   bool keep_alive_ = false;
+  bool reading_ = false;
+  bool draining_ = false;
+
+  std::shared_ptr<BodyStream> body_stream_;
+  HttpResponse head_;
+  std::optional<net::steady_timer> heartbeat_;
+  std::deque<std::string> outbox_;
+  std::array<char, 512> watch_{};
+  bool header_sent_ = false, writing_ = false, want_next_ = false, stream_over_ = false;
+  bool abort_after_write_ = false, aborted_ = false, data_since_tick_ = false;
 };
 
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(Options o, Handler h) : options(std::move(o)), handler(std::move(h)), ioc(options.threads), acceptor(ioc) {}
+  Impl(Options o, Handler h) : ioc(o.threads), acceptor(ioc) {
+    state.options = std::move(o);
+    state.handler = std::move(h);
+  }
 
   void Accept() {
     acceptor.async_accept(net::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
       if (ec) {
         if (!acceptor.is_open()) return;  // shutting down
       } else {
-        std::make_shared<Session>(std::move(socket), options, handler)->Start();
+        auto session = std::make_shared<Session>(std::move(socket), state);
+        if (session->Register()) session->Start();
       }
       Accept();
     });
   }
 
-  Options options;
-  Handler handler;
+  ServerState state;
   net::io_context ioc;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
@@ -130,7 +321,7 @@ HttpServer::HttpServer(Options options, Handler handler)
 HttpServer::~HttpServer() { Shutdown(); }
 
 absl::Status HttpServer::Start() {
-  const std::string& address = impl_->options.address;
+  const std::string& address = impl_->state.options.address;
   const size_t colon = address.rfind(':');
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
@@ -148,7 +339,7 @@ absl::Status HttpServer::Start() {
   if (ec) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", ec.message()));
   impl_->port = acceptor.local_endpoint().port();
   impl_->Accept();
-  for (int i = 0; i < std::max(1, impl_->options.threads); ++i) {
+  for (int i = 0; i < std::max(1, impl_->state.options.threads); ++i) {
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
   }
   return absl::OkStatus();
@@ -156,12 +347,50 @@ absl::Status HttpServer::Start() {
 
 int HttpServer::port() const { return impl_->port; }
 
+namespace {
+
+// Stops accepting and asks every open session to drain.
+void StopSessions(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& state, bool hard) {
+  net::post(ioc, [&acceptor] {
+    beast::error_code ec;
+    acceptor.close(ec);
+  });
+  std::vector<std::shared_ptr<Session>> open;
+  {
+    std::lock_guard<std::mutex> lock(state.mu);
+    state.draining = true;
+    for (const auto& [raw, weak] : state.sessions) {
+      if (auto session = weak.lock()) open.push_back(std::move(session));
+    }
+  }
+  for (const auto& session : open) session->Drain(hard);
+}
+
+}  // namespace
+
+bool HttpServer::Drain(absl::Duration grace) {
+  if (impl_ == nullptr || impl_->threads.empty()) return true;
+  StopSessions(impl_->ioc, impl_->acceptor, impl_->state, /*hard=*/false);
+  std::unique_lock<std::mutex> lock(impl_->state.mu);
+  return impl_->state.idle.wait_for(lock, absl::ToChronoNanoseconds(grace),
+                                    [this] { return impl_->state.sessions.empty(); });
+}
+
+size_t HttpServer::open_connections() const {
+  std::lock_guard<std::mutex> lock(impl_->state.mu);
+  return impl_->state.sessions.size();
+}
+
 void HttpServer::Shutdown() {
   if (impl_ == nullptr || impl_->threads.empty()) return;
-  net::post(impl_->ioc, [this] {
-    beast::error_code ec;
-    impl_->acceptor.close(ec);
-  });
+  // Every connection is closed, and the threads run until each session is
+  // gone: a backend answer still on its way (bounded by the call deadline)
+  // must find its session's executor alive.
+  StopSessions(impl_->ioc, impl_->acceptor, impl_->state, /*hard=*/true);
+  {
+    std::unique_lock<std::mutex> lock(impl_->state.mu);
+    impl_->state.idle.wait(lock, [this] { return impl_->state.sessions.empty(); });
+  }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

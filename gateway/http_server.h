@@ -1,6 +1,8 @@
 // An HTTP/1.1 server on Boost.Beast: keep-alive, a read timeout for slow
 // clients, header and body limits (431, 413), a fixed pool of threads
-// running asynchronous sessions (no thread per connection).
+// running asynchronous sessions (no thread per connection). Streamed bodies
+// (HttpResponse::stream) go out in chunks, pulled one part at a time, with
+// heartbeats while idle.
 #pragma once
 
 #include <functional>
@@ -29,7 +31,14 @@ class HttpServer {
 
   absl::Status Start();
   int port() const;
-  // Stops accepting and closes every connection.
+  // Graceful drain: stops accepting, closes idle connections, lets requests
+  // in flight finish (answered with Connection: close) and ends streams
+  // (their final chunk; clients resume elsewhere with Last-Event-ID). True
+  // when every connection closed within `grace`.
+  bool Drain(absl::Duration grace);
+  // Connections open now.
+  size_t open_connections() const;
+  // Stops at once: every connection is dropped.
   void Shutdown();
 
  private:

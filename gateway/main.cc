@@ -20,6 +20,8 @@ ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(30), "A client slower than
 ABSL_FLAG(std::vector<std::string>, cors_origins, {},
           "Browser origins allowed to call the API (comma-separated; * for any).");
 ABSL_FLAG(absl::Duration, backend_deadline, absl::Seconds(30), "Deadline of each backend call.");
+ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15),
+          "An idle event stream gets a heartbeat comment this often (keeps proxies from closing it).");
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
@@ -32,6 +34,7 @@ int main(int argc, char** argv) {
                       {"trainmesh.v1.MetricsService", absl::GetFlag(FLAGS_metrics_endpoint)}};
   options.deadline = absl::GetFlag(FLAGS_backend_deadline);
   options.cors_origins = absl::GetFlag(FLAGS_cors_origins);
+  options.heartbeat = absl::GetFlag(FLAGS_sse_heartbeat);
   auto gw = gateway::Gateway::Create(options);
   if (!gw.ok()) {
     TM_LOG(Error, "cannot build routes").With("error", gw.status());
@@ -53,6 +56,11 @@ int main(int argc, char** argv) {
   TM_LOG(Info, "serving").With("address", http.address).With("port", server.port())
       .With("routes", static_cast<int64_t>(g->router().routes().size()));
   server::GrpcServer::WaitForTerminationSignal();
+  TM_LOG(Info, "draining").With("connections", static_cast<int64_t>(server.open_connections()));
+  if (!server.Drain(server::ServerOptionsFromFlags().drain_timeout)) {
+    TM_LOG(Warning, "drain timed out; closing what is left")
+        .With("connections", static_cast<int64_t>(server.open_connections()));
+  }
   server.Shutdown();
   TM_LOG(Info, "bye");
   return 0;
