@@ -1,6 +1,9 @@
 #include "gateway/gateway.h"
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <mutex>
 #include <optional>
 
@@ -10,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/json/json.h"
+#include "libs/transcoding/openapi.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/status.pb.h"
@@ -240,6 +244,10 @@ absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options)
 
 Gateway::Gateway(GatewayOptions options, transcoding::Router router)
     : options_(std::move(options)), router_(std::move(router)) {
+  openapi_ = transcoding::OpenApi(
+      router_, {"trainmesh", "v1",
+                "Submit, watch, cancel and retry training jobs; stream their progress, metrics and logs; download "
+                "their models. Every route is the REST form of a gRPC method (google.api.http)."});
   for (const auto& [name, endpoint] : options_.backends) {
     auto& channel = channels_[endpoint];
     if (channel == nullptr) channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
@@ -398,6 +406,10 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
     return;
   }
   if (path == "/readyz") return Ready(std::move(done));
+  if (path == "/openapi.json" && request.method == "GET") {
+    done(HttpResponse{200, "application/json", openapi_});
+    return;
+  }
   if (path == "/healthz") {
     done(HttpResponse{200, "application/json", "{\"status\":\"SERVING\"}"});
     return;
@@ -410,6 +422,11 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
     Record(label, response.status, absl::Now() - start);
     done(std::move(response));
   };
+  if (!match.ok() && match.status().code() == absl::StatusCode::kNotFound && !options_.web_root.empty() &&
+      request.method == "GET" && !absl::StartsWith(path, "/v1/")) {
+    done(Static(path));
+    return;
+  }
   if (!match.ok()) {
     HttpResponse error = ErrorResponse(status::ToGrpcStatus(match.status()));
     if (match.status().code() == absl::StatusCode::kUnimplemented) error.status = 405;
@@ -485,6 +502,61 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
                             }
                             call->done(HttpResponse{200, "application/json", *std::move(json)});
                           });
+}
+
+namespace {
+
+std::string ContentType(absl::string_view path) {
+  static const std::pair<const char*, const char*> kTypes[] = {
+      {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+      {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+      {".json", "application/json"}, {".svg", "image/svg+xml"}, {".png", "image/png"},
+      {".ico", "image/x-icon"}, {".woff2", "font/woff2"}, {".txt", "text/plain; charset=utf-8"},
+      {".map", "application/json"}, {".webmanifest", "application/manifest+json"}};
+  for (const auto& [suffix, type] : kTypes) {
+    if (absl::EndsWith(path, suffix)) return type;
+  }
+  return "application/octet-stream";
+}
+
+bool ReadFile(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  *out = bytes.str();
+  return true;
+}
+
+}  // namespace
+
+HttpResponse Gateway::Static(const std::string& path) const {
+  HttpResponse response;
+  response.headers = {{"X-Content-Type-Options", "nosniff"}};
+  std::string decoded;
+  // Only plain relative names under the root: no "..", no hidden files.
+  bool safe = transcoding::PercentDecode(path, false, &decoded) && decoded.find('\0') == std::string::npos;
+  for (absl::string_view part : absl::StrSplit(decoded, '/', absl::SkipEmpty())) {
+    safe = safe && !absl::StartsWith(part, ".");
+  }
+  std::string file = options_.web_root + (decoded.empty() || decoded == "/" ? "/index.html" : decoded);
+  std::error_code ec;
+  if (safe && std::filesystem::is_regular_file(file, ec) && ReadFile(file, &response.body)) {
+    response.content_type = ContentType(file);
+    // Hashed build assets never change; everything else is revalidated.
+    response.headers.emplace_back("Cache-Control", absl::StartsWith(decoded, "/assets/")
+                                                       ? "public, max-age=31536000, immutable"
+                                                       : "no-cache");
+    return response;
+  }
+  // A path of the single-page app (no file extension): the app itself.
+  const std::string last = decoded.substr(decoded.rfind('/') + 1);
+  if (safe && last.find('.') == std::string::npos && ReadFile(options_.web_root + "/index.html", &response.body)) {
+    response.content_type = "text/html; charset=utf-8";
+    response.headers.emplace_back("Cache-Control", "no-cache");
+    return response;
+  }
+  return ErrorResponse(grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("no file ", path)));
 }
 
 void Gateway::Stream(const HttpRequest& request, const transcoding::Route& route, std::unique_ptr<Message> message,

@@ -82,6 +82,10 @@ struct GatewayOptions {
   absl::Duration deadline = absl::Seconds(30);
   // Browser origins allowed to call (CORS); "*" allows any.
   std::vector<std::string> cors_origins;
+  // Directory of the dashboard's built files, served for GETs outside the
+  // API (index.html for unknown paths: the single-page app routes them).
+  // Empty: none.
+  std::string web_root;
   // Interval of the SSE heartbeat comments on an idle stream.
   absl::Duration heartbeat = absl::Seconds(15);
 };
@@ -119,6 +123,9 @@ class Gateway {
   void Stream(const HttpRequest& request, const transcoding::Route& route,
               std::unique_ptr<google::protobuf::Message> message, std::function<void(HttpResponse)> done);
   std::atomic<int64_t> open_streams_{0};
+  // A file under the web root (or index.html), or 404.
+  HttpResponse Static(const std::string& path) const;
+  std::string openapi_;
 
   GatewayOptions options_;
   transcoding::Router router_;

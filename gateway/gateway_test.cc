@@ -11,6 +11,10 @@
 
 #include <sys/socket.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
 
@@ -18,6 +22,7 @@
 #include "absl/time/clock.h"
 #include "gateway/http_server.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/error_details.pb.h"
 #include "google/rpc/status.pb.h"
@@ -328,6 +333,62 @@ TEST_F(GatewayTest, ReadyOnlyWhenEveryBackendServes) {
   EXPECT_EQ(r.status, 503);
   EXPECT_THAT(r.body, HasSubstr(R"("127.0.0.1:1":"unreachable)"));
   EXPECT_THAT(r.body, HasSubstr(R"("status":"NOT_READY")"));
+}
+
+HttpResponse HandleNow(Gateway& gateway, const std::string& method, const std::string& target) {
+  std::promise<HttpResponse> answer;
+  HttpRequest request;
+  request.method = method;
+  request.target = target;
+  gateway.Handle(request, [&](HttpResponse r) { answer.set_value(std::move(r)); });
+  return answer.get_future().get();
+}
+
+TEST_F(GatewayTest, ServesItsOpenApiDocumentWithEveryRoute) {
+  Client client(server_->port());
+  const Reply doc = client.Send("GET", "/openapi.json");
+  ASSERT_EQ(doc.status, 200);
+  google::protobuf::Struct parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(doc.body, &parsed).ok());
+  const auto& paths = parsed.fields().at("paths").struct_value().fields();
+  EXPECT_EQ(paths.count("/v1/jobs/{id}:watch"), 1u);
+  EXPECT_EQ(paths.count("/v1/auth:login"), 1u);
+  size_t operations = 0;
+  for (const auto& [path, item] : paths) operations += item.struct_value().fields_size();
+  EXPECT_EQ(operations, gateway_->router().routes().size());
+}
+
+TEST(GatewayStaticTest, ServesTheDashboardWithSinglePageAppFallbackAndNothingOutsideItsRoot) {
+  const std::string root = ::testing::TempDir() + "/web-" + std::to_string(getpid());
+  std::filesystem::create_directories(root + "/assets");
+  std::ofstream(root + "/index.html") << "<!doctype html><title>trainmesh</title>";
+  std::ofstream(root + "/assets/app-1234.js") << "console.log(1)";
+  std::ofstream(root + "/.env") << "SECRET=1";
+  std::ofstream(::testing::TempDir() + "/outside.txt") << "private";
+  GatewayOptions options;
+  options.web_root = root;
+  auto gateway = Gateway::Create(options);
+  ASSERT_TRUE(gateway.ok());
+
+  HttpResponse index = HandleNow(**gateway, "GET", "/");
+  EXPECT_EQ(index.status, 200);
+  EXPECT_THAT(index.content_type, HasSubstr("text/html"));
+  EXPECT_THAT(index.body, HasSubstr("<title>trainmesh</title>"));
+  HttpResponse asset = HandleNow(**gateway, "GET", "/assets/app-1234.js");
+  EXPECT_EQ(asset.status, 200);
+  EXPECT_THAT(asset.content_type, HasSubstr("text/javascript"));
+  EXPECT_THAT(asset.headers, ::testing::Contains(::testing::Pair("Cache-Control", HasSubstr("immutable"))));
+  // App routes get the app; missing files with an extension are 404.
+  EXPECT_THAT(HandleNow(**gateway, "GET", "/jobs/42?tab=logs").body, HasSubstr("<title>trainmesh</title>"));
+  EXPECT_EQ(HandleNow(**gateway, "GET", "/assets/missing.js").status, 404);
+  // Nothing outside the root or hidden.
+  EXPECT_EQ(HandleNow(**gateway, "GET", "/../outside.txt").status, 404);
+  EXPECT_EQ(HandleNow(**gateway, "GET", "/%2e%2e/outside.txt").status, 404);
+  EXPECT_EQ(HandleNow(**gateway, "GET", "/.env").status, 404);
+  // The API keeps its own answers.
+  EXPECT_EQ(HandleNow(**gateway, "GET", "/v1/nothing").status, 404);
+  EXPECT_THAT(HandleNow(**gateway, "GET", "/v1/nothing").content_type, HasSubstr("json"));
+  std::filesystem::remove_all(root);
 }
 
 // Creates a job over REST and returns its id.

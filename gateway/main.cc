@@ -20,6 +20,8 @@ ABSL_FLAG(absl::Duration, read_timeout, absl::Seconds(30), "A client slower than
 ABSL_FLAG(std::vector<std::string>, cors_origins, {},
           "Browser origins allowed to call the API (comma-separated; * for any).");
 ABSL_FLAG(absl::Duration, backend_deadline, absl::Seconds(30), "Deadline of each backend call.");
+ABSL_FLAG(std::string, web_root, "",
+          "Directory of the dashboard's built files (index.html for app paths); empty: no static files.");
 ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15),
           "An idle event stream gets a heartbeat comment this often (keeps proxies from closing it).");
 
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
   options.deadline = absl::GetFlag(FLAGS_backend_deadline);
   options.cors_origins = absl::GetFlag(FLAGS_cors_origins);
   options.heartbeat = absl::GetFlag(FLAGS_sse_heartbeat);
+  options.web_root = absl::GetFlag(FLAGS_web_root);
   auto gw = gateway::Gateway::Create(options);
   if (!gw.ok()) {
     TM_LOG(Error, "cannot build routes").With("error", gw.status());
