@@ -5,15 +5,23 @@
 //                   transaction per batch, S connections
 //   --mode latency  K StreamMetrics subscribers of one job; a batch of B
 //                   points every --interval-ms, stamped at sending; prints
-//                   ingest -> subscriber latency
+//                   ingest -> subscriber latency; with --gateway HOST:PORT
+//                   the subscribers are Server-Sent Events streams through
+//                   the REST gateway instead of gRPC streams
 // Every mode prints one JSON line.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -195,6 +203,113 @@ class Subscriber : public grpc::ClientReadReactor<v1::MetricsStreamItem> {
   absl::Notification done_;
 };
 
+// K Server-Sent Events subscribers on one thread (asynchronous sockets), each
+// recording, per event, now - the wall time of its first point.
+class SseFleet {
+ public:
+  SseFleet(const std::string& gateway, const std::string& token, const std::string& job, int count,
+           std::atomic<int>* ready, std::vector<double>* latencies, absl::Mutex* mu)
+      : ready_(ready), latencies_(latencies), mu_(mu) {
+    const size_t colon = gateway.rfind(':');
+    const boost::asio::ip::tcp::endpoint endpoint(boost::asio::ip::make_address(gateway.substr(0, colon)),
+                                                  static_cast<unsigned short>(std::stoi(gateway.substr(colon + 1))));
+    request_ = absl::StrCat("GET /v1/jobs/", job, "/metrics:stream HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer ",
+                            token, "\r\nAccept: text/event-stream\r\n\r\n");
+    for (int i = 0; i < count; ++i) {
+      auto sub = std::make_unique<Sub>(ioc_);
+      Sub* raw = sub.get();
+      subs_.push_back(std::move(sub));
+      raw->socket.async_connect(endpoint, [this, raw](boost::system::error_code ec) {
+        if (ec) return Fail(ec);
+        boost::asio::async_write(raw->socket, boost::asio::buffer(request_),
+                                 [this, raw](boost::system::error_code ec, size_t) {
+                                   if (ec) return Fail(ec);
+                                   Read(raw);
+                                 });
+      });
+    }
+    thread_ = std::thread([this] { ioc_.run(); });
+  }
+  ~SseFleet() {
+    boost::asio::post(ioc_, [this] {
+      for (auto& sub : subs_) {
+        boost::system::error_code ec;
+        sub->socket.close(ec);
+      }
+    });
+    thread_.join();
+  }
+
+ private:
+  struct Sub {
+    explicit Sub(boost::asio::io_context& ioc) : socket(ioc) {}
+    boost::asio::ip::tcp::socket socket;
+    std::array<char, 16384> buffer;
+    std::string raw, events;
+    bool head = false, first = false;
+  };
+
+  void Fail(boost::system::error_code ec) {
+    if (ec != boost::asio::error::operation_aborted && failures_++ < 3) {
+      std::fprintf(stderr, "sse subscriber: %s\n", ec.message().c_str());
+    }
+  }
+
+  void Read(Sub* sub) {
+    sub->socket.async_read_some(boost::asio::buffer(sub->buffer), [this, sub](boost::system::error_code ec, size_t n) {
+      if (ec) return Fail(ec);
+      const int64_t now = absl::ToUnixMicros(absl::Now());
+      sub->raw.append(sub->buffer.data(), n);
+      Decode(sub, now);
+      Read(sub);
+    });
+  }
+
+  // De-chunks what arrived, then handles each complete event.
+  void Decode(Sub* sub, int64_t now) {
+    if (!sub->head) {
+      const size_t end = sub->raw.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      sub->raw.erase(0, end + 4);
+      sub->head = true;
+    }
+    while (true) {
+      const size_t line = sub->raw.find("\r\n");
+      if (line == std::string::npos) break;
+      const size_t size = std::stoul(sub->raw.substr(0, line), nullptr, 16);
+      if (sub->raw.size() < line + 2 + size + 2) break;
+      sub->events.append(sub->raw, line + 2, size);
+      sub->raw.erase(0, line + 2 + size + 2);
+    }
+    for (size_t end; (end = sub->events.find("\n\n")) != std::string::npos;) {
+      const std::string event = sub->events.substr(0, end);
+      sub->events.erase(0, end + 2);
+      const size_t at = event.find("\"wallTime\":\"");
+      if (event.find("data: ") == std::string::npos || at == std::string::npos) continue;
+      if (!sub->first) {
+        sub->first = true;
+        ++*ready_;  // the warm-up batch arrived: subscribed
+        continue;
+      }
+      const size_t from = at + 12;
+      absl::Time sent;
+      std::string error;
+      if (!absl::ParseTime(absl::RFC3339_full, event.substr(from, event.find('"', from) - from), &sent, &error)) continue;
+      absl::MutexLock lock(mu_);
+      latencies_->push_back((now - absl::ToUnixMicros(sent)) / 1000.0);
+    }
+  }
+
+  boost::asio::io_context ioc_;
+  std::string request_;
+  std::vector<std::unique_ptr<Sub>> subs_;
+  std::thread thread_;
+  std::atomic<int> failures_{0};
+  std::atomic<int>* ready_;
+  std::vector<double>* latencies_;
+  absl::Mutex* mu_;
+};
+
 int Latency(const cli::Args& args, int subscribers, int batches, int size, int interval_ms) {
   auto channel = grpc::CreateChannel(args.Get("endpoint"), grpc::InsecureChannelCredentials());
   auto stub = v1::MetricsService::NewStub(channel);
@@ -212,9 +327,15 @@ int Latency(const cli::Args& args, int subscribers, int batches, int size, int i
   absl::Mutex mu;
   std::vector<double> latencies;
   std::vector<std::unique_ptr<Subscriber>> subs;
-  for (int i = 0; i < subscribers; ++i) {
-    subs.push_back(std::make_unique<Subscriber>(stub.get(), args.Get("user-token"), job, &ready,
-                                                &latencies, &mu));
+  std::unique_ptr<SseFleet> sse;
+  if (!args.Get("gateway").empty()) {
+    sse = std::make_unique<SseFleet>(args.Get("gateway"), args.Get("user-token"), job, subscribers, &ready,
+                                     &latencies, &mu);
+  } else {
+    for (int i = 0; i < subscribers; ++i) {
+      subs.push_back(std::make_unique<Subscriber>(stub.get(), args.Get("user-token"), job, &ready,
+                                                  &latencies, &mu));
+    }
   }
   const absl::Time subscribing = absl::Now();
   absl::Time deadline = subscribing + absl::Seconds(120);
@@ -241,6 +362,7 @@ int Latency(const cli::Args& args, int subscribers, int batches, int size, int i
   stream->WritesDone();
   stream->Finish();
   for (auto& s : subs) s->Cancel();
+  sse.reset();
   absl::MutexLock lock(&mu);
   std::sort(latencies.begin(), latencies.end());
   auto pct = [&](double p) {
@@ -259,7 +381,7 @@ int Latency(const cli::Args& args, int subscribers, int batches, int size, int i
 int main(int argc, char** argv) {
   auto args = cli::Parse(std::vector<std::string>(argv + 1, argv + argc),
                          {"mode", "endpoint", "auth-endpoint", "service-key", "owner", "user-token",
-                          "dsn", "streams", "batches", "batch-size", "subscribers", "interval-ms"},
+                          "dsn", "streams", "batches", "batch-size", "subscribers", "interval-ms", "gateway"},
                          {}, {});
   if (!args.ok()) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());

@@ -1,12 +1,18 @@
 // Closed-loop load on one jobs RPC: N clients, each with one call in flight,
 // for a fixed time. Prints one JSON line: calls/s and latency percentiles.
 //   bench_rpc --rpc create|get [--job-id ID] --endpoint HOST:PORT [--credential C]
-//             --clients N --seconds S [--warmup S]
+//             --clients N --seconds S [--warmup S] [--gateway HOST:PORT]
+// With --gateway the same calls go over REST (HTTP/1.1 keep-alive, one
+// connection per client) through the gateway instead of gRPC.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <thread>
 #include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -19,7 +25,7 @@ int main(int argc, char** argv) {
   using namespace trainmesh;
   auto args = cli::Parse(std::vector<std::string>(argv + 1, argv + argc),
                          {"endpoint", "credential", "clients", "seconds", "warmup", "rpc",
-                          "job-id"},
+                          "job-id", "gateway"},
                          {}, {});
   if (!args.ok()) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());
@@ -53,6 +59,35 @@ int main(int argc, char** argv) {
   (*request.mutable_job()->mutable_hyperparameters()->mutable_fields())["steps"].set_number_value(
       200);
 
+  // REST: the same request as JSON, over one keep-alive connection per client.
+  const std::string gateway = args->Get("gateway");
+  const std::string rest_body =
+      R"({"model": "mlp-policy", "datasetUrl": "synthetic://reach?samples=20000", "hyperparameters": {"steps": 200}})";
+  namespace http = boost::beast::http;
+  struct Rest {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::socket socket{ioc};
+    boost::beast::flat_buffer buffer;
+  };
+  auto rest_call = [&](Rest& c) -> grpc::Status {
+    http::request<http::string_body> req(rpc == "create" ? http::verb::post : http::verb::get,
+                                         rpc == "create" ? "/v1/jobs" : "/v1/jobs/" + get.id(), 11);
+    req.set(http::field::host, "bench");
+    if (!credential.empty()) req.set(http::field::authorization, "Bearer " + credential);
+    if (rpc == "create") {
+      req.set(http::field::content_type, "application/json");
+      req.body() = rest_body;
+    }
+    req.prepare_payload();
+    boost::beast::error_code ec;
+    http::write(c.socket, req, ec);
+    http::response<http::string_body> res;
+    if (!ec) http::read(c.socket, c.buffer, res, ec);
+    if (ec) return grpc::Status(grpc::StatusCode::UNAVAILABLE, ec.message());
+    if (res.result_int() != 200) return grpc::Status(grpc::StatusCode::UNKNOWN, res.body());
+    return grpc::Status::OK;
+  };
+
   const absl::Time start = absl::Now();
   const absl::Time measure_from = start + absl::Seconds(warmup);
   const absl::Time end = measure_from + absl::Seconds(seconds);
@@ -62,6 +97,14 @@ int main(int argc, char** argv) {
   for (int c = 0; c < clients; ++c) {
     threads.emplace_back([&, c] {
       auto& stub = *stubs[c / 8];
+      std::unique_ptr<Rest> rest;
+      if (!gateway.empty()) {
+        rest = std::make_unique<Rest>();
+        const size_t colon = gateway.rfind(':');
+        rest->socket.connect({boost::asio::ip::make_address(gateway.substr(0, colon)),
+                              static_cast<unsigned short>(std::stoi(gateway.substr(colon + 1)))});
+        rest->socket.set_option(boost::asio::ip::tcp::no_delay(true));
+      }
       while (true) {
         const absl::Time t0 = absl::Now();
         if (t0 >= end) break;
@@ -69,8 +112,9 @@ int main(int argc, char** argv) {
         if (!credential.empty()) ctx.AddMetadata("authorization", "Bearer " + credential);
         ctx.set_deadline(absl::ToChronoTime(t0 + absl::Seconds(30)));
         v1::Job job;
-        grpc::Status s = rpc == "create" ? stub.CreateJob(&ctx, request, &job)
-                                         : stub.GetJob(&ctx, get, &job);
+        grpc::Status s = rest != nullptr    ? rest_call(*rest)
+                         : rpc == "create" ? stub.CreateJob(&ctx, request, &job)
+                                           : stub.GetJob(&ctx, get, &job);
         const absl::Time t1 = absl::Now();
         if (!s.ok()) {
           if (errors.fetch_add(1) < 3) {
