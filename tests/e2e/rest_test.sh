@@ -114,7 +114,25 @@ for _ in $(seq 1 200); do
   sleep 0.1
 done
 [[ $(http GET "/v1/jobs/$long") == *'"state":"RUNNING"'* ]] || fail "never RUNNING: $(http GET "/v1/jobs/$long")"
+# trainctl follows it meanwhile: the training log live (logs -f), and a
+# progress bar redrawn in place when watch writes to a terminal.
+tc logs "$long" -f >"$run/logs-f" 2>&1 &
+logs_pid=$!
+script -qec "$root/tools/trainctl watch $long" /dev/null >"$run/watch-tty" 2>&1 &
+watch_pid=$!
+for _ in $(seq 1 300); do
+  grep -q "step 5 loss" "$run/logs-f" && grep -q "RUNNING \[#*-*\] .*step [0-9]*/100000" "$run/watch-tty" && break
+  sleep 0.1
+done
+grep -q "step 5 loss" "$run/logs-f" || fail "logs -f shows no live lines: $(tail -3 "$run/logs-f")"
+grep -q "RUNNING \[#*-*\] .*step [0-9]*/100000" "$run/watch-tty" || fail "no progress bar: $(tail -c 300 "$run/watch-tty")"
+grep -q $'\r\e\[K' "$run/watch-tty" || fail "the bar is not redrawn in place"
 [[ $(http POST "/v1/jobs/$long:cancel" '{"reason": "from curl"}') == "200 "* ]] || fail "REST cancel"
+rc=0; wait "$logs_pid" || rc=$?
+[ $rc = 3 ] || fail "logs -f exited $rc for a cancelled job: $(tail -3 "$run/logs-f")"
+tail -n 1 "$run/logs-f" | grep -q "(job CANCELLED)" || fail "logs -f end: $(tail -3 "$run/logs-f")"
+rc=0; wait "$watch_pid" || rc=$?
+[ $rc = 3 ] || fail "watch exited $rc for a cancelled job"
 wait "$agent_pid" || fail "curl agent exited $?: $(tail -5 "$run/agent2.log")"
 grep -q "job $long cancelled at step" "$run/agent2.log" || fail "agent did not see the cancel: $(tail -5 "$run/agent2.log")"
 tc watch "$long" >/dev/null 2>&1 || true

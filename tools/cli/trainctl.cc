@@ -10,6 +10,7 @@
 // the token `trainctl login` stored, else the .run/credentials.env that tools/up
 // writes. `-o json` prints proto3 JSON (one object per line for streams).
 #include <openssl/evp.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,7 +19,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -39,6 +42,7 @@
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
 #include "tools/cli/args.h"
+#include "tools/cli/progress.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
@@ -65,10 +69,13 @@ Usage:
   trainctl list [--state STATE]... [-l KEY=VALUE]... [--model RECIPE] [--retry-of ID]
                 [--page-size N] [--page-token TOKEN] [--all]
   trainctl get ID
-  trainctl watch ID [--after-seq N]       follow a job until it ends (exit 0 COMPLETED, 3 otherwise)
+  trainctl watch ID [--after-seq N]       follow a job until it ends (exit 0 COMPLETED, 3 otherwise);
+                                          a live progress bar on a terminal, resumes after a
+                                          dropped connection
   trainctl cancel ID [--reason TEXT]
   trainctl retry ID [--resume] [--request-id ID] [--wait]
-  trainctl logs ID                        the job's events, its training log and error log
+  trainctl logs ID [-f]                   the job's events, its training log and error log
+                                          (-f: follow the log until the job ends; exit as watch)
   trainctl metrics ID [--name N]... [--max-points N]
                                           summary of every metric (-o json: the series)
   trainctl download ID [-o DIR] [--name FILE]
@@ -316,6 +323,12 @@ void PrintEvent(const JobEvent& e) {
   std::cout << line << std::endl;
 }
 
+int TerminalWidth() {
+  winsize size{};
+  if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) return size.ws_col;
+  return 100;
+}
+
 // Parses `value` as JSON when it is JSON, else as a string.
 google::protobuf::Value ParseValue(const std::string& value) {
   google::protobuf::Value v;
@@ -323,9 +336,13 @@ google::protobuf::Value ParseValue(const std::string& value) {
   return v;
 }
 
-// Follows `id` from `after_seq`, reconnecting when the server goes away.
-// Returns the exit code.
-int Follow(Client& client, const std::string& id, int64_t after_seq) {
+// Follows `id` from `after_seq` until its terminal event, reconnecting when
+// the server goes away (for up to 2 minutes). `on_event` sees every event,
+// `on_lost` each lost connection (with the seq it resumes after). OK with the
+// final state, or the error that ended it.
+grpc::Status FollowEvents(Client& client, const std::string& id, int64_t after_seq,
+                          const std::function<void(const JobEvent&)>& on_event,
+                          const std::function<void(const grpc::Status&, int64_t)>& on_lost, Job::State* final) {
   absl::Time failing_since = absl::InfiniteFuture();
   absl::Duration backoff = absl::Milliseconds(200);
   while (true) {
@@ -340,11 +357,7 @@ int Follow(Client& client, const std::string& id, int64_t after_seq) {
       failing_since = absl::InfiniteFuture();
       backoff = absl::Milliseconds(200);
       after_seq = e.seq();
-      if (client.json()) {
-        std::cout << Json(e) << std::endl;
-      } else {
-        PrintEvent(e);
-      }
+      on_event(e);
       if (e.terminal()) final_state = e.state();
     }
     grpc::Status s = reader->Finish();
@@ -355,27 +368,63 @@ int Follow(Client& client, const std::string& id, int64_t after_seq) {
         get.set_id(id);
         Job job;
         grpc::Status g = client.jobs().GetJob(client.Context().get(), get, &job);
-        if (!g.ok()) return ReportError(g, client.connection().endpoint);
+        if (!g.ok()) return g;
         final_state = job.state();
       }
-      return *final_state == Job::COMPLETED ? kExitOk : kExitJobUnsuccessful;
+      *final = *final_state;
+      return grpc::Status::OK;
     }
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) {
-      return ReportError(s, client.connection().endpoint);
-    }
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE) return s;
     // The server went away (restart, drain): resume where we are.
     const absl::Time now = absl::Now();
     if (failing_since == absl::InfiniteFuture()) failing_since = now;
-    if (now - failing_since > absl::Minutes(2)) {
-      return ReportError(s, client.connection().endpoint);
-    }
-    if (!client.json()) {
-      std::cerr << "(connection lost: " << s.error_message() << "; resuming after #" << after_seq
-                << ")\n";
-    }
+    if (now - failing_since > absl::Minutes(2)) return s;
+    on_lost(s, after_seq);
     absl::SleepFor(backoff);
     backoff = std::min(backoff * 2, absl::Seconds(5));
   }
+}
+
+// `watch`: prints the events (a live progress bar on a terminal); the exit
+// code says how the job ended.
+int Follow(Client& client, const std::string& id, int64_t after_seq) {
+  const bool live = !client.json() && isatty(STDOUT_FILENO);
+  bool bar_shown = false;
+  auto clear_bar = [&] {
+    if (bar_shown) std::cout << "\r\033[K" << std::flush;
+    bar_shown = false;
+  };
+  auto on_event = [&](const JobEvent& e) {
+    if (client.json()) {
+      std::cout << Json(e) << std::endl;
+    } else if (live && e.type() == JobEvent::PROGRESS) {
+      // One line redrawn in place: step, %, loss, samples/s, ETA.
+      ProgressView view;
+      view.state = StateName(e.state());
+      view.step = e.progress().step();
+      view.total_steps = e.progress().total_steps();
+      view.fraction = e.progress().fraction();
+      view.train_loss = e.progress().train_loss();
+      view.val_loss = e.progress().val_loss();
+      view.samples_per_second = e.progress().samples_per_second();
+      view.eta = absl::Seconds(e.progress().eta().seconds());
+      std::cout << "\r\033[K" << ProgressLine(view, TerminalWidth() - 1) << std::flush;
+      bar_shown = true;
+    } else {
+      clear_bar();
+      PrintEvent(e);
+    }
+  };
+  auto on_lost = [&](const grpc::Status& s, int64_t seq) {
+    if (client.json()) return;
+    clear_bar();
+    std::cerr << "(connection lost: " << s.error_message() << "; resuming after #" << seq << ")\n";
+  };
+  Job::State final = Job::STATE_UNSPECIFIED;
+  grpc::Status s = FollowEvents(client, id, after_seq, on_event, on_lost, &final);
+  clear_bar();
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  return final == Job::COMPLETED ? kExitOk : kExitJobUnsuccessful;
 }
 
 int Submit(Client& client, const Args& args) {
@@ -526,7 +575,101 @@ int Retry(Client& client, const std::string& id, const Args& args) {
   return kExitOk;
 }
 
-int Logs(Client& client, const std::string& id) {
+void PrintLogLine(const trainmesh::v1::LogLine& line) {
+  const char* tag = line.stream() == trainmesh::v1::LogLine::STDERR   ? "err"
+                    : line.stream() == trainmesh::v1::LogLine::SYSTEM ? "sys"
+                                                                     : "out";
+  std::cout << FormatTime(line.time()) << "  a" << line.attempt() << " " << tag << "  " << line.text() << "\n";
+}
+
+// Prints the training log after `after_seq` (every page); returns the last
+// seq printed, or `after_seq`. False in *ok when the metrics service failed.
+int64_t PrintLogsAfter(Client& client, const std::string& id, int64_t after_seq, bool* header, bool* ok) {
+  trainmesh::v1::GetLogsRequest request;
+  request.set_job_id(id);
+  request.set_limit(1000);
+  request.set_after_seq(after_seq);
+  *ok = true;
+  while (true) {
+    trainmesh::v1::GetLogsResponse lines;
+    grpc::Status s = client.metrics().GetLogs(client.Context().get(), request, &lines);
+    if (!s.ok()) {
+      std::cerr << "(training log unavailable: " << s.error_message() << ")\n";
+      *ok = false;
+      return after_seq;
+    }
+    if (!*header && lines.lines_size() > 0) {
+      std::cout << "\ntraining log:\n";
+      *header = true;
+    }
+    for (const auto& line : lines.lines()) {
+      PrintLogLine(line);
+      after_seq = line.seq();
+    }
+    if (!lines.more() || lines.lines().empty()) break;
+    request.set_after_seq(after_seq);
+  }
+  std::cout << std::flush;
+  return after_seq;
+}
+
+// `logs -f`: the training log as it is written, until the job ends.
+int FollowLogs(Client& client, const std::string& id, int64_t after_seq, int64_t after_event) {
+  std::mutex mu;
+  std::optional<Job::State> final_state;
+  std::unique_ptr<grpc::ClientContext> stream_ctx;
+  // The job's end, from its own event stream, stops the log stream.
+  std::thread watcher([&] {
+    Job::State state = Job::STATE_UNSPECIFIED;
+    (void)FollowEvents(
+        client, id, after_event, [](const JobEvent&) {}, [](const grpc::Status&, int64_t) {}, &state);
+    std::lock_guard<std::mutex> lock(mu);
+    final_state = state;
+    if (stream_ctx != nullptr) stream_ctx->TryCancel();
+  });
+  absl::Duration backoff = absl::Milliseconds(200);
+  while (true) {
+    trainmesh::v1::StreamLogsRequest request;
+    request.set_job_id(id);
+    request.set_after_seq(after_seq);
+    std::unique_ptr<grpc::ClientReader<trainmesh::v1::LogStreamItem>> reader;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (final_state.has_value()) break;
+      stream_ctx = client.Context(/*streaming=*/true);
+      reader = client.metrics().StreamLogs(stream_ctx.get(), request);
+    }
+    trainmesh::v1::LogStreamItem item;
+    while (reader->Read(&item)) {
+      backoff = absl::Milliseconds(200);
+      for (const auto& line : item.lines()) {
+        if (line.seq() <= after_seq) continue;
+        PrintLogLine(line);
+        after_seq = line.seq();
+      }
+      std::cout << std::flush;
+    }
+    grpc::Status s = reader->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (final_state.has_value()) break;
+    }
+    if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::CANCELLED) {
+      watcher.detach();
+      return ReportError(s, client.connection().metrics_endpoint);
+    }
+    absl::SleepFor(backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(5));
+  }
+  watcher.join();
+  // Lines stored after the stream stopped: read them back.
+  bool header = true, ok = true;
+  PrintLogsAfter(client, id, after_seq, &header, &ok);
+  std::cout << "(job " << StateName(*final_state) << ")" << std::endl;
+  return *final_state == Job::COMPLETED ? kExitOk : kExitJobUnsuccessful;
+}
+
+int Logs(Client& client, const std::string& id, const Args& args) {
   trainmesh::v1::GetErrorLogRequest log_request;
   log_request.set_id(id);
   trainmesh::v1::ErrorLog log;
@@ -551,27 +694,12 @@ int Logs(Client& client, const std::string& id) {
   }
   for (const auto& e : events) PrintEvent(e);
   // The training log, from the metrics service (absent when it is unreachable).
-  trainmesh::v1::GetLogsRequest lines_request;
-  lines_request.set_job_id(id);
-  lines_request.set_limit(1000);
-  bool first = true;
-  while (true) {
-    trainmesh::v1::GetLogsResponse lines;
-    grpc::Status ls = client.metrics().GetLogs(client.Context().get(), lines_request, &lines);
-    if (!ls.ok()) {
-      if (first) std::cerr << "(training log unavailable: " << ls.error_message() << ")\n";
-      break;
-    }
-    if (first && lines.lines_size() > 0) std::cout << "\ntraining log:\n";
-    first = false;
-    for (const auto& line : lines.lines()) {
-      const char* tag = line.stream() == trainmesh::v1::LogLine::STDERR   ? "err"
-                        : line.stream() == trainmesh::v1::LogLine::SYSTEM ? "sys"
-                                                                         : "out";
-      std::cout << FormatTime(line.time()) << "  a" << line.attempt() << " " << tag << "  " << line.text() << "\n";
-    }
-    if (!lines.more() || lines.lines().empty()) break;
-    lines_request.set_after_seq(lines.lines(lines.lines_size() - 1).seq());
+  bool header = false, ok = true;
+  const int64_t last = PrintLogsAfter(client, id, 0, &header, &ok);
+  const bool terminal = !events.empty() && events.back().terminal();
+  if (args.Has("follow") && !terminal) {
+    if (!header) std::cout << "\ntraining log:\n" << std::flush;
+    return FollowLogs(client, id, last, events.empty() ? 0 : events.back().seq());
   }
   if (!log.text().empty()) {
     std::cout << "\nerror log";
@@ -944,9 +1072,9 @@ int Run(int argc, char** argv) {
        "param", "file", "priority", "max-attempts", "label", "request-id", "reason", "state",
        "page-size", "page-token", "retry-of", "after-seq", "scope", "password", "email", "name",
        "expires"},
-      {"wait", "all", "resume", "help", "allow-shared-pool", "validate-only", "print-token",
+      {"wait", "all", "resume", "help", "follow", "allow-shared-pool", "validate-only", "print-token",
        "password-stdin", "admin"},
-      {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}});
+      {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}, {"f", "follow"}});
   if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
   const Args& args = *parsed;
   if (args.command.empty() || args.command == "help" || args.Has("help")) {
@@ -985,7 +1113,7 @@ int Run(int argc, char** argv) {
     if (cmd == "get") return Get(client, *id);
     if (cmd == "cancel") return Cancel(client, *id, args);
     if (cmd == "retry") return Retry(client, *id, args);
-    if (cmd == "logs") return Logs(client, *id);
+    if (cmd == "logs") return Logs(client, *id, args);
     if (cmd == "metrics") return Metrics(client, *id, args);
     if (cmd == "download") return Download(client, *id, args);
     int64_t after = 0;
