@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "libs/json/json.h"
+#include "libs/log/log.h"
 #include "libs/transcoding/openapi.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
@@ -418,8 +419,16 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   // Every API answer is counted under its route (unknown paths together).
   const std::string label =
       match.ok() ? absl::StrCat(match->route->http_method, " ", match->route->path.text()) : "unmatched";
-  done = [this, label, start = absl::Now(), done = std::move(done)](HttpResponse response) {
+  done = [this, label, start = absl::Now(), request_id = request.request_id,
+          done = std::move(done)](HttpResponse response) {
     Record(label, response.status, absl::Now() - start);
+    if (response.status >= 500) {
+      TM_LOG(Warning, "request failed")
+          .With("route", label)
+          .With("status", static_cast<int64_t>(response.status))
+          .With("request_id", request_id)
+          .With("body", response.body.substr(0, 300));
+    }
     done(std::move(response));
   };
   if (!match.ok() && match.status().code() == absl::StatusCode::kNotFound && !options_.web_root.empty() &&

@@ -49,6 +49,41 @@ missing = [p for p in need if p not in doc["paths"]]
 assert doc["openapi"].startswith("3.") and not missing, missing
 ' || fail "openapi.json"
 
+# --- Every route in the document is served: a GET reaches its backend (a
+# placeholder id gets the backend's own answer), a POST with a field no
+# message has gets the gateway's field violation (so nothing is changed);
+# never "no route", 405 or 501 (but for the one client-streaming method).
+python3 - "$gateway" "$key" <<'PY' || fail "routes"
+import json, re, sys, urllib.request, urllib.error
+base, key = sys.argv[1], sys.argv[2]
+doc = json.load(urllib.request.urlopen(base + "/openapi.json"))
+bad, count = [], 0
+for path, item in doc["paths"].items():
+    for method, op in item.items():
+        count += 1
+        url = base + re.sub(r"\{[^}]+\}", "probe", path)
+        body = json.dumps({"noSuchField": 1}).encode() if method in ("post", "put", "patch") else None
+        req = urllib.request.Request(url, data=body, method=method.upper(),
+                                     headers={"Authorization": "Bearer " + key, "Accept": "application/x-ndjson"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                # A stream that opened stays open: its status is the answer.
+                streams = any(p["name"] == "Last-Event-ID" for p in op.get("parameters", []))
+                status, text = r.status, "" if streams else r.read().decode()
+        except urllib.error.HTTPError as e:
+            status, text = e.code, e.read().decode()
+        streaming_in = "gRPC only" in op.get("description", "")
+        if "no route for" in text or status == 405 or (status == 501) != streaming_in:
+            bad.append((method, path, status, text[:120]))
+        elif body is not None and not (status == 400 and "noSuchField" in text) and not streaming_in:
+            bad.append((method, path, status, text[:120]))
+        elif status >= 400 and "code" not in json.loads(text):
+            bad.append((method, path, status, "not a google.rpc.Status: " + text[:120]))
+if bad or count < 40:
+    print(count, "routes;", *bad, sep="\n", file=sys.stderr)
+    sys.exit(1)
+PY
+
 # --- Error mappings, as curl sees them.
 [[ $(http POST /v1/jobs '{"model": ') == "400 "*'"code":3'* ]] || fail "malformed JSON: $(http POST /v1/jobs '{"model": ')"
 [[ $(http POST /v1/jobs '{"model": "mlp-policy", "colour": 1}') == "400 "*colour* ]] || fail "unknown field"
@@ -138,15 +173,33 @@ grep -q "job $long cancelled at step" "$run/agent2.log" || fail "agent did not s
 tc watch "$long" >/dev/null 2>&1 || true
 [[ $(http GET "/v1/jobs/$long") == *'"state":"CANCELLED"'* ]] || fail "not CANCELLED: $(http GET "/v1/jobs/$long")"
 
-# --- SIGTERM drain: an open stream (a queued job: nothing to say) ends with
-# its final chunk, so curl exits 0 instead of reporting a cut transfer.
+# --- An error after the first byte is the stream's last event: the jobs
+# service drains (SIGTERM) under an open watch, which ends UNAVAILABLE.
 queued=$(http POST /v1/jobs '{"model": "mlp-policy", "datasetUrl": "synthetic://reach"}')
 queued=$(echo "${queued#200 }" | field "['id']")
-curl -sSN "${auth[@]}" -H 'Accept: text/event-stream' "$gateway/v1/jobs/$queued:watch" >"$run/drained" 2>&1 &
+curl -sSN "${auth[@]}" -H 'Accept: text/event-stream' "$gateway/v1/jobs/$queued:watch" >"$run/cut" 2>&1 &
 stream_pid=$!
-for _ in $(seq 1 100); do grep -q '^id: 1' "$run/drained" && break; sleep 0.1; done
-grep -q '^id: 1' "$run/drained" || fail "stream before drain: $(cat "$run/drained")"
+for _ in $(seq 1 100); do grep -q '^id: 1' "$run/cut" && break; sleep 0.1; done
+grep -q '^id: 1' "$run/cut" || fail "stream before the jobs service stops: $(cat "$run/cut")"
+kill -TERM "$(cat "$run/pids/jobs.pid")"
+wait "$stream_pid" || fail "curl $? on a stream that ended with an error event"
+grep -A1 '^event: error' "$run/cut" | grep -q '^data: {"code":14' || fail "no error event: $(tail -3 "$run/cut")"
+
+# --- SIGTERM drain of the gateway: an open stream (metrics of the queued
+# job: nothing to say yet) ends with its final chunk, so curl exits 0
+# instead of reporting a cut transfer.
+curl -sSN "${auth[@]}" -H 'Accept: text/event-stream' "$gateway/v1/jobs/$queued/metrics:stream" \
+  >"$run/drained" 2>&1 &
+stream_pid=$!
+for _ in $(seq 1 100); do
+  curl -s "$gateway/metrics" | grep -q '^trainmesh_gateway_open_streams 1$' && break
+  sleep 0.1
+done
+curl -s "$gateway/metrics" | grep -q '^trainmesh_gateway_open_streams 1$' || fail "the stream did not open"
 "$root/tools/down" >/dev/null
 wait "$stream_pid" || fail "the stream was cut at shutdown (curl $?): $(tail -3 "$run/drained")"
 grep -q '"msg":"draining"' "$run/logs/gateway.log" || fail "no drain logged"
+if grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$run"/logs/*.log; then
+  fail "sanitizer findings in the logs above"
+fi
 echo "rest_test: OK"
