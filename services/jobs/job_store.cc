@@ -253,6 +253,11 @@ absl::StatusOr<std::vector<Job>> JobStore::List(const ListQuery& query) {
     if (!IsJobId(query.retry_of)) return std::vector<Job>();
     absl::StrAppend(&sql, " AND j.retry_of = ", param(query.retry_of), "::uuid");
   }
+  if (query.updated_since.has_value()) {
+    absl::StrAppend(&sql, " AND j.updated_at >= TIMESTAMPTZ 'epoch' + ",
+                    param(absl::StrCat(absl::ToUnixMicros(*query.updated_since))),
+                    "::bigint * INTERVAL '1 microsecond'");
+  }
   if (query.after.has_value()) {
     // A row comparison the (owner, created_at, id) index answers directly.
     absl::StrAppend(&sql, " AND (j.created_at, j.id) < (TIMESTAMPTZ 'epoch' + ",

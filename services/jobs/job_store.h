@@ -47,6 +47,8 @@ struct ListQuery {
   int limit = 50;
   // Keyset cursor (exclusive): (create time in µs since the epoch, id).
   std::optional<std::pair<int64_t, std::string>> after;
+  // Only jobs updated at or after this time.
+  std::optional<absl::Time> updated_since;
 };
 
 // True for the textual form of a UUID (8-4-4-4-12 hex digits).

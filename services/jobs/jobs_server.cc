@@ -4,6 +4,7 @@
 
 #include "libs/server/handler.h"
 #include "libs/status/grpc_status.h"
+#include "services/jobs/feed.h"
 
 namespace trainmesh::jobs {
 namespace {
@@ -192,6 +193,20 @@ grpc::ServerUnaryReactor* JobsServer::GetRecipe(grpc::CallbackServerContext* con
                              [this, request](const Principal&) {
                                return service_->GetRecipe(*request);
                              });
+}
+
+grpc::ServerWriteReactor<trainmesh::v1::Job>* JobsServer::WatchJobs(
+    grpc::CallbackServerContext* context, const trainmesh::v1::WatchJobsRequest* request) {
+  static const auto& method = Method("WatchJobs");
+  const identity::Authenticator* auth = auth_;
+  return StartFeed(
+      service_->store(), executor_, hub_,
+      [auth, context]() {
+        absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
+        if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
+        return caller;
+      },
+      *request);
 }
 
 grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(

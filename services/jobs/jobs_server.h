@@ -37,6 +37,9 @@ class JobsServer final : public trainmesh::v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* GetErrorLog(grpc::CallbackServerContext* context,
                                         const trainmesh::v1::GetErrorLogRequest* request,
                                         trainmesh::v1::ErrorLog* response) override;
+  grpc::ServerWriteReactor<trainmesh::v1::Job>* WatchJobs(
+      grpc::CallbackServerContext* context,
+      const trainmesh::v1::WatchJobsRequest* request) override;
   grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* WatchJob(
       grpc::CallbackServerContext* context,
       const trainmesh::v1::WatchJobRequest* request) override;

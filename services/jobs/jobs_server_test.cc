@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "libs/identity/testing/test_keys.h"
@@ -536,6 +537,50 @@ TEST_F(JobsServerTest, WatchReplaysThenFollowsLiveAndEndsAtTheTerminalEvent) {
   EXPECT_TRUE(e.terminal());
   EXPECT_FALSE(reader->Read(&e));
   EXPECT_TRUE(reader->Finish().ok());
+}
+
+TEST_F(JobsServerTest, WatchJobsFollowsTheCallersJobsOnlyFromSince) {
+  google::protobuf::Timestamp before = google::protobuf::util::TimeUtil::GetCurrentTime();
+  before.set_seconds(before.seconds() - 1);
+  Job mine = MustCreate("alice");
+  Job theirs = MustCreate("bob");
+  trainmesh::v1::WatchJobsRequest request;
+  *request.mutable_since() = before;
+  auto ctx = As("alice", {"jobs:read"});
+  auto reader = jobs_->WatchJobs(ctx.get(), request);
+  Job snapshot;
+  // What changed since `since` first: alice's job, not bob's.
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.id(), mine.id());
+  EXPECT_EQ(snapshot.state(), Job::PENDING);
+  // Then live, through NOTIFY.
+  ASSERT_TRUE(Report(mine.id(), Job::QUEUED, 0, 1).ok());
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.id(), mine.id());
+  EXPECT_EQ(snapshot.state(), Job::QUEUED);
+  // Bob's job moving sends alice nothing: her next snapshot is her own job.
+  ASSERT_TRUE(Report(theirs.id(), Job::QUEUED, 0, 1).ok());
+  ASSERT_TRUE(Report(mine.id(), Job::RUNNING, 1, 2).ok());
+  ASSERT_TRUE(reader->Read(&snapshot));
+  EXPECT_EQ(snapshot.id(), mine.id());
+  EXPECT_EQ(snapshot.state(), Job::RUNNING);
+  EXPECT_GT(snapshot.last_event_seq(), 2);
+
+  // Bob's feed: his job only, whatever alice does meanwhile.
+  auto bob_ctx = As("bob", {"jobs:read"});
+  auto bob = jobs_->WatchJobs(bob_ctx.get(), request);
+  ASSERT_TRUE(Cancel("alice", mine.id()).ok());
+  ASSERT_TRUE(Report(theirs.id(), Job::RUNNING, 1, 2).ok());
+  snapshot.Clear();
+  for (int i = 0; i < 3 && snapshot.state() != Job::RUNNING; ++i) {
+    ASSERT_TRUE(bob->Read(&snapshot));
+    EXPECT_EQ(snapshot.id(), theirs.id());
+  }
+  EXPECT_EQ(snapshot.state(), Job::RUNNING);
+  ctx->TryCancel();
+  bob_ctx->TryCancel();
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_EQ(bob->Finish().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 TEST_F(JobsServerTest, WatchResumesAfterSeqAndEndsAtOnceForAFinishedJob) {

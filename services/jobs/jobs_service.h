@@ -36,6 +36,7 @@ class JobsService {
   using Principal = trainmesh::v1::Principal;
 
   JobsService(JobStore* store, JobsServiceOptions options);
+  JobStore* store() const { return store_; }
 
   // INVALID_ARGUMENT with one field violation per problem; ALREADY_EXISTS when
   // the request_id was used for a different job. A repeated request_id returns

@@ -19,6 +19,14 @@ uint64_t EventHub::Subscribe(const std::string& job_id, Wake wake) {
   return id;
 }
 
+uint64_t EventHub::SubscribeAll(std::function<void(const std::string& job_id)> changed) {
+  absl::MutexLock lock(&mu_);
+  const uint64_t id = next_id_++;
+  subscribers_[id] = Subscriber{"", [changed] { changed(""); }, nullptr};
+  all_[id] = std::move(changed);
+  return id;
+}
+
 void EventHub::OnDrain(uint64_t id, Wake drain) {
   absl::MutexLock lock(&mu_);
   auto it = subscribers_.find(id);
@@ -27,6 +35,7 @@ void EventHub::OnDrain(uint64_t id, Wake drain) {
 
 void EventHub::Unsubscribe(uint64_t id) {
   absl::MutexLock lock(&mu_);
+  all_.erase(id);
   auto it = subscribers_.find(id);
   if (it == subscribers_.end()) return;
   auto job = by_job_.find(it->second.job_id);
@@ -39,15 +48,19 @@ void EventHub::Unsubscribe(uint64_t id) {
 
 void EventHub::Publish(const std::string& job_id) {
   std::vector<Wake> wakes;
+  std::vector<std::function<void(const std::string&)>> feeds;
   {
     absl::MutexLock lock(&mu_);
+    for (const auto& [id, changed] : all_) feeds.push_back(changed);
     auto job = by_job_.find(job_id);
-    if (job == by_job_.end()) return;
-    for (const auto& [id, unused] : job->second) wakes.push_back(subscribers_[id].wake);
+    if (job != by_job_.end()) {
+      for (const auto& [id, unused] : job->second) wakes.push_back(subscribers_[id].wake);
+    }
   }
   // Outside the lock: a wake may run after its watcher unsubscribed, which the
   // watcher tolerates (it holds itself alive through the callback).
   for (auto& wake : wakes) wake();
+  for (auto& changed : feeds) changed(job_id);
 }
 
 void EventHub::PublishAll() {

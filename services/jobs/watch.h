@@ -29,6 +29,9 @@ class EventHub {
   using Wake = std::function<void()>;
 
   uint64_t Subscribe(const std::string& job_id, Wake wake);
+  // Every job's changes: `changed(job_id)`, or `changed("")` when any job
+  // may have changed (notifications were missed).
+  uint64_t SubscribeAll(std::function<void(const std::string& job_id)> changed);
   void Unsubscribe(uint64_t id);
 
   // A job's events changed (from the NOTIFY listener).
@@ -51,6 +54,7 @@ class EventHub {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::map<uint64_t, bool>> by_job_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::function<void(const std::string&)>> all_ ABSL_GUARDED_BY(mu_);
 };
 
 // Starts a WatchJob stream. `authorize` (which may block: key refresh, API key

@@ -1,0 +1,182 @@
+// The trainmesh dashboard: a single-page app on the gateway's REST + SSE.
+import "uplot/dist/uPlot.min.css";
+import "./style.css";
+import { api, session, setUnauthenticatedHandler } from "./api";
+import { startFeed, stopFeed, onConnection } from "./feed";
+import {
+  describe,
+  loadNotifications,
+  markRead,
+  notifications,
+  onNotificationsChange,
+  unreadCount,
+  watchNotifications,
+} from "./notifications";
+import { h, clear, link, timeAgo } from "./ui";
+import { signInPage } from "./views/signin";
+import { jobsPage } from "./views/jobs";
+import { newJobPage } from "./views/newjob";
+import { jobPage } from "./views/job";
+
+export interface Page {
+  // Stops the page's streams and timers.
+  dispose?: () => void;
+}
+
+const app = document.getElementById("app")!;
+let current: Page | null = null;
+let shellDispose: (() => void)[] = [];
+let who: { subject: string; name?: string } | null = null;
+
+export function navigate(path: string, replace = false) {
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  void render();
+}
+
+// Links inside the app navigate without reloading.
+document.addEventListener("click", (e) => {
+  const a = (e.target as Element).closest("a[data-link]") as HTMLAnchorElement | null;
+  if (!a || e.ctrlKey || e.metaKey || e.shiftKey || a.target) return;
+  e.preventDefault();
+  navigate(a.getAttribute("href")!);
+});
+window.addEventListener("popstate", () => void render());
+
+setUnauthenticatedHandler((reason) => signOut(`Signed out: ${reason}`));
+
+export function signOut(reason = "") {
+  session.clear();
+  who = null;
+  stopFeed();
+  for (const d of shellDispose) d();
+  shellDispose = [];
+  const next = reason ? `/signin?reason=${encodeURIComponent(reason)}` : "/signin";
+  navigate(next, true);
+}
+
+async function ensureSession(): Promise<boolean> {
+  if (!session.token) return false;
+  if (who) return true;
+  try {
+    who = await api<{ subject: string; name?: string }>("GET", "/v1/auth/whoami");
+  } catch {
+    return false;  // a 401 already went back to sign-in
+  }
+  startFeed(loadNotifications(who.subject));
+  shellDispose.push(watchNotifications());
+  return true;
+}
+
+function agentIndicator(): HTMLElement {
+  const el = h("span", { class: "agents", "data-testid": "agents", title: "Trainer agents you can use" }, "…");
+  const refresh = async () => {
+    try {
+      const r = await api<{ onlineCount?: number }>("GET", "/v1/agents");
+      const n = r.onlineCount ?? 0;
+      el.className = `agents ${n > 0 ? "online" : "offline"}`;
+      el.textContent = n > 0 ? `● ${n} agent${n > 1 ? "s" : ""} online` : "○ waiting for agent…";
+    } catch {
+      el.textContent = "";
+    }
+  };
+  void refresh();
+  const timer = window.setInterval(refresh, 15000);
+  shellDispose.push(() => clearInterval(timer));
+  return el;
+}
+
+function notificationBell(): HTMLElement {
+  const count = h("span", { class: "count", "data-testid": "unread" });
+  const list = h("div", { class: "menu", hidden: true, role: "menu" });
+  const button = h(
+    "button",
+    { class: "bell", "aria-label": "Notifications", "aria-haspopup": "true", "aria-expanded": "false" },
+    "🔔",
+    count,
+  );
+  const draw = () => {
+    const unread = unreadCount();
+    count.textContent = unread > 0 ? String(unread) : "";
+    button.setAttribute("aria-label", `Notifications (${unread} unread)`);
+    clear(
+      list,
+      h(
+        "div",
+        { class: "menu-head" },
+        h("strong", {}, "Notifications"),
+        h("button", { class: "link", onclick: () => markRead() }, "Mark all read"),
+      ),
+      notifications().length === 0 ? h("p", { class: "muted" }, "Nothing yet.") : null,
+      notifications().map((n) =>
+        h(
+          "div",
+          { class: `note ${n.read ? "" : "unread"}`, role: "menuitem" },
+          link(`/jobs/${n.jobId}`, describe(n)),
+          h("span", { class: "muted" }, ` · ${timeAgo(n.time)}`),
+          n.read ? null : h("button", { class: "link", onclick: () => markRead(n.id) }, "Mark read"),
+        ),
+      ),
+    );
+  };
+  button.addEventListener("click", () => {
+    list.hidden = !list.hidden;
+    button.setAttribute("aria-expanded", String(!list.hidden));
+    draw();
+  });
+  shellDispose.push(onNotificationsChange(draw));
+  draw();
+  return h("div", { class: "notifications" }, button, list);
+}
+
+function shell(): HTMLElement {
+  const live = h("span", { class: "live", title: "Live updates" });
+  shellDispose.push(
+    onConnection((on) => {
+      live.className = `live ${on ? "on" : "off"}`;
+      live.textContent = on ? "live" : "reconnecting…";
+    }),
+  );
+  return h(
+    "header",
+    { class: "top" },
+    link("/jobs", h("strong", { class: "brand" }, "trainmesh")),
+    h("nav", {}, link("/jobs", "Jobs"), link("/jobs/new", "New job")),
+    h("span", { class: "spacer" }),
+    agentIndicator(),
+    live,
+    notificationBell(),
+    h("span", { class: "who" }, who?.name || who?.subject || ""),
+    h("button", { class: "link", onclick: () => signOut() }, "Sign out"),
+  );
+}
+
+let shellEl: HTMLElement | null = null;
+const main = h("main", { id: "main" });
+
+async function render() {
+  current?.dispose?.();
+  current = null;
+  const path = location.pathname;
+  if (path === "/signin" || !(await ensureSession())) {
+    shellEl?.remove();
+    shellEl = null;
+    clear(app, main);
+    if (path !== "/signin") history.replaceState(null, "", "/signin");
+    current = signInPage(main, new URLSearchParams(location.search).get("reason") ?? "");
+    return;
+  }
+  if (!shellEl) {
+    shellEl = shell();
+    clear(app, shellEl, main);
+  }
+  const jobMatch = path.match(/^\/jobs\/([0-9a-f-]{36})$/);
+  if (path === "/jobs/new") current = newJobPage(main);
+  else if (jobMatch) current = jobPage(main, jobMatch[1]);
+  else {
+    if (path !== "/jobs") history.replaceState(null, "", "/jobs");
+    current = jobsPage(main);
+  }
+}
+
+void render();

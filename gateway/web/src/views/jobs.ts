@@ -1,0 +1,170 @@
+// The jobs list: newest first, keyset pages, filters by state, live status
+// from the jobs feed (no polling); queued jobs say where they stand and why.
+import { api, isTerminal, type Job, type JobState } from "../api";
+import { onJob } from "../feed";
+import type { Page } from "../main";
+import { h, clear, link, progressBar, stateBadge, timeAgo } from "../ui";
+
+const STATES: JobState[] = ["PENDING", "QUEUED", "INITIALIZING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
+const PAGE = 20;
+
+interface QueuePosition {
+  position?: number;
+  jobsAhead?: number;
+  reason?: string;
+  agentsOnline?: number;
+}
+
+export function jobsPage(root: HTMLElement): Page {
+  const params = new URLSearchParams(location.search);
+  const selected = new Set(params.getAll("state") as JobState[]);
+  const tokens: string[] = [""];  // page tokens of the pages seen, for "Newer"
+  let rows = new Map<string, HTMLTableRowElement>();
+  let jobs: Job[] = [];
+  let disposed = false;
+
+  const body = h("tbody");
+  const status = h("p", { class: "muted", role: "status" });
+  const older = h("button", { disabled: true }, "Older →");
+  const newer = h("button", { disabled: true }, "← Newer");
+
+  const queueNote = (job: Job, cell: HTMLElement) => {
+    if (job.state !== "QUEUED") return;
+    api<QueuePosition>("GET", `/v1/jobs/${job.id}/queuePosition`)
+      .then((q) => {
+        const where = q.position ? `#${q.position} in queue` : "queued";
+        const why = q.reason ? ` — ${q.reason}` : "";
+        cell.append(h("div", { class: "muted queue", "data-testid": "queue" }, where + why));
+      })
+      .catch(() => {});
+  };
+
+  const row = (job: Job): HTMLTableRowElement => {
+    const progressCell = h("td", {}, progressBar(job.progress, job.state));
+    queueNote(job, progressCell);
+    return h(
+      "tr",
+      { "data-job": job.id, "data-state": job.state },
+      h("td", {}, stateBadge(job.state)),
+      h("td", {}, link(`/jobs/${job.id}`, h("code", {}, job.id.slice(0, 8)))),
+      h("td", {}, job.model),
+      h("td", { class: "dataset" }, job.datasetUrl),
+      progressCell,
+      h("td", { title: job.createTime ?? "" }, timeAgo(job.createTime)),
+    );
+  };
+
+  const draw = () => {
+    rows = new Map();
+    clear(
+      body,
+      jobs.map((job) => {
+        const r = row(job);
+        rows.set(job.id, r);
+        return r;
+      }),
+    );
+    status.textContent = jobs.length === 0 ? "No jobs here yet." : "";
+  };
+
+  const load = async (index: number) => {
+    const q = new URLSearchParams({ pageSize: String(PAGE) });
+    if (tokens[index]) q.set("pageToken", tokens[index]);
+    for (const s of selected) q.append("states", s);
+    status.textContent = "Loading…";
+    try {
+      const r = await api<{ jobs?: Job[]; nextPageToken?: string }>("GET", `/v1/jobs?${q}`);
+      if (disposed) return;
+      jobs = r.jobs ?? [];
+      tokens.length = index + 1;
+      if (r.nextPageToken) tokens.push(r.nextPageToken);
+      page = index;
+      older.disabled = !r.nextPageToken;
+      newer.disabled = index === 0;
+      draw();
+    } catch (e) {
+      status.textContent = `Could not load jobs: ${(e as Error).message}`;
+    }
+  };
+  let page = 0;
+  older.addEventListener("click", () => void load(page + 1));
+  newer.addEventListener("click", () => void load(page - 1));
+
+  // Live: a changed job is redrawn in place; a new one appears on the first page.
+  const stop = onJob((job) => {
+    const matches = selected.size === 0 || selected.has(job.state);
+    const index = jobs.findIndex((j) => j.id === job.id);
+    if (index >= 0) {
+      if (Number(job.lastEventSeq ?? 0) < Number(jobs[index].lastEventSeq ?? 0)) return;
+      jobs[index] = job;
+      const replacement = row(job);
+      rows.get(job.id)?.replaceWith(replacement);
+      rows.set(job.id, replacement);
+    } else if (page === 0 && matches && !isTerminal(job.state)) {
+      jobs.unshift(job);
+      if (jobs.length > PAGE) jobs.pop();
+      draw();
+    }
+  });
+
+  const filters = h(
+    "fieldset",
+    { class: "filters" },
+    h("legend", {}, "State"),
+    STATES.map((s) =>
+      h(
+        "label",
+        { class: "chip" },
+        h("input", {
+          type: "checkbox",
+          value: s,
+          checked: selected.has(s),
+          onchange: (e: Event) => {
+            const box = e.target as HTMLInputElement;
+            if (box.checked) selected.add(s);
+            else selected.delete(s);
+            const q = new URLSearchParams();
+            for (const x of selected) q.append("state", x);
+            history.replaceState(null, "", `/jobs${selected.size ? `?${q}` : ""}`);
+            tokens.length = 1;
+            void load(0);
+          },
+        }),
+        s.charAt(0) + s.slice(1).toLowerCase(),
+      ),
+    ),
+  );
+
+  clear(
+    root,
+    h(
+      "section",
+      { class: "jobs" },
+      h("div", { class: "title-row" }, h("h1", {}, "Jobs"), link("/jobs/new", h("span", { class: "button primary" }, "New job"))),
+      filters,
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { "aria-label": "Jobs" },
+          h(
+            "thead",
+            {},
+            h("tr", {}, ["State", "Job", "Model", "Dataset", "Progress", "Created"].map((t) => h("th", { scope: "col" }, t))),
+          ),
+          body,
+        ),
+      ),
+      status,
+      h("div", { class: "pager" }, newer, older),
+    ),
+  );
+  void load(0);
+  return {
+    dispose() {
+      disposed = true;
+      stop();
+    },
+  };
+}
