@@ -89,10 +89,16 @@ function agentIndicator(): HTMLElement {
 function notificationBell(): HTMLElement {
   const count = h("span", { class: "count", "data-testid": "unread" });
   const list = h("div", { class: "menu", hidden: true, role: "menu" });
+  const icon = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  icon.setAttribute("viewBox", "0 0 24 24");
+  icon.setAttribute("aria-hidden", "true");
+  icon.classList.add("icon");
+  icon.innerHTML =
+    '<path d="M12 2a6 6 0 0 0-6 6v3.6L4.3 15A1 1 0 0 0 5.2 16.5h13.6a1 1 0 0 0 .9-1.5L18 11.6V8a6 6 0 0 0-6-6zm0 20a3 3 0 0 0 2.8-2H9.2A3 3 0 0 0 12 22z" fill="currentColor"/>';
   const button = h(
     "button",
     { class: "bell", "aria-label": "Notifications", "aria-haspopup": "true", "aria-expanded": "false" },
-    "🔔",
+    icon,
     count,
   );
   const draw = () => {
@@ -154,11 +160,16 @@ function shell(): HTMLElement {
 let shellEl: HTMLElement | null = null;
 const main = h("main", { id: "main" });
 
+let generation = 0;
+
 async function render() {
+  const mine = ++generation;
   current?.dispose?.();
   current = null;
   const path = location.pathname;
-  if (path === "/signin" || !(await ensureSession())) {
+  const signedIn = path !== "/signin" && (await ensureSession());
+  if (mine !== generation) return;  // a newer navigation took over meanwhile
+  if (!signedIn) {
     shellEl?.remove();
     shellEl = null;
     clear(app, main);

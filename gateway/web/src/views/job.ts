@@ -257,7 +257,7 @@ export function jobPage(root: HTMLElement, id: string): Page {
           h("dt", {}, "Agent"),
           h("dd", {}, job.agentId ? h("code", {}, job.agentId) : "-"),
           h("dt", {}, "Retry of"),
-          h("dd", {}, job.retryOf ? link(`/jobs/${job.retryOf}`, h("code", { "data-testid": "retry-of" }, job.retryOf)) : "-"),
+          h("dd", {}, job.retryOf ? link(`/jobs/${job.retryOf}?tab=info`, h("code", { "data-testid": "retry-of" }, job.retryOf)) : "-"),
           h("dt", {}, "Retries"),
           retries,
         ),
@@ -266,7 +266,7 @@ export function jobPage(root: HTMLElement, id: string): Page {
         .then((r) =>
           clear(
             retries,
-            (r.jobs ?? []).length === 0 ? "-" : (r.jobs ?? []).map((j) => h("div", {}, link(`/jobs/${j.id}`, h("code", {}, j.id)), " ", stateBadge(j.state))),
+            (r.jobs ?? []).length === 0 ? "-" : (r.jobs ?? []).map((j) => h("div", {}, link(`/jobs/${j.id}?tab=info`, h("code", {}, j.id)), " ", stateBadge(j.state))),
           ),
         )
         .catch(() => (retries.textContent = "-"));

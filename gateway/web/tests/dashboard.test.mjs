@@ -1,0 +1,249 @@
+// The dashboard in a real browser (Debian's chromium, headless, driven by
+// playwright-core) against the whole mesh started by tests/e2e/dashboard_test.sh.
+// Every wait is on a condition in the page, never on time.
+//
+// Environment: TRAINMESH_GATEWAY (base URL), DEV_USER/DEV_PASSWORD,
+// OTHER_USER/OTHER_PASSWORD (a second user), SCREENSHOTS (directory),
+// CHROMIUM (the browser binary).
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const base = process.env.TRAINMESH_GATEWAY;
+const shots = process.env.SCREENSHOTS ?? "screenshots";
+mkdirSync(shots, { recursive: true });
+const LONG = 180_000;  // a training job under a sanitizer build can take a while
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(30_000);
+const consoleErrors = [];
+page.on("console", (m) => {
+  // Answers the tests ask for on purpose (a 400 for bad input, a 404) are
+  // logged by the browser as failed resources; anything else is a bug.
+  if (m.type() === "error" && !/status of (400|401|404)/.test(m.text())) consoleErrors.push(m.text());
+});
+page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+
+let failures = 0;
+async function step(name, fn) {
+  const started = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - started} ms)`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e.stack ?? e}`);
+    await page.screenshot({ path: `${shots}/failed-${name.replace(/\W+/g, "-")}.png`, fullPage: true }).catch(() => {});
+  }
+}
+function expect(condition, message) {
+  if (!condition) throw new Error(message);
+}
+const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+const badge = () => page.locator(".job-head .badge");
+const jobIdFromUrl = () => page.url().match(/\/jobs\/([0-9a-f-]{36})/)?.[1];
+
+async function signIn(user, password) {
+  await page.goto(`${base}/signin`);
+  await page.fill("#name", user);
+  await page.fill("#password", password);
+  await page.click("form[aria-label='Sign in'] button[type=submit]");
+  await page.waitForURL("**/jobs");
+}
+
+async function newJob(fill) {
+  await page.goto(`${base}/jobs/new`);
+  await page.waitForSelector("#model option[value='mlp-policy']", { state: "attached" });
+  await page.selectOption("#model", "mlp-policy");
+  await page.waitForSelector("#hp-steps");
+  await fill();
+  await page.click("form[aria-label='New job'] button[type=submit]");
+}
+
+let completedId, failedId, cancelledId;
+
+await step("sign-in refuses a wrong password, then signs in", async () => {
+  await page.goto(`${base}/`);
+  await page.waitForURL("**/signin");
+  await shot("signin");
+  await page.fill("#name", process.env.DEV_USER);
+  await page.fill("#password", "not-the-password");
+  await page.click("form[aria-label='Sign in'] button[type=submit]");
+  await page.waitForFunction(() => document.querySelector("[data-testid=signin-error]")?.textContent?.length > 0);
+  expect(page.url().endsWith("/signin"), "left the sign-in page with a wrong password");
+  await signIn(process.env.DEV_USER, process.env.DEV_PASSWORD);
+  await page.waitForSelector("[data-testid=agents].online");
+});
+
+await step("a job created through the form trains to COMPLETED with its chart drawn", async () => {
+  await newJob(async () => {
+    await page.fill("#dataset", "synthetic://reach");
+    await page.fill("#hp-steps", "400");
+  });
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/);
+  completedId = jobIdFromUrl();
+  await page.waitForSelector(".job-head .badge[data-state=RUNNING], .job-head .badge[data-state=COMPLETED]", { timeout: LONG });
+  await page.locator(".job-head .badge[data-state=COMPLETED]").waitFor({ timeout: LONG });
+  // The chart is drawn from the job's real points.
+  await page.waitForFunction(() => Number(document.querySelector("[data-testid=chart]")?.dataset.points ?? 0) >= 10);
+  expect(await page.locator("[data-testid=chart] canvas").count() > 0, "no chart canvas");
+  const loss = await page.locator("[data-testid=card-train-loss] strong").textContent();
+  expect(loss !== "-" && Number.isFinite(Number(loss)), `train loss card shows ${loss}`);
+  expect((await page.locator("a:has-text('Download model')").count()) === 1, "no model download");
+  await shot("job-completed");
+  await page.click("button[data-tab=configuration]");
+  await page.waitForSelector("[data-testid=hyperparameters]");
+  expect((await page.textContent("[data-testid=hyperparameters]")).includes('"steps": 400'), "configuration tab");
+  await shot("job-configuration");
+  await page.click("button[data-tab=logs]");
+  await page.waitForFunction(() => document.querySelector("[data-testid=logs]")?.textContent?.length > 0);
+  await shot("job-logs");
+});
+
+await step("validation errors show at their fields (client and server)", async () => {
+  await newJob(async () => {
+    await page.fill("#dataset", "synthetic://reach");
+    await page.fill("#hp-steps", "0");
+  });
+  const steps = page.locator(".field-error[data-field='job.hyperparameters.steps']");
+  await page.waitForFunction((el) => el.textContent.length > 0, await steps.elementHandle());
+  expect((await steps.textContent()).includes(">= 1"), `steps error: ${await steps.textContent()}`);
+  // One the server finds: a dataset scheme it does not take.
+  await page.fill("#hp-steps", "50");
+  await page.fill("#dataset", "ftp://nowhere/data.csv");
+  await page.click("form[aria-label='New job'] button[type=submit]");
+  const dataset = page.locator(".field-error[data-field='job.dataset_url']");
+  await page.waitForFunction((el) => el.textContent.length > 0, await dataset.elementHandle());
+  expect(page.url().endsWith("/jobs/new"), "a rejected job left the form");
+  expect((await page.getAttribute("#dataset", "aria-invalid")) === "true", "dataset not marked invalid");
+  await shot("new-job-errors");
+});
+
+await step("cancel a running job through the confirmation dialog", async () => {
+  await newJob(async () => {
+    await page.fill("#dataset", "synthetic://reach");
+    await page.fill("#hp-steps", "500000");
+  });
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/);
+  cancelledId = jobIdFromUrl();
+  await page.locator(".job-head .badge[data-state=RUNNING]").waitFor({ timeout: LONG });
+  await page.click("[data-testid=cancel]");
+  await page.waitForSelector("dialog[open]");
+  await shot("cancel-dialog");
+  await page.click("[data-testid=confirm-cancel]");
+  await page.locator(".job-head .badge[data-state=CANCELLED]").waitFor({ timeout: LONG });
+  await shot("job-cancelled");
+});
+
+await step("a failed job shows its error log; retry it and follow the lineage link", async () => {
+  await newJob(async () => {
+    await page.fill("#dataset", "file:///no/such/file.csv");
+    await page.fill("#hp-steps", "50");
+  });
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/);
+  failedId = jobIdFromUrl();
+  await page.locator(".job-head .badge[data-state=FAILED]").waitFor({ timeout: LONG });
+  await page.waitForSelector("[data-testid=error-log]");
+  expect((await page.textContent("[data-testid=error-log]")).includes("does not exist"), "error log text");
+  await shot("job-failed");
+  await page.click("[data-testid=retry]");
+  await page.waitForSelector("dialog[open]");
+  await page.click("[data-testid=confirm-retry]");
+  await page.waitForURL((url) => /\/jobs\/[0-9a-f-]{36}$/.test(url.pathname) && !url.pathname.endsWith(failedId));
+  await page.click("button[data-tab=info]");
+  const retryOf = page.locator("[data-testid=retry-of]");
+  await retryOf.waitFor();
+  expect((await retryOf.textContent()) === failedId, "retry_of link");
+  await shot("job-retry-info");
+  await retryOf.click();
+  await page.waitForURL(`**/jobs/${failedId}?tab=info`).catch(() => page.waitForURL(`**/jobs/${failedId}`));
+  await page.waitForSelector("[data-testid=retries] a");
+});
+
+await step("the jobs list updates live and filters by state", async () => {
+  await page.goto(`${base}/jobs`);
+  await page.waitForSelector(`tr[data-job='${completedId}'] .badge[data-state=COMPLETED]`);
+  // A job submitted elsewhere appears and moves on without a reload.
+  const token = await page.evaluate(() => sessionStorage.getItem("trainmesh.token"));
+  const created = await fetch(`${base}/v1/jobs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ model: "mlp-policy", datasetUrl: "synthetic://reach", hyperparameters: { steps: 100 } }),
+  }).then((r) => r.json());
+  await page.waitForSelector(`tr[data-job='${created.id}']`, { timeout: LONG });
+  await page.waitForSelector(`tr[data-job='${created.id}'] .badge[data-state=COMPLETED]`, { timeout: LONG });
+  await shot("jobs-list");
+  await page.check("input[value=FAILED]");
+  await page.waitForFunction(
+    () => document.querySelectorAll("tbody tr").length > 0 && [...document.querySelectorAll("tbody tr")].every((r) => r.dataset.state === "FAILED"),
+  );
+  await page.uncheck("input[value=FAILED]");
+});
+
+await step("notifications arrive live and can be marked read", async () => {
+  await page.waitForFunction(() => Number(document.querySelector("[data-testid=unread]")?.textContent || 0) > 0);
+  await page.click("button.bell");
+  await page.waitForSelector(".menu .note.unread");
+  await shot("notifications");
+  await page.click(".menu-head button");
+  await page.waitForFunction(() => document.querySelector("[data-testid=unread]")?.textContent === "");
+  expect((await page.locator(".menu .note.unread").count()) === 0, "still unread");
+});
+
+await step("phone width: no sideways scrolling", async () => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${base}/jobs`);
+  await page.waitForSelector("tbody tr");
+  expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), "page wider than the phone");
+  await shot("jobs-phone");
+  await page.goto(`${base}/jobs/${completedId}`);
+  await page.waitForSelector(".job-head .badge[data-state=COMPLETED]");
+  expect(await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1), "job page wider than the phone");
+  await shot("job-phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+await step("keyboard: Tab walks the form in order and Enter submits it", async () => {
+  await page.goto(`${base}/jobs/new`);
+  await page.waitForSelector("#hp-steps");
+  await page.focus("#model");
+  await page.keyboard.press("Tab");
+  expect(await page.evaluate(() => document.activeElement?.id === "dataset"), "Tab from the recipe goes to the dataset");
+  await page.keyboard.press("Tab");
+  expect(await page.evaluate(() => document.activeElement?.id === "priority"), "then to the priority");
+  await page.fill("#dataset", "synthetic://reach");
+  await page.fill("#hp-steps", "20");
+  await page.focus("#hp-steps");
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/\/jobs\/[0-9a-f-]{36}$/);
+});
+
+await step("a second user sees none of the first user's jobs", async () => {
+  await page.click("header button.link:has-text('Sign out')");
+  await page.waitForURL("**/signin");
+  await signIn(process.env.OTHER_USER, process.env.OTHER_PASSWORD);
+  await page.waitForFunction(() => document.querySelector("main [role=status]")?.textContent === "No jobs here yet.");
+  expect((await page.locator("tbody tr").count()) === 0, "other user's jobs listed");
+  await page.goto(`${base}/jobs/${completedId}`);
+  await page.waitForSelector("text=No such job.");
+  await shot("second-user");
+});
+
+await step("an expired or revoked session goes back to sign-in with the reason", async () => {
+  await page.evaluate(() => sessionStorage.setItem("trainmesh.token", "not-a-token"));
+  await page.goto(`${base}/jobs`);
+  await page.waitForURL("**/signin**");
+  await page.waitForFunction(() => /Signed out: ./.test(document.querySelector("[data-testid=signin-error]")?.textContent ?? ""));
+});
+
+await step("no console errors", async () => {
+  expect(consoleErrors.length === 0, consoleErrors.join("\n"));
+});
+
+await browser.close();
+console.log(failures === 0 ? "dashboard: all steps passed" : `dashboard: ${failures} step(s) failed`);
+process.exit(failures === 0 ? 0 : 1);
