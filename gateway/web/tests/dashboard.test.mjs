@@ -230,6 +230,20 @@ await step("a second user sees none of the first user's jobs", async () => {
   expect((await page.locator("tbody tr").count()) === 0, "other user's jobs listed");
   await page.goto(`${base}/jobs/${completedId}`);
   await page.waitForSelector("text=No such job.");
+  // No agent of theirs is online: the header says so, and a job of theirs
+  // waits in the queue with its position and the reason.
+  await page.goto(`${base}/jobs`);
+  await page.waitForSelector("[data-testid=agents].offline");
+  expect((await page.textContent("[data-testid=agents]")).includes("waiting for agent"), "agent indicator");
+  const token = await page.evaluate(() => sessionStorage.getItem("trainmesh.token"));
+  const created = await fetch(`${base}/v1/jobs`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ model: "mlp-policy", datasetUrl: "synthetic://reach" }),
+  }).then((r) => r.json());
+  await page.waitForSelector(`tr[data-job='${created.id}'][data-state=QUEUED] [data-testid=queue]`);
+  const note = await page.textContent(`tr[data-job='${created.id}'] [data-testid=queue]`);
+  expect(/#1 in queue — ./.test(note), `queue note: ${note}`);
   await shot("second-user");
 });
 

@@ -161,7 +161,14 @@ export function jobPage(root: HTMLElement, id: string): Page {
       changed = changed || shown.includes(p.name);
     }
     if (changed) scheduleDraw();
+    // A long run: live points pile up; the server downsamples them again.
+    const held = shown.reduce((n, name) => n + (series.get(name)?.size ?? 0), 0);
+    if (held > 4 * CHART_POINTS * shown.length && !reloading) {
+      reloading = true;
+      void loadHistory().finally(() => (reloading = false));
+    }
   };
+  let reloading = false;
   let drawPending = false;
   const scheduleDraw = () => {
     if (drawPending) return;
