@@ -104,6 +104,13 @@ class StreamClient {
     }
     return true;
   }
+  // Reads until the head has arrived (false when the connection ended first).
+  bool ReadHead() {
+    while (head_.empty()) {
+      if (!ReadMore()) return false;
+    }
+    return true;
+  }
   // Reads to the end of the stream: true when it ended with the final chunk.
   bool ReadToEnd() {
     while (!ended_) {
@@ -480,6 +487,30 @@ TEST_F(GatewayTest, IdleStreamsGetHeartbeatsAndEndWhenTheClientLeaves) {
   EXPECT_EQ(gateway_->open_streams(), 0);
   const Reply metrics = client.Send("GET", "/metrics");
   EXPECT_THAT(metrics.body, HasSubstr("trainmesh_gateway_open_streams 0"));
+}
+
+TEST_F(GatewayTest, AQuietStreamIsSeenOpenWithoutWaitingForAHeartbeat) {
+  GatewayOptions options;
+  options.backends = {{"trainmesh.v1.JobService", mesh_.jobs_endpoint()}};
+  options.heartbeat = absl::Hours(1);
+  auto gateway = Gateway::Create(options);
+  ASSERT_TRUE(gateway.ok());
+  HttpServer server(HttpServer::Options{}, [&](const HttpRequest& r, std::function<void(HttpResponse)> done) {
+    (*gateway)->Handle(r, std::move(done));
+  });
+  ASSERT_TRUE(server.Start().ok());
+  // The caller's jobs feed says nothing until a job changes; its head comes
+  // anyway (the read times out after 20 s, long before the heartbeat).
+  StreamClient feed(server.port(), "/v1/jobs:watch", ada_.token, "text/event-stream");
+  ASSERT_TRUE(feed.ReadHead());
+  EXPECT_THAT(feed.head(), HasSubstr("HTTP/1.1 200"));
+  EXPECT_THAT(feed.head(), HasSubstr("Content-Type: text/event-stream"));
+  // And a job that changes comes through it.
+  Client client(server.port());
+  const std::string id = CreateJob(client, ada_.token);
+  ASSERT_EQ(client.Send("POST", "/v1/jobs/" + id + ":cancel", "{}", ada_.token).status, 200);
+  ASSERT_TRUE(feed.ReadUntil(R"("state":"CANCELLED")")) << feed.body();
+  EXPECT_THAT(feed.body(), HasSubstr(id));
 }
 
 TEST_F(GatewayTest, DrainEndsStreamsFinishesRequestsAndRefusesNewConnections) {

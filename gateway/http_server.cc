@@ -6,6 +6,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
@@ -143,7 +144,10 @@ class Session : public std::enable_shared_from_this<Session> {
     head_ = std::move(response);
     head_.stream = nullptr;
     heartbeat_.emplace(stream_.get_executor());
-    ArmHeartbeat();
+    // The head goes out with the first part, or after a short wait: an error
+    // that comes at once is still an ordinary answer with its status code,
+    // and a quiet stream is seen to be open.
+    ArmHeartbeat(std::min(body_stream_->HeartbeatInterval(), absl::Milliseconds(500)));
     RequestPart();
     if (draining_) body_stream_->Cancel();
   }
@@ -207,8 +211,8 @@ class Session : public std::enable_shared_from_this<Session> {
     });
   }
 
-  void ArmHeartbeat() {
-    heartbeat_->expires_after(absl::ToChronoNanoseconds(body_stream_->HeartbeatInterval()));
+  void ArmHeartbeat(absl::Duration after) {
+    heartbeat_->expires_after(absl::ToChronoNanoseconds(after));
     heartbeat_->async_wait([self = shared_from_this()](beast::error_code ec) {
       if (ec || self->aborted_ || self->stream_over_ || self->body_stream_ == nullptr) return;
       if (!self->header_sent_) {
@@ -218,7 +222,7 @@ class Session : public std::enable_shared_from_this<Session> {
         if (!beat.empty()) self->Enqueue(Chunk(beat));
       }
       self->data_since_tick_ = false;
-      self->ArmHeartbeat();
+      self->ArmHeartbeat(self->body_stream_->HeartbeatInterval());
     });
   }
 
