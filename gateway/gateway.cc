@@ -77,6 +77,9 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   }
   ~StreamCall() override { --*open_; }
 
+  // gRPC may run a reaction inline inside a Start* call, so no Start* is
+  // made while mu_ is held; a hold keeps OnDone away while reads may still
+  // be started.
   void Start(grpc::GenericStub* stub, const HttpRequest& http, const Message& request,
              std::shared_ptr<StreamCall> self) {
     self_ = std::move(self);  // until OnDone
@@ -84,6 +87,8 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     if (!http.request_id.empty()) context_.AddMetadata("x-request-id", http.request_id);
     request_ = Buffer(request);
     stub->PrepareBidiStreamingCall(&context_, route_.grpc_path, grpc::StubOptions(), this);
+    AddHold();
+    reading_ = true;  // nothing else runs yet
     StartWriteLast(&request_, grpc::WriteOptions());
     StartRead(&read_);
     StartCall();
@@ -94,8 +99,10 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     if (ready_.has_value()) {
       StreamPart part = std::move(*ready_);
       ready_.reset();
-      if (!done_) StartRead(&read_);
+      const bool read = !cancelled_ && hold_ && !reading_;
+      reading_ = reading_ || read;
       lock.unlock();
+      if (read) StartRead(&read_);
       ready(std::move(part));
       return;
     }
@@ -105,35 +112,59 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       ready(std::move(part));
       return;
     }
-    waiting_ = std::move(ready);
+    waiting_ = std::move(ready);  // a read is outstanding, or OnDone will answer
   }
 
   void Cancel() override {
+    bool release = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       cancelled_ = true;
+      release = hold_ && !reading_;  // an outstanding read releases it when it fails
+      if (release) hold_ = false;
     }
     context_.TryCancel();
+    if (release) RemoveHold();
   }
 
   std::string Heartbeat() const override { return format_ == Format::kSse ? ": heartbeat\n\n" : ""; }
   absl::Duration HeartbeatInterval() const override { return heartbeat_; }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // the stream ended; OnDone follows
+    if (!ok) {  // the stream ended: no more reads, OnDone follows
+      bool release = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        reading_ = false;
+        release = hold_;
+        hold_ = false;
+      }
+      if (release) RemoveHold();
+      return;
+    }
     StreamPart part = Encode(Bytes(read_));
     std::function<void(StreamPart)> deliver;
+    bool read = false, release = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
+      reading_ = false;
       sent_any_ = true;
       if (waiting_) {
         deliver = std::move(waiting_);
         waiting_ = nullptr;
-        StartRead(&read_);
       } else {
         ready_ = std::move(part);
       }
+      if (!cancelled_ && deliver) {
+        read = true;  // the next message, read ahead while this one is written
+        reading_ = true;
+      } else if (cancelled_ && hold_) {
+        release = true;  // no read follows a cancel
+        hold_ = false;
+      }
     }
+    if (read) StartRead(&read_);
+    if (release) RemoveHold();
     if (deliver) deliver(std::move(part));
   }
 
@@ -145,10 +176,15 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
       std::lock_guard<std::mutex> lock(mu_);
       done_ = true;
       status_ = status;
-      if (waiting_ && !ready_.has_value()) {
+      if (waiting_) {  // whoever waits gets what is left, else the end
         deliver = std::move(waiting_);
         waiting_ = nullptr;
-        part = FinalPart();
+        if (ready_.has_value()) {
+          part = std::move(*ready_);
+          ready_.reset();
+        } else {
+          part = FinalPart();
+        }
       }
     }
     if (deliver) deliver(std::move(part));
@@ -206,6 +242,8 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   std::function<void(StreamPart)> waiting_;
   std::optional<StreamPart> ready_;
   bool done_ = false, cancelled_ = false, sent_any_ = false;
+  bool reading_ = false;  // a StartRead is outstanding
+  bool hold_ = true;      // the hold taken in Start is still held
   grpc::Status status_;
 };
 

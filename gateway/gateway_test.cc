@@ -50,6 +50,9 @@ class Client {
  public:
   explicit Client(int port) : socket_(ioc_) {
     socket_.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+    // An answer that never comes fails the test instead of hanging it.
+    timeval timeout{30, 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   }
   Reply Send(const std::string& method, const std::string& target, const std::string& body = "",
              const std::string& credential = "", const std::string& origin = "") {

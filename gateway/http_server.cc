@@ -1,5 +1,6 @@
 #include "gateway/http_server.h"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -314,6 +315,9 @@ struct HttpServer::Impl {
 
   ServerState state;
   net::io_context ioc;
+  // Keeps the threads running while nothing is pending: a backend answer
+  // (a stream's last part) may still be posted after every socket closed.
+  std::optional<net::executor_work_guard<net::io_context::executor_type>> work;
   tcp::acceptor acceptor;
   std::vector<std::thread> threads;
   std::atomic<int> port{0};
@@ -342,6 +346,7 @@ absl::Status HttpServer::Start() {
   if (!ec) acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", ec.message()));
   impl_->port = acceptor.local_endpoint().port();
+  impl_->work.emplace(impl_->ioc.get_executor());
   impl_->Accept();
   for (int i = 0; i < std::max(1, impl_->state.options.threads); ++i) {
     impl_->threads.emplace_back([this] { impl_->ioc.run(); });
@@ -395,6 +400,7 @@ void HttpServer::Shutdown() {
     std::unique_lock<std::mutex> lock(impl_->state.mu);
     impl_->state.idle.wait(lock, [this] { return impl_->state.sessions.empty(); });
   }
+  impl_->work.reset();
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();

@@ -27,6 +27,7 @@
 #include "services/auth/auth_service.h"
 #include "services/auth/auth_store.h"
 
+ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string.");
 ABSL_FLAG(int, db_pool_size, 8, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 8, "Threads that run RPC work.");
@@ -144,6 +145,10 @@ int main(int argc, char** argv) {
   const absl::Status migrated = pg::MigrateWhenReachable(dsn, "auth", auth::Migrations(),
                                                           absl::GetFlag(FLAGS_startup_timeout));
   if (!migrated.ok()) server::Fail("migrations failed", migrated);
+  if (absl::GetFlag(FLAGS_migrate_only)) {
+    TM_LOG(Info, "migrated; exiting (--migrate_only)");
+    return 0;
+  }
 
   pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});
   auth::AuthStore store(&pool);

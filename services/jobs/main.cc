@@ -23,6 +23,7 @@
 #include "libs/artifacts/artifact_store.h"
 #include "services/jobs/watch.h"
 
+ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string (libpq URI or key=value).");
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work (database round trips).");
@@ -51,9 +52,6 @@ int main(int argc, char** argv) {
   server::StartProcess(argc, argv, "jobs",
                        "trainmesh jobs service: job CRUD, cancel, retry, WatchJob.");
 
-  absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
-      identity::AuthenticatorFromFlags();
-  if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) {
     server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
@@ -62,6 +60,13 @@ int main(int argc, char** argv) {
   const absl::Status migrated = pg::MigrateWhenReachable(dsn, "jobs", jobs::Migrations(),
                                                           absl::GetFlag(FLAGS_startup_timeout));
   if (!migrated.ok()) server::Fail("migrations failed", migrated);
+  if (absl::GetFlag(FLAGS_migrate_only)) {
+    TM_LOG(Info, "migrated; exiting (--migrate_only)");
+    return 0;
+  }
+  absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
+      identity::AuthenticatorFromFlags();
+  if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
 
   pg::ConnectionPool pool({.dsn = dsn,
                            .size = absl::GetFlag(FLAGS_db_pool_size),

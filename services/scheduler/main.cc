@@ -20,6 +20,7 @@
 #include "services/scheduler/waiters.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 
+ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
 ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string.");
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and claims.");
@@ -49,6 +50,13 @@ int main(int argc, char** argv) {
                        "trainmesh scheduler: the queue, agents, claims, leases and heartbeats.");
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
   if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "scheduler", scheduler::Migrations(),
+                                                         absl::GetFlag(FLAGS_startup_timeout));
+  if (!migrated.ok()) server::Fail("migrations failed", migrated);
+  if (absl::GetFlag(FLAGS_migrate_only)) {
+    TM_LOG(Info, "migrated; exiting (--migrate_only)");
+    return 0;
+  }
   const std::string credential = identity::ServiceCredential();
   if (credential.empty()) {
     server::Fail("bad configuration",
@@ -57,9 +65,6 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
-  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "scheduler", scheduler::Migrations(),
-                                                         absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) server::Fail("migrations failed", migrated);
 
   std::shared_ptr<trainmesh::v1::AuthService::Stub> auth = trainmesh::v1::AuthService::NewStub(
       grpc::CreateChannel(identity::ServiceIdentityOptionsFromFlags().auth_endpoint,

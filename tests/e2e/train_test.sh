@@ -3,7 +3,8 @@
 # recipe to COMPLETED with metrics and a model (loaded from Python as the README
 # shows), cancel while running, kill -9 of the trainer (requeued, resumed from a
 # checkpoint), a stopped "zombie" trainer whose reports are refused after the
-# requeue, a scheduler restart mid-job, two users' agents kept apart, and clear
+# requeue, a scheduler restart mid-job, SIGTERM of a trainer mid-job (it
+# checkpoints and releases; the other agent resumes), two users' agents kept apart, and clear
 # errors for a bad dataset and a failing script.
 # No pipefail: `cmd | grep -q` may end cmd early with SIGPIPE, which is fine here.
 set -eu
@@ -225,6 +226,33 @@ until_ok 30 in_log "$frozen_log" "no longer lets this attempt run; abandoning it
 wait_state "$zombie" COMPLETED
 [ "$(job "$zombie" | field "j['attempt']")" = 2 ] || fail "zombie attempt won: $(job "$zombie")"
 [ "$(field "j['attempt']" <"$run/artifacts/$zombie/model.json")" = 2 ] || fail "the model is the zombie's"
+
+# ---- SIGTERM mid-job (a scale-down or a rollout): the trainer checkpoints,
+# ---- releases its job, and the other agent resumes it -----------------------
+# No periodic checkpoints: a resume past step 200 comes from the SIGTERM one.
+handoff=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=3000 -p checkpoint_every=100000 \
+            -p hidden_sizes='[128,128]' -p batch_size=128)
+wait_state "$handoff" RUNNING
+until_ok 90 eval "[ \"\$(job $handoff | field \"int(j.get('progress', {}).get('step', 0))\")\" -ge 200 ]" \
+  || fail "no progress: $(job "$handoff")"
+holder=$(job "$handoff" | field "j['agentId']")
+if [ "$holder" = "$agent_a" ]; then name=trainer; other=$agent_b; else name=trainer-b; other=$agent_a; fi
+pid=$(cat "$run/pids/$name.pid")
+mapfile -d '' held_cmd <"/proc/$pid/cmdline"
+mapfile -d '' held_env <"/proc/$pid/environ"
+kill -TERM "$pid"
+until_ok 120 gone "$pid" || fail "$name did not stop on SIGTERM"
+in_log "$name" '"msg":"job released"' || fail "$name did not release its job: $(tail -n 5 "$run/logs/$name.log")"
+wait_state "$handoff" COMPLETED
+[ "$(job "$handoff" | field "j['attempt']")" = 2 ] || fail "not a second attempt: $(job "$handoff")"
+[ "$(job "$handoff" | field "j['agentId']")" = "$other" ] || fail "attempt 2 not on the other agent"
+resumed=$(tc logs "$handoff" | grep -o "resumed from checkpoint at step [0-9]*" | grep -o "[0-9]*$") || true
+[ -n "$resumed" ] && [ "$resumed" -ge 200 ] || fail "attempt 2 did not resume from the SIGTERM checkpoint: $(tc logs "$handoff" | tail -n 20)"
+if tc logs "$handoff" | grep -q "stopped renewing its lease"; then fail "the job lost its lease instead of being released"; fi
+# The stopped trainer comes back for what follows.
+env -i "${held_env[@]}" "${held_cmd[@]}" >>"$run/logs/$name.log" 2>&1 &
+echo $! >"$run/pids/$name.pid"
+[ "$name" = trainer ] || pid_b=$(cat "$run/pids/trainer-b.pid")
 
 # ---- two users' agents never get each other's jobs -------------------------
 tc users create mallory --password mallory-password-1 >/dev/null

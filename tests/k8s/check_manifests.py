@@ -1,0 +1,188 @@
+"""Offline checks of the Kubernetes manifests: every overlay renders with
+`kubectl kustomize`, and the rendered objects hold together.
+
+- every container has a pinned image (a tag, never `latest`), and resource
+  requests and limits for cpu and memory; every Deployment container has
+  readiness and liveness probes;
+- selectors match labels (Deployments, Services, PodDisruptionBudgets,
+  NetworkPolicies); scale targets exist;
+- Service target ports and probe ports are ports the container declares, and
+  those are the ports its --listen / --http_listen flag binds;
+- every --flag in args and every TRAINMESH_<FLAG> in the environment is a flag
+  some binary defines (ABSL_FLAG in the sources);
+- no Secret objects and no literal credentials are committed;
+- the Ingress keeps Server-Sent Events streaming; production runs GPU trainers
+  with a grace period long enough to checkpoint, and >= 2 schedulers and
+  gateways.
+
+  python3 check_manifests.py SOURCE_DIR       (exit 77: kubectl is missing)
+"""
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import yaml
+
+root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "..", "..")
+kubectl = shutil.which("kubectl")
+if not kubectl:
+    print("kubectl not found: skipped")
+    sys.exit(77)
+
+# Flags the binaries define.
+flags = set()
+for path in glob.glob(os.path.join(root, "**", "*.cc"), recursive=True):
+    if "/build/" in path or "node_modules" in path:
+        continue
+    with open(path, encoding="utf-8", errors="replace") as f:
+        flags.update(re.findall(r"ABSL_FLAG\(\s*[\w:<>, ]+?,\s*(\w+)\s*,", f.read()))
+assert {"listen", "database_url", "http_listen", "device"} <= flags, sorted(flags)
+
+problems = []
+
+
+def problem(overlay, obj, message):
+    problems.append(f"{overlay}: {obj.get('kind')}/{obj.get('metadata', {}).get('name')}: {message}")
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def match_expressions(selector, labels):
+    ok = matches(selector.get("matchLabels", {}), labels) if selector.get("matchLabels") else True
+    for e in selector.get("matchExpressions", []):
+        if e["operator"] == "In":
+            ok = ok and labels.get(e["key"]) in e["values"]
+    return ok
+
+
+for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*"))):
+    overlay = os.path.basename(overlay_dir)
+    rendered = subprocess.run([kubectl, "kustomize", overlay_dir], capture_output=True, text=True)
+    if rendered.returncode != 0:
+        problems.append(f"{overlay}: kustomize failed: {rendered.stderr.strip()}")
+        continue
+    objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    by_kind = {}
+    for o in objects:
+        by_kind.setdefault(o["kind"], []).append(o)
+    workloads = by_kind.get("Deployment", []) + by_kind.get("Job", [])
+    pods = {w["metadata"]["name"]: w["spec"]["template"] for w in workloads}
+
+    for w in workloads:
+        spec = w["spec"]["template"]["spec"]
+        labels = w["spec"]["template"]["metadata"].get("labels", {})
+        if w["kind"] == "Deployment" and not matches(w["spec"]["selector"]["matchLabels"], labels):
+            problem(overlay, w, "selector does not match the pod labels")
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            image = c.get("image", "")
+            name_tag = image.rsplit("/", 1)[-1]
+            if ":" not in name_tag or name_tag.endswith(":latest"):
+                problem(overlay, w, f"container {c['name']}: image {image!r} is not pinned")
+            res = c.get("resources", {})
+            for kind in ("requests", "limits"):
+                for r in ("cpu", "memory"):
+                    if r not in res.get(kind, {}):
+                        problem(overlay, w, f"container {c['name']}: no {kind}.{r}")
+            ports = {p["containerPort"] for p in c.get("ports", [])}
+            named = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
+            if w["kind"] == "Deployment":
+                for probe in ("readinessProbe", "livenessProbe"):
+                    if probe not in c:
+                        problem(overlay, w, f"container {c['name']}: no {probe}")
+                        continue
+                    p = c[probe]
+                    port = (p.get("grpc") or p.get("httpGet") or p.get("tcpSocket") or {}).get("port")
+                    port = named.get(port, port)
+                    if port not in ports:
+                        problem(overlay, w, f"container {c['name']}: {probe} port {port} is not a container port")
+            for arg in c.get("args", []):
+                m = re.match(r"--(\w+)(=(.*))?$", arg)
+                if not m:
+                    continue
+                if m.group(1) not in flags:
+                    problem(overlay, w, f"container {c['name']}: no binary defines --{m.group(1)}")
+                if m.group(1) in ("listen", "http_listen"):
+                    port = int(m.group(3).rsplit(":", 1)[1])
+                    if port not in ports:
+                        problem(overlay, w, f"container {c['name']}: --{m.group(1)} binds {port}, not a declared port")
+            for env in c.get("env", []):
+                if env["name"].startswith("TRAINMESH_") and env["name"][10:].lower() not in flags:
+                    problem(overlay, w, f"env {env['name']} is no flag")
+                if "value" in env and re.search(r"KEY|SECRET|PASSWORD|DATABASE_URL", env["name"]):
+                    problem(overlay, w, f"env {env['name']} carries a literal credential")
+
+    for cm in by_kind.get("ConfigMap", []):
+        for key in cm.get("data", {}):
+            if key.startswith("TRAINMESH_") and key[10:].lower() not in flags:
+                problem(overlay, cm, f"{key} is no flag")
+            if re.search(r"KEY|SECRET|PASSWORD|DATABASE_URL", key):
+                problem(overlay, cm, f"{key}: a credential in a ConfigMap")
+    for s in by_kind.get("Secret", []):
+        problem(overlay, s, "a Secret is committed")
+
+    for svc in by_kind.get("Service", []):
+        targets = [t for t in pods.values() if matches(svc["spec"]["selector"], t["metadata"].get("labels", {}))]
+        if not targets:
+            problem(overlay, svc, "selector matches no pods")
+            continue
+        for port in svc["spec"]["ports"]:
+            target = port.get("targetPort", port["port"])
+            declared = {p.get("name"): p["containerPort"] for c in targets[0]["spec"]["containers"] for p in c.get("ports", [])}
+            if target not in declared and target not in declared.values():
+                problem(overlay, svc, f"targetPort {target} is not a container port")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        if not any(matches(sel, t["metadata"].get("labels", {})) for t in pods.values()):
+            problem(overlay, pdb, "selector matches no pods")
+    for np in by_kind.get("NetworkPolicy", []):
+        sel = np["spec"]["podSelector"]
+        if sel and not any(match_expressions(sel, t["metadata"].get("labels", {})) for t in pods.values()) \
+                and "cnpg.io/cluster" not in sel.get("matchLabels", {}):
+            problem(overlay, np, "podSelector matches no pods")
+    names = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
+    for hpa in by_kind.get("HorizontalPodAutoscaler", []):
+        if hpa["spec"]["scaleTargetRef"]["name"] not in names:
+            problem(overlay, hpa, "scale target does not exist")
+    for so in by_kind.get("ScaledObject", []):
+        if so["spec"]["scaleTargetRef"]["name"] not in names:
+            problem(overlay, so, "scale target does not exist")
+        if so["spec"].get("minReplicaCount") != 0:
+            problem(overlay, so, "trainers do not scale to zero")
+    for ing in by_kind.get("Ingress", []):
+        a = ing["metadata"].get("annotations", {})
+        if a.get("nginx.ingress.kubernetes.io/proxy-buffering") != "off" or \
+                int(a.get("nginx.ingress.kubernetes.io/proxy-read-timeout", "0")) < 600:
+            problem(overlay, ing, "Server-Sent Events would be buffered or cut")
+
+    deployments = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    trainer = deployments.get("trainer")
+    if trainer is None or trainer["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30) < 300:
+        problem(overlay, trainer or {"kind": "Deployment"}, "trainer grace period too short to checkpoint")
+    if overlay == "production":
+        t = trainer["spec"]["template"]["spec"]
+        limits = t["containers"][0]["resources"]["limits"]
+        if "nvidia.com/gpu" not in limits or not t.get("tolerations") or not t.get("nodeSelector"):
+            problem(overlay, trainer, "no GPU request, toleration or node selection")
+        for name in ("scheduler", "gateway"):
+            if deployments[name]["spec"]["replicas"] < 2:
+                problem(overlay, deployments[name], "fewer than 2 replicas")
+        if not by_kind.get("Cluster"):
+            problems.append("production: no CloudNativePG Cluster")
+    print(f"{overlay}: {len(objects)} objects checked")
+
+# No secret material anywhere under k8s/.
+for path in glob.glob(os.path.join(root, "k8s", "**", "*.yaml"), recursive=True):
+    with open(path) as f:
+        text = f.read()
+    if re.search(r"^kind:\s*Secret\s*$", text, re.M) or re.search(r"tm_[A-Za-z0-9]{16,}|BEGIN [A-Z ]*PRIVATE KEY", text):
+        problems.append(f"{os.path.relpath(path, root)}: secret material committed")
+
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print("k8s manifests: OK")
