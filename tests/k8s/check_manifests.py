@@ -11,6 +11,8 @@
 - every --flag in args and every TRAINMESH_<FLAG> in the environment is a flag
   some binary defines (ABSL_FLAG in the sources);
 - no Secret objects and no literal credentials are committed;
+- the Grafana dashboard and the alert rules query only series the gateway
+  exports (trainmesh_* names in its source);
 - the Ingress keeps Server-Sent Events streaming; production runs GPU trainers
   with a grace period long enough to checkpoint, and >= 2 schedulers and
   gateways.
@@ -18,6 +20,7 @@
   python3 check_manifests.py SOURCE_DIR       (exit 77: kubectl is missing)
 """
 import glob
+import json
 import os
 import re
 import shutil
@@ -40,6 +43,15 @@ for path in glob.glob(os.path.join(root, "**", "*.cc"), recursive=True):
     with open(path, encoding="utf-8", errors="replace") as f:
         flags.update(re.findall(r"ABSL_FLAG\(\s*[\w:<>, ]+?,\s*(\w+)\s*,", f.read()))
 assert {"listen", "database_url", "http_listen", "device"} <= flags, sorted(flags)
+
+# Series the gateway exports (its /metrics text is written in gateway.cc).
+with open(os.path.join(root, "gateway", "gateway.cc"), encoding="utf-8") as f:
+    exported = set(re.findall(r"trainmesh_gateway_\w+", f.read()))
+assert "trainmesh_gateway_requests_total" in exported, exported
+
+
+def unknown_series(expr):
+    return sorted(set(re.findall(r"trainmesh_\w+", expr)) - exported)
 
 problems = []
 
@@ -124,6 +136,23 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
                 problem(overlay, cm, f"{key}: a credential in a ConfigMap")
     for s in by_kind.get("Secret", []):
         problem(overlay, s, "a Secret is committed")
+    # Dashboards and alerts query only series the mesh exports.
+    for cm in by_kind.get("ConfigMap", []):
+        if cm["metadata"].get("labels", {}).get("grafana_dashboard") != "1":
+            continue
+        for name, text in cm.get("data", {}).items():
+            dashboard = json.loads(text)
+            for panel in dashboard.get("panels", []):
+                for target in panel.get("targets", []):
+                    if unknown_series(target["expr"]):
+                        problem(overlay, cm, f"{name}: panel {panel['title']!r} queries {unknown_series(target['expr'])}")
+            if len(dashboard.get("panels", [])) < 4:
+                problem(overlay, cm, f"{name}: hardly a dashboard")
+    for rule_set in by_kind.get("PrometheusRule", []):
+        for group in rule_set["spec"]["groups"]:
+            for rule in group["rules"]:
+                if unknown_series(rule["expr"]):
+                    problem(overlay, rule_set, f"alert {rule['alert']} queries {unknown_series(rule['expr'])}")
 
     for svc in by_kind.get("Service", []):
         targets = [t for t in pods.values() if matches(svc["spec"]["selector"], t["metadata"].get("labels", {}))]
