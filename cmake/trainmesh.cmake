@@ -72,3 +72,17 @@ function(trainmesh_embed_migrations target dir ns)
     VERBATIM)
   target_sources(${target} PRIVATE ${out})
 endfunction()
+
+# trainmesh_cc_fuzz(NAME n SRCS ... DEPS ...): a libFuzzer target, only in the
+# clang build configured with -DTRAINMESH_FUZZ=ON (tools/test runs each briefly).
+function(trainmesh_cc_fuzz)
+  cmake_parse_arguments(F "" "NAME" "SRCS;DEPS" ${ARGN})
+  if(NOT TRAINMESH_FUZZ)
+    return()
+  endif()
+  add_executable(${F_NAME} ${F_SRCS})
+  target_include_directories(${F_NAME} PRIVATE ${PROJECT_SOURCE_DIR})
+  target_compile_options(${F_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(${F_NAME} PRIVATE ${F_DEPS})
+endfunction()
