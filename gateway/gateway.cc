@@ -302,62 +302,19 @@ bool Gateway::OriginAllowed(const std::string& origin) const {
   return false;
 }
 
-namespace {
-constexpr double kBuckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-
-std::string Label(absl::string_view value) {
-  std::string out;
-  for (char c : value) {
-    if (c == '\\' || c == '"') out += '\\';
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    out += c;
-  }
-  return out;
-}
-}  // namespace
-
 void Gateway::Record(const std::string& route, int status, absl::Duration took) {
-  const double seconds = absl::ToDoubleSeconds(took);
-  std::lock_guard<std::mutex> lock(metrics_mu_);
-  Series& s = metrics_[{route, status}];
-  if (s.buckets.empty()) s.buckets.assign(std::size(kBuckets), 0);
-  ++s.count;
-  s.seconds += seconds;
-  for (size_t i = 0; i < std::size(kBuckets); ++i) {
-    if (seconds <= kBuckets[i]) ++s.buckets[i];
-  }
+  const telemetry::LabelValues labels = {route, absl::StrCat(status)};
+  requests_->With(labels).Add();
+  request_seconds_->With(labels).Observe(absl::ToDoubleSeconds(took));
 }
 
 std::string Gateway::MetricsText() const {
-  std::string out = absl::StrCat(
-      "# HELP trainmesh_gateway_open_streams Server-streaming calls open now (SSE, NDJSON, downloads).\n"
-      "# TYPE trainmesh_gateway_open_streams gauge\n"
-      "trainmesh_gateway_open_streams ", open_streams_.load(), "\n");
-  out +=
-      "# HELP trainmesh_gateway_requests_total HTTP requests by route and status code.\n"
-      "# TYPE trainmesh_gateway_requests_total counter\n";
-  std::lock_guard<std::mutex> lock(metrics_mu_);
-  for (const auto& [key, s] : metrics_) {
-    absl::StrAppend(&out, "trainmesh_gateway_requests_total{route=\"", Label(key.first), "\",code=\"", key.second,
-                    "\"} ", s.count, "\n");
-  }
-  out +=
-      "# HELP trainmesh_gateway_request_seconds Time to answer, by route and status code.\n"
-      "# TYPE trainmesh_gateway_request_seconds histogram\n";
-  for (const auto& [key, s] : metrics_) {
-    const std::string labels = absl::StrCat("route=\"", Label(key.first), "\",code=\"", key.second, "\"");
-    for (size_t i = 0; i < std::size(kBuckets); ++i) {
-      absl::StrAppend(&out, "trainmesh_gateway_request_seconds_bucket{", labels, ",le=\"", kBuckets[i], "\"} ",
-                      s.buckets[i], "\n");
-    }
-    absl::StrAppend(&out, "trainmesh_gateway_request_seconds_bucket{", labels, ",le=\"+Inf\"} ", s.count, "\n");
-    absl::StrAppend(&out, "trainmesh_gateway_request_seconds_sum{", labels, "} ", s.seconds, "\n");
-    absl::StrAppend(&out, "trainmesh_gateway_request_seconds_count{", labels, "} ", s.count, "\n");
-  }
-  return out;
+  telemetry::Exposition streams;
+  streams.Family("trainmesh_gateway_open_streams", "Server-streaming calls open now (SSE, NDJSON, downloads).",
+                 "gauge");
+  streams.Sample("trainmesh_gateway_open_streams", {}, static_cast<double>(open_streams_.load()));
+  // The gateway's own series, then the process's (CPU, memory, files).
+  return absl::StrCat(streams.text(), registry_.Render(), telemetry::Registry::Default().Render());
 }
 
 void Gateway::Ready(std::function<void(HttpResponse)> done) {

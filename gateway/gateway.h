@@ -18,62 +18,16 @@
 #include "absl/time/time.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/http/http_server.h"
+#include "libs/telemetry/metrics.h"
 #include "libs/transcoding/transcoding.h"
 
 namespace trainmesh::gateway {
 
-struct HttpRequest {
-  std::string method;  // GET, POST, ...
-  std::string target;  // path?query
-  std::string body;
-  std::string authorization;
-  std::string request_id;
-  std::string origin;         // the Origin header (CORS)
-  std::string accept;         // the Accept header (stream formats)
-  std::string last_event_id;  // the Last-Event-ID header (SSE resume)
-};
-
-class BodyStream;
-
-struct HttpResponse {
-  int status = 200;
-  std::string content_type = "application/json";
-  std::string body;
-  std::vector<std::pair<std::string, std::string>> headers;  // extra ones
-  // Set for a server-streaming answer: the body is written in chunks as the
-  // stream yields them (and `body` is unused).
-  std::shared_ptr<BodyStream> stream;
-};
-
-// One part of a streamed body.
-struct StreamPart {
-  std::string data;
-  // Nothing follows. With `abort` the connection is cut without the final
-  // chunk, so a client sees the body is incomplete (raw byte downloads).
-  bool last = false;
-  bool abort = false;
-  // Set when the stream failed before it yielded anything: answered instead
-  // of the stream while no byte of it has been sent.
-  std::shared_ptr<HttpResponse> error;
-};
-
-// A body produced piece by piece, pulled by the HTTP session one part at a
-// time, so a slow reader slows its backend stream instead of filling memory.
-// Thread-safe.
-class BodyStream {
- public:
-  virtual ~BodyStream() = default;
-  // Calls `ready` once (on any thread) with the next part. The session calls
-  // Next again only after the part has been written.
-  virtual void Next(std::function<void(StreamPart)> ready) = 0;
-  // Stops the stream (the client left, or the server drains); a pending Next
-  // is still answered (with `last`). Idempotent.
-  virtual void Cancel() = 0;
-  // Written when nothing else has been for `heartbeat_interval`, so proxies
-  // keep an idle stream open; empty: none.
-  virtual std::string Heartbeat() const { return ""; }
-  virtual absl::Duration HeartbeatInterval() const { return absl::Seconds(15); }
-};
+using httpd::BodyStream;
+using httpd::HttpRequest;
+using httpd::HttpResponse;
+using httpd::StreamPart;
 
 struct GatewayOptions {
   // Service full name (trainmesh.v1.JobService) → host:port.
@@ -111,13 +65,12 @@ class Gateway {
   // /metrics: Prometheus text.
   std::string MetricsText() const;
 
-  struct Series {
-    int64_t count = 0;
-    double seconds = 0;
-    std::vector<int64_t> buckets;  // cumulative counts per kBuckets bound
-  };
-  mutable std::mutex metrics_mu_;
-  std::map<std::pair<std::string, int>, Series> metrics_;  // (route, status)
+  telemetry::Registry registry_;
+  telemetry::Family<telemetry::Counter>* requests_ = &registry_.AddCounter(
+      "trainmesh_gateway_requests_total", "HTTP requests by route and status code.", {"route", "code"});
+  telemetry::Family<telemetry::Histogram>* request_seconds_ =
+      &registry_.AddHistogram("trainmesh_gateway_request_seconds", "Time to answer, by route and status code.",
+                              {"route", "code"});
   void Route(const HttpRequest& request, std::function<void(HttpResponse)> done);
   // A server-streaming route: SSE, NDJSON or raw bytes, by the Accept header.
   void Stream(const HttpRequest& request, const transcoding::Route& route,

@@ -20,7 +20,7 @@
 
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
-#include "gateway/http_server.h"
+#include "libs/http/http_server.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -36,6 +36,7 @@ namespace {
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
+using httpd::HttpServer;
 using ::testing::HasSubstr;
 
 struct Reply {

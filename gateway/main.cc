@@ -4,7 +4,7 @@
 #include "absl/flags/flag.h"
 #include "absl/time/time.h"
 #include "gateway/gateway.h"
-#include "gateway/http_server.h"
+#include "libs/http/http_server.h"
 #include "libs/config/config.h"
 #include "libs/log/log.h"
 #include "libs/server/grpc_server.h"
@@ -43,13 +43,13 @@ int main(int argc, char** argv) {
     TM_LOG(Error, "cannot build routes").With("error", gw.status());
     return 1;
   }
-  gateway::HttpServer::Options http;
+  httpd::HttpServer::Options http;
   http.address = absl::GetFlag(FLAGS_http_listen);
   http.threads = absl::GetFlag(FLAGS_http_threads);
   http.body_limit = static_cast<size_t>(absl::GetFlag(FLAGS_max_body_bytes));
   http.read_timeout = absl::GetFlag(FLAGS_read_timeout);
   gateway::Gateway* g = gw->get();
-  gateway::HttpServer server(http, [g](const gateway::HttpRequest& r, std::function<void(gateway::HttpResponse)> done) {
+  httpd::HttpServer server(http, [g](const httpd::HttpRequest& r, std::function<void(httpd::HttpResponse)> done) {
     g->Handle(r, std::move(done));
   });
   if (absl::Status s = server.Start(); !s.ok()) {

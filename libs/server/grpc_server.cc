@@ -10,11 +10,15 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "libs/http/http_server.h"
 #include "libs/log/log.h"
+#include "libs/server/server_metrics.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:0", "host:port the gRPC server listens on.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long in-flight RPCs get to finish.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "host:port of the HTTP endpoint serving Prometheus metrics at /metrics; empty: none.");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "Largest gRPC message accepted.");
 
 namespace trainmesh::server {
@@ -24,6 +28,7 @@ ServerOptions ServerOptionsFromFlags() {
   options.address = absl::GetFlag(FLAGS_listen);
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   return options;
 }
 
@@ -50,6 +55,31 @@ absl::Status GrpcServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   for (auto& [service, name] : services_) builder.RegisterService(service);
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MetricsInterceptorFactory(options_.registry));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  if (!options_.metrics_address.empty()) {
+    httpd::HttpServer::Options http;
+    http.address = options_.metrics_address;
+    http.threads = 1;
+    http.body_limit = 4 << 10;
+    telemetry::Registry* registry = options_.registry;
+    metrics_http_ = std::make_unique<httpd::HttpServer>(
+        http, [registry](const httpd::HttpRequest& request, std::function<void(httpd::HttpResponse)> done) {
+          const std::string path = request.target.substr(0, request.target.find('?'));
+          if (request.method != "GET") {
+            done({405, "text/plain", "GET only\n", {{"Allow", "GET"}}, nullptr});
+          } else if (path == "/metrics") {
+            done({200, "text/plain; version=0.0.4; charset=utf-8", registry->Render(), {}, nullptr});
+          } else {
+            done({404, "text/plain", "not found: /metrics serves the metrics\n", {}, nullptr});
+          }
+        });
+    if (absl::Status s = metrics_http_->Start(); !s.ok()) {
+      metrics_http_.reset();
+      return s;
+    }
+  }
   server_ = builder.BuildAndStart();
   if (server_ == nullptr || port_ == 0) {
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
@@ -57,9 +87,11 @@ absl::Status GrpcServer::Start() {
   auto* health = server_->GetHealthCheckService();
   health->SetServingStatus(true);
   for (auto& [service, name] : services_) health->SetServingStatus(name, true);
-  TM_LOG(Info, "serving").With("address", options_.address).With("port", port_);
+  TM_LOG(Info, "serving").With("address", options_.address).With("port", port_).With("metrics_port", metrics_port());
   return absl::OkStatus();
 }
+
+int GrpcServer::metrics_port() const { return metrics_http_ != nullptr ? metrics_http_->port() : 0; }
 
 void GrpcServer::Shutdown() {
   if (shut_down_ || server_ == nullptr) return;
@@ -72,6 +104,7 @@ void GrpcServer::Shutdown() {
   for (auto& hook : drain_hooks_) hook();
   server_->Shutdown(absl::ToChronoTime(absl::Now() + options_.drain_timeout));
   server_->Wait();
+  if (metrics_http_ != nullptr) metrics_http_->Shutdown();
   TM_LOG(Info, "stopped");
 }
 

@@ -2,7 +2,9 @@
 // health checking (grpc.health.v1), server reflection, message size limits and
 // a graceful drain on SIGTERM/SIGINT: health turns NOT_SERVING, streams are
 // asked to end, in-flight RPCs get `drain_timeout` to finish, then the rest are
-// cancelled.
+// cancelled. Every RPC is counted and timed (server_metrics.h); with
+// --metrics_listen the process's Prometheus metrics are served over HTTP at
+// /metrics on that address.
 #pragma once
 
 #include <functional>
@@ -13,6 +15,11 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/telemetry/metrics.h"
+
+namespace trainmesh::httpd {
+class HttpServer;
+}  // namespace trainmesh::httpd
 
 namespace trainmesh::server {
 
@@ -21,10 +28,14 @@ struct ServerOptions {
   std::string address = "0.0.0.0:0";
   int max_message_bytes = 16 << 20;
   absl::Duration drain_timeout = absl::Seconds(20);
+  // host:port of the HTTP /metrics endpoint; empty: none.
+  std::string metrics_address;
+  // Where RPC metrics go and what /metrics shows.
+  telemetry::Registry* registry = &telemetry::Registry::Default();
 };
 
-// Options from the standard flags --listen (host:port), --drain_timeout and
-// --max_message_bytes, which every service binary has.
+// Options from the standard flags --listen (host:port), --metrics_listen,
+// --drain_timeout and --max_message_bytes, which every service binary has.
 ServerOptions ServerOptionsFromFlags();
 
 class GrpcServer {
@@ -43,6 +54,8 @@ class GrpcServer {
   // Binds and starts. UNAVAILABLE when the address cannot be bound.
   absl::Status Start();
   int port() const { return port_; }
+  // The /metrics endpoint's port (0: none).
+  int metrics_port() const;
 
   // Health NOT_SERVING, drain hooks, then Shutdown with the drain deadline.
   // Idempotent.
@@ -57,6 +70,7 @@ class GrpcServer {
   std::vector<std::pair<grpc::Service*, std::string>> services_;
   std::vector<std::function<void()>> drain_hooks_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<httpd::HttpServer> metrics_http_;
   int port_ = 0;
   bool shut_down_ = false;
 };

@@ -12,6 +12,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "libs/telemetry/metrics.h"
 #include "libs/identity/testing/test_keys.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
@@ -414,7 +415,16 @@ TEST_F(JobsServerTest, ErrorLogOfAFailedJob) {
   EXPECT_TRUE(log.has_time());
 }
 
+// Jobs that entered `state`, as the process's Prometheus metrics count them.
+double Entered(const std::string& state) {
+  const auto samples = telemetry::ParseExposition(telemetry::Registry::Default().Render());
+  auto it = samples.find("trainmesh_job_transitions_total{state=\"" + state + "\"}");
+  return it == samples.end() ? 0 : it->second;
+}
+
 TEST_F(JobsServerTest, StatusReportsAreIdempotentAndMonotonic) {
+  const double created = Entered("PENDING"), queued = Entered("QUEUED"), running = Entered("RUNNING"),
+               completed = Entered("COMPLETED");
   Job job = MustCreate("alice");
   Job out;
   ASSERT_TRUE(Report(job.id(), Job::QUEUED, 0, 1, &out).ok());
@@ -452,6 +462,11 @@ TEST_F(JobsServerTest, StatusReportsAreIdempotentAndMonotonic) {
   ASSERT_EQ(events.events_size(), 1);
   EXPECT_EQ(events.events(0).type(), JobEvent::PROGRESS);
   EXPECT_EQ(events.events(0).progress().step(), 10);
+  // Metrics count each state entered once: replays, stale and refused reports not at all.
+  EXPECT_EQ(Entered("PENDING") - created, 1);
+  EXPECT_EQ(Entered("QUEUED") - queued, 2);
+  EXPECT_EQ(Entered("RUNNING") - running, 2);
+  EXPECT_EQ(Entered("COMPLETED") - completed, 0);
 }
 
 TEST_F(JobsServerTest, ListPagesWithTamperEvidentTokens) {

@@ -14,6 +14,7 @@
 #include "libs/recipes/validation.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
+#include "libs/telemetry/metrics.h"
 #include "services/jobs/state_machine.h"
 
 namespace trainmesh::jobs {
@@ -107,6 +108,14 @@ void CheckRequestId(const std::string& request_id, const std::string& field,
   }
 }
 
+// Prometheus: jobs entering each state.
+void CountTransition(State entered) {
+  static auto& entered_total = telemetry::Registry::Default().AddCounter(
+      "trainmesh_job_transitions_total",
+      "Jobs entering a state (PENDING: created; COMPLETED, FAILED, CANCELLED: finished).", {"state"});
+  entered_total.With({StateName(entered)}).Add();
+}
+
 }  // namespace
 
 absl::StatusOr<Job> JobsService::QueueAtOnce(const Job& job) {
@@ -175,6 +184,7 @@ absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
 
   TM_ASSIGN_OR_RETURN(auto created, store_->Create(job, options_.dispatch));
   auto& [stored, is_new] = created;
+  if (is_new) CountTransition(Job::PENDING);
   if (is_new && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   if (!is_new) {
     if (!SameSubmission(stored, job)) {
@@ -299,6 +309,7 @@ absl::StatusOr<Job> JobsService::CancelJob(const Principal& caller,
                           if (options_.dispatch) m.outbox.emplace_back("cancel", current.job.id());
                           return m;
                         });
+  if (cancelled.ok()) CountTransition(Job::CANCELLED);
   if (cancelled.ok() && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   return cancelled;
 }
@@ -332,6 +343,7 @@ absl::StatusOr<Job> JobsService::RetryJob(const Principal& caller,
   retry.set_request_id(request.request_id());
   TM_ASSIGN_OR_RETURN(auto created, store_->Create(retry, options_.dispatch));
   auto& [stored, is_new] = created;
+  if (is_new) CountTransition(Job::PENDING);
   if (is_new && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   if (!is_new && stored.retry_of() != old.id()) {
     return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
@@ -403,8 +415,10 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
   if (request.attempt() < 0) v.Add("attempt", "must be >= 0");
   if (request.state() == Job::PENDING) v.Add("state", "a job cannot be reported PENDING");
   TM_RETURN_IF_ERROR(v.ToStatus());
-  return store_->Update(
+  State entered = Job::STATE_UNSPECIFIED;
+  absl::StatusOr<Job> updated = store_->Update(
       std::nullopt, request.id(), [&](const StoredJob& current) -> absl::StatusOr<Mutation> {
+        entered = Job::STATE_UNSPECIFIED;
         Mutation m{current.job, current.last_report_seq};
         const Job& now = current.job;
         // Replayed, stale or about a finished job: acknowledged, ignored.
@@ -416,7 +430,10 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
         m.job.set_attempt(request.attempt());
         const bool state_change =
             request.state() != Job::STATE_UNSPECIFIED && request.state() != now.state();
-        if (state_change) m.job.set_state(request.state());
+        if (state_change) {
+          m.job.set_state(request.state());
+          entered = request.state();
+        }
         if (request.has_progress()) *m.job.mutable_progress() = request.progress();
         if (request.has_cost()) *m.job.mutable_cost() = request.cost();
         if (request.has_artifact()) *m.job.mutable_artifact() = request.artifact();
@@ -434,6 +451,8 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
         }
         return m;
       });
+  if (updated.ok() && entered != Job::STATE_UNSPECIFIED) CountTransition(entered);
+  return updated;
 }
 
 absl::StatusOr<Job> JobsService::ArtifactOf(const Principal& caller,

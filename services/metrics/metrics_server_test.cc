@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "libs/telemetry/metrics.h"
 #include "libs/identity/testing/test_keys.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
@@ -240,10 +241,28 @@ TEST_F(MetricsServerTest, IngestThenQueryIsExactNonFiniteValuesIncluded) {
   EXPECT_EQ(lines.lines(0).seq(), 1);
 }
 
+// One sample of the process's Prometheus metrics (0 when absent).
+double Sample(const std::string& key) {
+  const auto samples = telemetry::ParseExposition(telemetry::Registry::Default().Render());
+  auto it = samples.find(key);
+  return it == samples.end() ? 0 : it->second;
+}
+
 TEST_F(MetricsServerTest, ARetriedBatchIsStoredOnce) {
   const std::string token = JobToken(kJob, 1);
+  const double points = Sample("trainmesh_ingest_points_total");
+  const double stored = Sample("trainmesh_ingest_batches_total{result=\"stored\"}");
+  const double duplicate = Sample("trainmesh_ingest_batches_total{result=\"duplicate\"}");
+  const std::string report_labels =
+      "grpc_type=\"bidi_stream\",grpc_service=\"trainmesh.v1.MetricsService\",grpc_method=\"ReportMetrics\"";
+  const double received = Sample("grpc_server_msg_received_total{" + report_labels + "}");
   auto first = Report(token, {Batch(kJob, 7, 0, 100)});
   auto again = Report(token, {Batch(kJob, 7, 0, 100)});
+  // Ingest shows in the metrics: 100 points once, one batch stored, one resend.
+  EXPECT_EQ(Sample("trainmesh_ingest_points_total") - points, 100);
+  EXPECT_EQ(Sample("trainmesh_ingest_batches_total{result=\"stored\"}") - stored, 1);
+  EXPECT_EQ(Sample("trainmesh_ingest_batches_total{result=\"duplicate\"}") - duplicate, 1);
+  EXPECT_EQ(Sample("grpc_server_msg_received_total{" + report_labels + "}") - received, 2);
   ASSERT_EQ(again.size(), 1u);
   EXPECT_FALSE(first[0].duplicate());
   EXPECT_TRUE(again[0].duplicate());

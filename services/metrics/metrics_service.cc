@@ -10,6 +10,7 @@
 #include "libs/identity/authenticator.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
+#include "libs/telemetry/metrics.h"
 
 namespace trainmesh::metrics {
 namespace {
@@ -63,6 +64,29 @@ absl::Status MetricsService::CheckRead(const Principal& caller, const std::strin
   }
   return absl::OkStatus();
 }
+
+namespace {
+
+// Prometheus: what was ingested (rate() of these is the ingest rate).
+void CountIngest(const IngestBatch& batch, const IngestResult& stored) {
+  static auto& registry = telemetry::Registry::Default();
+  static auto& batches = registry.AddCounter(
+      "trainmesh_ingest_batches_total", "Metric batches received, by whether they were new or a resend.",
+      {"result"});
+  static auto& points = registry.AddCounter("trainmesh_ingest_points_total", "Metric points stored.", {}).With({});
+  static auto& logs = registry.AddCounter("trainmesh_ingest_log_lines_total", "Log lines stored.", {}).With({});
+  static auto& device = registry
+                             .AddCounter("trainmesh_device_seconds_total",
+                                         "Device (GPU or CPU) time reported by training jobs.", {})
+                             .With({});
+  batches.With({stored.duplicate ? "duplicate" : "stored"}).Add();
+  if (stored.duplicate) return;
+  points.Add(static_cast<double>(stored.points_stored));
+  logs.Add(static_cast<double>(stored.logs_stored));
+  device.Add(batch.device_seconds);
+}
+
+}  // namespace
 
 absl::StatusOr<trainmesh::v1::ReportMetricsResponse> MetricsService::Report(
     const Principal& caller, const trainmesh::v1::ReportMetricsRequest& request) {
@@ -124,6 +148,7 @@ absl::StatusOr<trainmesh::v1::ReportMetricsResponse> MetricsService::Report(
   }
   TM_RETURN_IF_ERROR(v.ToStatus("invalid metrics batch"));
   TM_ASSIGN_OR_RETURN(IngestResult stored, store_->Ingest(batch));
+  CountIngest(batch, stored);
   trainmesh::v1::ReportMetricsResponse response;
   response.set_acked_batch_seq(request.batch_seq());
   response.set_points_stored(stored.points_stored);

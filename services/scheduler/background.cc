@@ -4,6 +4,7 @@
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/log/log.h"
+#include "services/scheduler/scheduler_metrics.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 
 namespace trainmesh::scheduler {
@@ -38,6 +39,9 @@ void Reaper::Run() {
     if (!reaped.ok()) {
       TM_LOG(Warning, "reaper failed").With("error", reaped.status());
     } else if (reaped->requeued + reaped->failed + reaped->timed_out > 0) {
+      ReapedCounter("requeued").Add(reaped->requeued);
+      ReapedCounter("failed").Add(reaped->failed);
+      ReapedCounter("timed_out").Add(reaped->timed_out);
       TM_LOG(Info, "reaped")
           .With("requeued", reaped->requeued)
           .With("failed", reaped->failed)

@@ -14,6 +14,7 @@
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/scheduler/background.h"
+#include "services/scheduler/scheduler_metrics.h"
 #include "services/scheduler/scheduler_server.h"
 #include "services/scheduler/scheduler_service.h"
 #include "services/scheduler/scheduler_store.h"
@@ -125,6 +126,8 @@ int main(int argc, char** argv) {
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&scheduler_server, "trainmesh.v1.SchedulerService");
   grpc_server.OnDrain([&waiters] { waiters.ExpireAll(); });
+  telemetry::Registry::Registration metrics =
+      scheduler::ExportMetrics(&telemetry::Registry::Default(), &store, &waiters, options.online_within);
   if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();

@@ -10,7 +10,11 @@
 #include "gtest/gtest.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/testing/test_cluster.h"
+#include "libs/server/executor.h"
+#include "libs/telemetry/metrics.h"
 #include "pqxx/pqxx"
+#include "services/scheduler/scheduler_metrics.h"
+#include "services/scheduler/waiters.h"
 
 namespace trainmesh::scheduler {
 const std::vector<pg::Migration>& Migrations();
@@ -324,6 +328,42 @@ TEST_F(SchedulerTest, CancelReachesQueuedAtOnceAndRunningAtTheNextHeartbeat) {
   release.set_job_id(running);
   ASSERT_TRUE(service_->ReleaseJob(TokenOf(a), release).ok());
   EXPECT_FALSE(Acquire(agent).has_value());  // cancelled, not requeued
+}
+
+TEST_F(SchedulerTest, MetricsShowTheQueueAgentsAndClaims) {
+  telemetry::Registry registry;
+  server::Executor executor(1);
+  Waiters waiters(&executor);
+  telemetry::Registry::Registration exported =
+      ExportMetrics(&registry, store_.get(), &waiters, absl::Seconds(15));
+  const double claims_before = ClaimsCounter().value();
+  trainmesh::v1::Agent agent = Register("alice");
+  Register("bob");
+  Sql(absl::StrCat("UPDATE scheduler.agents SET last_seen_at = now() - INTERVAL '1 hour' WHERE owner = 'bob'"));
+  Enqueue("alice");
+  Enqueue("alice");
+  Enqueue("alice");
+  ASSERT_TRUE(Acquire(agent).has_value());
+  Sql("UPDATE scheduler.queue SET queued_at = now() - INTERVAL '90 seconds' WHERE state = 'QUEUED'");
+
+  const auto s = telemetry::ParseExposition(registry.Render());
+  EXPECT_EQ(s.at("trainmesh_queue_jobs{state=\"queued\"}"), 2);
+  EXPECT_EQ(s.at("trainmesh_queue_jobs{state=\"running\"}"), 1);
+  EXPECT_GE(s.at("trainmesh_queue_oldest_wait_seconds"), 90);
+  EXPECT_LT(s.at("trainmesh_queue_oldest_wait_seconds"), 3600);
+  EXPECT_EQ(s.at("trainmesh_agents{status=\"online\"}"), 1);
+  EXPECT_EQ(s.at("trainmesh_agents{status=\"offline\"}"), 1);
+  EXPECT_EQ(s.at("trainmesh_agent_slots_online"), 8);
+  pqxx::connection conn(dsn_);
+  EXPECT_EQ(s.at("trainmesh_scheduler_outbox_pending"),
+            pqxx::nontransaction(conn).exec("SELECT count(*) FROM scheduler.outbox")[0][0].as<int>());
+  EXPECT_GE(s.at("trainmesh_scheduler_outbox_pending"), 4);  // 3 queued, 1 running
+  EXPECT_EQ(s.at("trainmesh_scheduler_waiting_polls"), 0);
+  EXPECT_EQ(ClaimsCounter().value() - claims_before, 1);
+
+  // Nothing waits: the oldest wait is 0, not the age of a finished job.
+  Sql("UPDATE scheduler.queue SET state = 'DONE'");
+  EXPECT_EQ(telemetry::ParseExposition(registry.Render()).at("trainmesh_queue_oldest_wait_seconds"), 0);
 }
 
 TEST_F(SchedulerTest, QueuePositionSaysWhyAJobWaits) {

@@ -226,6 +226,33 @@ absl::StatusOr<std::vector<trainmesh::v1::Agent>> SchedulerStore::Agents(
       });
 }
 
+absl::StatusOr<QueueStats> SchedulerStore::Stats(absl::Duration online_within) {
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<QueueStats> {
+    pqxx::row r = tx.exec_params1(
+        "SELECT q.queued, q.running, q.oldest, a.online, a.offline, a.slots, o.pending FROM "
+        "(SELECT count(*) FILTER (WHERE state = 'QUEUED') AS queued, "
+        "        count(*) FILTER (WHERE state = 'RUNNING') AS running, "
+        "        COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(queued_at) FILTER (WHERE state = 'QUEUED')), "
+        "                 0)::float8 AS oldest "
+        "   FROM scheduler.queue WHERE state IN ('QUEUED', 'RUNNING')) q, "
+        "(SELECT count(*) FILTER (WHERE online) AS online, count(*) FILTER (WHERE NOT online) AS offline, "
+        "        COALESCE(sum(max_concurrent_jobs) FILTER (WHERE online AND NOT draining), 0)::bigint AS slots "
+        "   FROM (SELECT last_seen_at > clock_timestamp() - $1::bigint * INTERVAL '1 millisecond' AS online, "
+        "                draining, max_concurrent_jobs FROM scheduler.agents) x) a, "
+        "(SELECT count(*) AS pending FROM scheduler.outbox) o",
+        absl::ToInt64Milliseconds(online_within));
+    QueueStats stats;
+    stats.queued = r[0].as<int64_t>();
+    stats.running = r[1].as<int64_t>();
+    stats.oldest_wait_seconds = r[2].as<double>();
+    stats.agents_online = r[3].as<int64_t>();
+    stats.agents_offline = r[4].as<int64_t>();
+    stats.slots_online = r[5].as<int64_t>();
+    stats.outbox_pending = r[6].as<int64_t>();
+    return stats;
+  });
+}
+
 absl::Status SchedulerStore::TouchAgent(const std::string& agent_id) {
   return pool_->Autocommit([&](pqxx::nontransaction& tx) {
     tx.exec_params(

@@ -51,6 +51,20 @@ struct ReapResult {
   int agents_offline = 0;
 };
 
+// What the scheduler's gauges show (one query per scrape).
+struct QueueStats {
+  int64_t queued = 0;
+  int64_t running = 0;
+  // Of the job waiting longest; 0 when none waits.
+  double oldest_wait_seconds = 0;
+  int64_t agents_online = 0;
+  int64_t agents_offline = 0;
+  // Job slots of the online agents that are not draining.
+  int64_t slots_online = 0;
+  // Status reports not yet delivered to the jobs service.
+  int64_t outbox_pending = 0;
+};
+
 class SchedulerStore {
  public:
   explicit SchedulerStore(pg::ConnectionPool* pool) : pool_(pool) {}
@@ -104,6 +118,8 @@ class SchedulerStore {
   // Expired leases (older than `grace` past expiry) -> requeue or fail;
   // unclaimed past queue_timeout -> fail; silent agents -> offline.
   absl::StatusOr<ReapResult> Reap(absl::Duration grace);
+
+  absl::StatusOr<QueueStats> Stats(absl::Duration online_within);
 
   absl::StatusOr<trainmesh::v1::QueuePosition> QueuePosition(const std::string& job_id,
                                                              const std::string& owner,

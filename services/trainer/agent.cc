@@ -12,6 +12,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
+#include "libs/telemetry/metrics.h"
 #include "libs/training/nvml.h"
 #include "libs/training/training.h"
 #include "services/trainer/metrics_reporter.h"
@@ -49,6 +50,32 @@ struct Agent::JobRun {
 };
 
 namespace {
+
+// Prometheus: training steps done by this agent's jobs (rate() is the
+// agent's throughput in steps/s).
+telemetry::Counter& StepsCounter() {
+  static auto& steps = telemetry::Registry::Default()
+                           .AddCounter("trainmesh_trainer_steps_total", "Training steps done by this agent.", {})
+                           .With({});
+  return steps;
+}
+
+telemetry::Counter& FinishedCounter(const char* outcome) {
+  static auto& finished = telemetry::Registry::Default().AddCounter(
+      "trainmesh_trainer_attempts_total",
+      "Job attempts this agent ended, by outcome (completed, failed, cancelled, preempted, lost).", {"outcome"});
+  return finished.With({outcome});
+}
+
+const char* OutcomeName(training::Outcome outcome) {
+  switch (outcome) {
+    case training::Outcome::kCompleted: return "completed";
+    case training::Outcome::kCancelled: return "cancelled";
+    case training::Outcome::kPreempted: return "preempted";
+    case training::Outcome::kFailed: return "failed";
+  }
+  return "failed";
+}
 
 bool Permanent(const grpc::Status& s) {
   switch (s.error_code()) {
@@ -406,8 +433,11 @@ void Agent::Execute(const Assignment& assignment) {
   training::Sink sink;
   sink.metrics = [&](std::vector<trainmesh::v1::MetricPoint> points) { reporter.Points(std::move(points)); };
   sink.log = [&](std::string line) { reporter.Log(LogLine::SYSTEM, std::move(line)); };
+  std::optional<int64_t> last_step;  // steps done before this attempt are not counted
   sink.progress = [&](const trainmesh::v1::Progress& p) {
     std::lock_guard<std::mutex> l(run.mu);
+    if (last_step.has_value() && p.step() > *last_step) StepsCounter().Add(static_cast<double>(p.step() - *last_step));
+    last_step = p.step();
     run.progress = p;
     if (!run.running && (p.step() > 0 || job.model() == recipes::kScript)) {
       run.running = true;
@@ -468,6 +498,7 @@ void Agent::Execute(const Assignment& assignment) {
     std::lock_guard<std::mutex> l(run.mu);
     checkpoint = run.checkpoint;
   }
+  FinishedCounter(run.lost ? "lost" : OutcomeName(result.outcome)).Add();
   if (run.lost) {
     // Another attempt owns the job now; nothing of ours is wanted.
     reporter.Finish(absl::Seconds(1));

@@ -13,6 +13,7 @@
 #include "libs/config/config.h"
 #include "libs/log/log.h"
 #include "libs/server/grpc_server.h"
+#include "libs/telemetry/metrics.h"
 #include "libs/training/training.h"
 #include "services/trainer/agent.h"
 
@@ -106,6 +107,13 @@ int main(int argc, char** argv) {
   trainer::Agent agent(options, trainmesh::v1::SchedulerService::NewStub(channel(absl::GetFlag(FLAGS_scheduler_endpoint))),
                        trainmesh::v1::MetricsService::NewStub(channel(absl::GetFlag(FLAGS_metrics_endpoint))));
 
+  telemetry::Registry::Registration metrics = telemetry::Registry::Default().AddCollector(
+      [&agent, slots = options.slots](telemetry::Exposition& out) {
+        out.Family("trainmesh_trainer_jobs_running", "Jobs this agent is training now.", "gauge");
+        out.Sample("trainmesh_trainer_jobs_running", {}, agent.running());
+        out.Family("trainmesh_trainer_slots", "Jobs this agent runs at once, at most.", "gauge");
+        out.Sample("trainmesh_trainer_slots", {}, slots);
+      });
   server::GrpcServer health(server::ServerOptionsFromFlags());
   if (absl::Status s = health.Start(); !s.ok()) {
     TM_LOG(Error, "cannot start").With("error", s);
@@ -123,6 +131,7 @@ int main(int argc, char** argv) {
   agent.Shutdown();
   runner.join();
   health.Shutdown();
+  metrics.Reset();
   std::error_code ec;
   if (absl::GetFlag(FLAGS_work_root).empty()) std::filesystem::remove_all(options.work_root, ec);
   if (!result.ok()) {

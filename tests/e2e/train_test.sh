@@ -125,6 +125,18 @@ tc metrics "$policy" | grep -q train_loss || fail "metrics summary"
 acc=$(tc metrics "$tabular" --name test_accuracy -o json | field "j['series'][0]['points'][-1]['value']")
 python3 -c "import sys; sys.exit(0 if float('$acc') > 0.8 else 1)" || fail "tabular test accuracy $acc"
 [ "$(job "$policy" | field "j['progress']['step']")" = 300 ] || fail "progress step"
+# Prometheus: the trainer counts steps and finished attempts, the metrics
+# service what it ingested, the scheduler its claims (tools/up lists them).
+sample() {  # sample SERVICE SERIES -> its value (0 when absent)
+  local target
+  target=$(sed -n "s/^$1 //p" "$run/prometheus-targets")
+  curl -sf "http://$target/metrics" | awk -v k="$2" '$1 == k { v = $2 } END { print v + 0 }'
+}
+[ "$(sample trainer trainmesh_trainer_steps_total)" -ge 1 ] || fail "trainer steps metric"
+[ "$(sample trainer 'trainmesh_trainer_attempts_total{outcome="completed"}')" -ge 1 ] || fail "trainer attempts metric"
+[ "$(sample trainer trainmesh_trainer_slots)" = 1 ] || fail "trainer slots metric"
+[ "$(sample metrics trainmesh_ingest_points_total)" -ge 300 ] || fail "ingest metric: $(sample metrics trainmesh_ingest_points_total)"
+[ "$(sample scheduler trainmesh_scheduler_claims_total)" -ge 4 ] || fail "claims metric"
 
 # LoRA on the base model just trained: only the adapters train
 tune=$(tc submit --model lora-lm --dataset file:///fox.txt -p base_job="$lm" -p steps=30 -p lora_rank=4)

@@ -166,6 +166,53 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 grep -q '"seq"' "$TRAINMESH_RUN_DIR/watch.out" || fail "watch printed nothing"
+
+# Prometheus: every service serves /metrics (listed by tools/up) with its RPCs
+# by method and code, and the mesh's own series reflect what happened above.
+[ "$(cut -d' ' -f1 "$TRAINMESH_RUN_DIR/prometheus-targets" | sort | tr '\n' ' ')" = "auth gateway jobs metrics scheduler " ] \
+  || fail "prometheus targets: $(cat "$TRAINMESH_RUN_DIR/prometheus-targets")"
+python3 - "$TRAINMESH_RUN_DIR/prometheus-targets" <<'PY' || fail "prometheus metrics"
+import re, sys, time, urllib.request
+targets = dict(line.split() for line in open(sys.argv[1]))
+def scrape(name):
+    with urllib.request.urlopen("http://%s/metrics" % targets[name], timeout=10) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4"), r.headers
+        text = r.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+def rpc(service, method, kind="unary"):
+    return 'grpc_type="%s",grpc_service="trainmesh.v1.%s",grpc_method="%s"' % (kind, service, method)
+def need(name, key, ok, samples=None):
+    samples = samples or scrape(name)
+    value = samples.get(key)
+    if value is None or not ok(value):
+        sys.exit("%s: %s = %s" % (name, key, value))
+for name in ("auth", "jobs", "scheduler", "metrics"):
+    s = scrape(name)
+    need(name, "process_resident_memory_bytes", lambda v: v > 1e6, s)
+    need(name, 'grpc_server_handled_total{grpc_type="unary",grpc_service="grpc.health.v1.Health",'
+               'grpc_method="Check",grpc_code="OK"}', lambda v: v >= 1, s)
+need("auth", "grpc_server_handled_total{%s,grpc_code=\"OK\"}" % rpc("AuthService", "Login"), lambda v: v >= 1)
+jobs = scrape("jobs")
+need("jobs", "grpc_server_handled_total{%s,grpc_code=\"InvalidArgument\"}" % rpc("JobService", "CreateJob"),
+     lambda v: v >= 1, jobs)
+need("jobs", "grpc_server_handled_total{%s,grpc_code=\"FailedPrecondition\"}" % rpc("JobService", "CancelJob"),
+     lambda v: v >= 1, jobs)
+need("jobs", "grpc_server_handling_seconds_count{%s}" % rpc("JobService", "GetJob"), lambda v: v >= 10, jobs)
+need("jobs", 'trainmesh_job_transitions_total{state="CANCELLED"}', lambda v: v >= 1, jobs)
+# The watch started above is open now.
+need("jobs", "trainmesh_grpc_server_open_streams{%s}" % rpc("JobService", "WatchJob", "server_stream"),
+     lambda v: v == 1, jobs)
+sched = scrape("scheduler")
+need("scheduler", 'trainmesh_queue_jobs{state="queued"}', lambda v: v >= 2, sched)
+need("scheduler", 'trainmesh_agents{status="online"}', lambda v: v == 0, sched)
+need("scheduler", "trainmesh_queue_oldest_wait_seconds", lambda v: v > 0, sched)
+need("gateway", 'trainmesh_gateway_requests_total{route="GET /v1/recipes",code="200"}', lambda v: v >= 1)
+PY
 # --migrate_only (the Kubernetes migration Job): each service applies its
 # schema's migrations with nothing but the database URL, and exits 0.
 dsn=$(tr '\0' '\n' <"/proc/$(cat "$TRAINMESH_RUN_DIR/pids/jobs.pid")/environ" | sed -n 's/^TRAINMESH_DATABASE_URL=//p')

@@ -11,8 +11,10 @@
 - every --flag in args and every TRAINMESH_<FLAG> in the environment is a flag
   some binary defines (ABSL_FLAG in the sources);
 - no Secret objects and no literal credentials are committed;
-- the Grafana dashboard and the alert rules query only series the gateway
-  exports (trainmesh_* names in its source);
+- the Grafana dashboard and the alert rules query only series the mesh
+  exports (trainmesh_*, grpc_server_* and process_* names in its sources);
+- every container with a metrics port is scraped by a ServiceMonitor or
+  PodMonitor, and TRAINMESH_METRICS_LISTEN binds that port;
 - the Ingress keeps Server-Sent Events streaming; production runs GPU trainers
   with a grace period long enough to checkpoint, and >= 2 schedulers and
   gateways.
@@ -44,14 +46,24 @@ for path in glob.glob(os.path.join(root, "**", "*.cc"), recursive=True):
         flags.update(re.findall(r"ABSL_FLAG\(\s*[\w:<>, ]+?,\s*(\w+)\s*,", f.read()))
 assert {"listen", "database_url", "http_listen", "device"} <= flags, sorted(flags)
 
-# Series the gateway exports (its /metrics text is written in gateway.cc).
-with open(os.path.join(root, "gateway", "gateway.cc"), encoding="utf-8") as f:
-    exported = set(re.findall(r"trainmesh_gateway_\w+", f.read()))
-assert "trainmesh_gateway_requests_total" in exported, exported
+# Series the mesh exports: metric names as string literals in the sources
+# (histograms also as _bucket, _sum and _count).
+SERIES = r"(?:trainmesh|grpc_server|process)_\w+"
+exported = set()
+sources = glob.glob(os.path.join(root, "**", "*.cc"), recursive=True) + \
+    glob.glob(os.path.join(root, "**", "*.h"), recursive=True)
+for path in sources:
+    if "/build/" in path or "node_modules" in path or path.endswith("_test.cc"):
+        continue
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for name in re.findall(r'"(' + SERIES + r')"', f.read()):
+            exported.update({name, name + "_bucket", name + "_sum", name + "_count"})
+assert {"trainmesh_gateway_requests_total", "grpc_server_handled_total", "trainmesh_queue_jobs",
+        "trainmesh_ingest_points_total", "trainmesh_trainer_steps_total"} <= exported, sorted(exported)
 
 
 def unknown_series(expr):
-    return sorted(set(re.findall(r"trainmesh_\w+", expr)) - exported)
+    return sorted(set(re.findall(SERIES, expr)) - exported)
 
 problems = []
 
@@ -182,6 +194,35 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
             problem(overlay, so, "scale target does not exist")
         if so["spec"].get("minReplicaCount") != 0:
             problem(overlay, so, "trainers do not scale to zero")
+    # Every metrics port is scraped, and the services bind it.
+    config = {k: v for cm in by_kind.get("ConfigMap", []) for k, v in cm.get("data", {}).items()}
+    services = by_kind.get("Service", [])
+    for w in by_kind.get("Deployment", []):
+        template = w["spec"]["template"]
+        labels = template["metadata"].get("labels", {})
+        for c in template["spec"]["containers"]:
+            port = next((p["containerPort"] for p in c.get("ports", []) if p.get("name") == "metrics"), None)
+            if port is None:
+                continue
+            listen = next((a.split("=", 1)[1] for a in c.get("args", []) if a.startswith("--metrics_listen=")),
+                          config.get("TRAINMESH_METRICS_LISTEN", ""))
+            if not listen.endswith(f":{port}"):
+                problem(overlay, w, f"metrics port {port} but the binary listens on {listen!r}")
+            if overlay == "dev":
+                continue  # no Prometheus Operator there
+            scraped = any(
+                match_expressions(pm["spec"]["selector"], labels)
+                and any(e.get("port") == "metrics" for e in pm["spec"]["podMetricsEndpoints"])
+                for pm in by_kind.get("PodMonitor", []))
+            for sm in by_kind.get("ServiceMonitor", []):
+                for svc in services:
+                    if match_expressions(sm["spec"]["selector"], svc["metadata"].get("labels", {})) \
+                            and matches(svc["spec"]["selector"], labels) \
+                            and any(p.get("name") == "metrics" for p in svc["spec"]["ports"]) \
+                            and any(e.get("port") == "metrics" for e in sm["spec"]["endpoints"]):
+                        scraped = True
+            if not scraped:
+                problem(overlay, w, f"container {c['name']}: its metrics port is scraped by no monitor")
     for ing in by_kind.get("Ingress", []):
         a = ing["metadata"].get("annotations", {})
         if a.get("nginx.ingress.kubernetes.io/proxy-buffering") != "off" or \

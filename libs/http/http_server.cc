@@ -1,4 +1,4 @@
-#include "gateway/http_server.h"
+#include "libs/http/http_server.h"
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -22,7 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
-namespace trainmesh::gateway {
+namespace trainmesh::httpd {
 namespace {
 
 namespace beast = boost::beast;
@@ -124,7 +124,7 @@ class Session : public std::enable_shared_from_this<Session> {
     response_.emplace();
     response_->result(static_cast<unsigned>(response.status));
     response_->version(11);
-    response_->set(http::field::server, "trainmesh-gateway");
+    response_->set(http::field::server, "trainmesh");
     response_->set(http::field::content_type, response.content_type);
     for (const auto& [name, value] : response.headers) response_->insert(name, value);
     response_->keep_alive(keep_alive_);
@@ -195,7 +195,7 @@ class Session : public std::enable_shared_from_this<Session> {
     header_sent_ = true;
     std::string head = absl::StrCat("HTTP/1.1 ", head_.status, " ",
                                     std::string(http::obsolete_reason(static_cast<http::status>(head_.status))),
-                                    "\r\nServer: trainmesh-gateway\r\nContent-Type: ", head_.content_type,
+                                    "\r\nServer: trainmesh\r\nContent-Type: ", head_.content_type,
                                     "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n");
     for (const auto& [name, value] : head_.headers) absl::StrAppend(&head, name, ": ", value, "\r\n");
     head += "\r\n";
@@ -404,6 +404,9 @@ void HttpServer::Shutdown() {
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  // The posted close may not have run before the stop: no thread runs now.
+  beast::error_code ec;
+  impl_->acceptor.close(ec);
 }
 
-}  // namespace trainmesh::gateway
+}  // namespace trainmesh::httpd
