@@ -19,6 +19,8 @@ ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long in-flight RPCs get to finish.");
 ABSL_FLAG(std::string, metrics_listen, "",
           "host:port of the HTTP endpoint serving Prometheus metrics at /metrics; empty: none.");
+ABSL_FLAG(bool, rpc_metrics, true,
+          "Count and time every RPC for /metrics (turned off only to measure what it costs).");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "Largest gRPC message accepted.");
 
 namespace trainmesh::server {
@@ -29,6 +31,7 @@ ServerOptions ServerOptionsFromFlags() {
   options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
+  options.rpc_metrics = absl::GetFlag(FLAGS_rpc_metrics);
   return options;
 }
 
@@ -55,9 +58,15 @@ absl::Status GrpcServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   for (auto& [service, name] : services_) builder.RegisterService(service);
-  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
-  interceptors.push_back(MetricsInterceptorFactory(options_.registry));
-  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  if (options_.rpc_metrics) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    interceptors.push_back(MetricsInterceptorFactory(options_.registry));
+    builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  }
+  server_ = builder.BuildAndStart();
+  if (server_ == nullptr || port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
+  }
   if (!options_.metrics_address.empty()) {
     httpd::HttpServer::Options http;
     http.address = options_.metrics_address;
@@ -77,12 +86,10 @@ absl::Status GrpcServer::Start() {
         });
     if (absl::Status s = metrics_http_->Start(); !s.ok()) {
       metrics_http_.reset();
+      server_->Shutdown();
+      server_.reset();
       return s;
     }
-  }
-  server_ = builder.BuildAndStart();
-  if (server_ == nullptr || port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.address));
   }
   auto* health = server_->GetHealthCheckService();
   health->SetServingStatus(true);

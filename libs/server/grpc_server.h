@@ -32,6 +32,8 @@ struct ServerOptions {
   std::string metrics_address;
   // Where RPC metrics go and what /metrics shows.
   telemetry::Registry* registry = &telemetry::Registry::Default();
+  // Count and time every RPC (server_metrics.h).
+  bool rpc_metrics = true;
 };
 
 // Options from the standard flags --listen (host:port), --metrics_listen,

@@ -1,10 +1,15 @@
 #include "libs/server/server_metrics.h"
 
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
 #include "absl/strings/string_view.h"
-#include "absl/time/clock.h"
 
 namespace trainmesh::server {
 namespace {
@@ -46,40 +51,60 @@ const char* TypeName(ServerRpcInfo::Type type) {
   return "unknown";
 }
 
+// The series of one method, looked up once: a call then updates them with no
+// label lookup (the code's counter is looked up at its first use).
+struct MethodSeries {
+  MethodSeries(Families* families, telemetry::LabelValues labels) : families(families), labels(labels) {
+    started = &families->started.With(labels);
+    received = &families->received.With(labels);
+    sent = &families->sent.With(labels);
+    seconds = &families->seconds.With(labels);
+    open = &families->open_streams.With(labels);
+    for (auto& h : handled) h.store(nullptr);
+  }
+  telemetry::Counter& Handled(grpc::StatusCode code) {
+    const size_t i = static_cast<size_t>(code) < handled.size() ? static_cast<size_t>(code) : 2;  // UNKNOWN
+    telemetry::Counter* counter = handled[i].load(std::memory_order_acquire);
+    if (counter == nullptr) {
+      telemetry::LabelValues with_code = labels;
+      with_code.emplace_back(CodeName(static_cast<grpc::StatusCode>(i)));
+      counter = &families->handled.With(with_code);  // the same child for every racer
+      handled[i].store(counter, std::memory_order_release);
+    }
+    return *counter;
+  }
+  Families* families;
+  const telemetry::LabelValues labels;
+  telemetry::Counter* started;
+  telemetry::Counter* received;
+  telemetry::Counter* sent;
+  telemetry::Histogram* seconds;
+  telemetry::Gauge* open;
+  std::array<std::atomic<telemetry::Counter*>, 17> handled;  // by grpc::StatusCode
+};
+
 // One per call: created when it starts, destroyed when it is done.
 class MetricsInterceptor : public grpc::experimental::Interceptor {
  public:
-  MetricsInterceptor(Families* families, ServerRpcInfo* info) : families_(families) {
-    // "/trainmesh.v1.JobService/GetJob" → service, method.
-    const absl::string_view full = info->method() != nullptr ? info->method() : "/unknown/unknown";
-    const size_t slash = full.rfind('/');
-    std::string service(slash != absl::string_view::npos && slash > 0 ? full.substr(1, slash - 1) : "unknown");
-    std::string method(slash != absl::string_view::npos ? full.substr(slash + 1) : full);
-    labels_ = {TypeName(info->type()), std::move(service), std::move(method)};
-    streaming_ = info->type() != ServerRpcInfo::Type::UNARY;
-    families_->started.With(labels_).Add();
-    received_ = &families_->received.With(labels_);
-    sent_ = &families_->sent.With(labels_);
-    if (streaming_) {
-      open_ = &families_->open_streams.With(labels_);
-      open_->Add(1);
-    }
+  MetricsInterceptor(MethodSeries* series, bool streaming) : series_(series), streaming_(streaming) {
+    series_->started->Add();
+    if (streaming_) series_->open->Add(1);
   }
 
   ~MetricsInterceptor() override {
     // A call that ends without a status of ours was cancelled by its client
     // (or the deadline).
     if (!finished_) Finish(grpc::StatusCode::CANCELLED);
-    if (open_ != nullptr) open_->Add(-1);
+    if (streaming_) series_->open->Add(-1);
   }
 
   void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
     // A read that found the end of the stream arrives with no message.
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
         methods->GetRecvMessage() != nullptr) {
-      received_->Add();
+      series_->received->Add();
     }
-    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) sent_->Add();
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) series_->sent->Add();
     if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS) && !finished_) {
       Finish(methods->GetSendStatus().error_code());
     }
@@ -89,31 +114,48 @@ class MetricsInterceptor : public grpc::experimental::Interceptor {
  private:
   void Finish(grpc::StatusCode code) {
     finished_ = true;
-    families_->seconds.With(labels_).Observe(absl::ToDoubleSeconds(absl::Now() - start_));
-    std::vector<std::string> with_code = labels_;
-    with_code.emplace_back(CodeName(code));
-    families_->handled.With(with_code).Add();
+    series_->seconds->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+    series_->Handled(code).Add();
   }
 
-  Families* families_;
-  telemetry::LabelValues labels_;
-  bool streaming_ = false;
+  MethodSeries* series_;
+  const bool streaming_;
   bool finished_ = false;
-  const absl::Time start_ = absl::Now();
-  telemetry::Counter* received_ = nullptr;
-  telemetry::Counter* sent_ = nullptr;
-  telemetry::Gauge* open_ = nullptr;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
 
 class Factory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
+  static constexpr size_t kMaxMethods = 512;
+
   explicit Factory(telemetry::Registry* registry) : families_(registry) {}
+
   grpc::experimental::Interceptor* CreateServerInterceptor(ServerRpcInfo* info) override {
-    return new MetricsInterceptor(&families_, info);
+    const char* method = info->method() != nullptr ? info->method() : "/unknown/unknown";
+    std::lock_guard<std::mutex> lock(mu_);
+    // Names a client made up (calls to no registered method) must not grow
+    // the series without bound.
+    if (by_method_.size() >= kMaxMethods && by_method_.count({method, static_cast<int>(info->type())}) == 0) {
+      method = "/unknown/unknown";
+    }
+    std::unique_ptr<MethodSeries>& series = by_method_[{method, static_cast<int>(info->type())}];
+    if (series == nullptr) {
+      // "/trainmesh.v1.JobService/GetJob" → service, method.
+      const absl::string_view full = method;
+      const size_t slash = full.rfind('/');
+      std::string service(slash != absl::string_view::npos && slash > 0 ? full.substr(1, slash - 1) : "unknown");
+      std::string name(slash != absl::string_view::npos ? full.substr(slash + 1) : full);
+      series = std::make_unique<MethodSeries>(
+          &families_, telemetry::LabelValues{TypeName(info->type()), std::move(service), std::move(name)});
+    }
+    return new MetricsInterceptor(series.get(), info->type() != ServerRpcInfo::Type::UNARY);
   }
 
  private:
   Families families_;
+  std::mutex mu_;
+  // By the method's name and type (names of registered methods are few).
+  std::map<std::pair<std::string, int>, std::unique_ptr<MethodSeries>> by_method_;
 };
 
 }  // namespace

@@ -174,12 +174,10 @@ void Exposition::Sample(absl::string_view name, const std::vector<std::pair<std:
 }
 
 Registry& Registry::Default() {
-  static Registry* registry = [] {
-    auto* r = new Registry();
-    // Lives as long as the process.
-    new Registration(r->AddCollector(CollectProcess));
-    return r;
-  }();
+  static Registry* registry = new Registry();
+  // Lives as long as the process (reachable, so no leak is reported).
+  static Registration* process = new Registration(registry->AddCollector(CollectProcess));
+  (void)process;
   return *registry;
 }
 

@@ -108,29 +108,46 @@ void CheckRequestId(const std::string& request_id, const std::string& field,
   }
 }
 
-// Prometheus: jobs entering each state.
-void CountTransition(State entered) {
-  static auto& entered_total = telemetry::Registry::Default().AddCounter(
-      "trainmesh_job_transitions_total",
-      "Jobs entering a state (PENDING: created; COMPLETED, FAILED, CANCELLED: finished).", {"state"});
-  entered_total.With({StateName(entered)}).Add();
+// Prometheus: jobs entering each state (every state's series exists from the
+// start).
+telemetry::Family<telemetry::Counter>& Transitions() {
+  static auto* family = [] {
+    auto* f = &telemetry::Registry::Default().AddCounter(
+        "trainmesh_job_transitions_total",
+        "Jobs entering a state (PENDING: created; COMPLETED, FAILED, CANCELLED: finished).", {"state"});
+    const auto* states = trainmesh::v1::Job::State_descriptor();
+    for (int i = 0; i < states->value_count(); ++i) {
+      const auto state = static_cast<State>(states->value(i)->number());
+      if (state != Job::STATE_UNSPECIFIED) f->With({StateName(state)});
+    }
+    return f;
+  }();
+  return *family;
 }
+
+void CountTransition(State entered) { Transitions().With({StateName(entered)}).Add(); }
 
 }  // namespace
 
 absl::StatusOr<Job> JobsService::QueueAtOnce(const Job& job) {
-  return store_->Update(job.owner(), job.id(), [](const StoredJob& current) {
+  bool queued = false;
+  absl::StatusOr<Job> updated = store_->Update(job.owner(), job.id(), [&queued](const StoredJob& current) {
     Mutation m{current.job, current.last_report_seq};
-    if (current.job.state() != Job::PENDING) return absl::StatusOr<Mutation>(m);
+    queued = current.job.state() == Job::PENDING;
+    if (!queued) return absl::StatusOr<Mutation>(m);
     m.job.set_state(Job::QUEUED);
     m.event = JobEvent::STATE_CHANGED;
     m.message = "queued";
     return absl::StatusOr<Mutation>(m);
   });
+  if (updated.ok() && queued) CountTransition(Job::QUEUED);
+  return updated;
 }
 
 JobsService::JobsService(JobStore* store, JobsServiceOptions options)
-    : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {}
+    : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {
+  Transitions();
+}
 
 absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
                                            const trainmesh::v1::CreateJobRequest& request) {

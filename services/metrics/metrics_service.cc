@@ -67,26 +67,46 @@ absl::Status MetricsService::CheckRead(const Principal& caller, const std::strin
 
 namespace {
 
-// Prometheus: what was ingested (rate() of these is the ingest rate).
-void CountIngest(const IngestBatch& batch, const IngestResult& stored) {
-  static auto& registry = telemetry::Registry::Default();
-  static auto& batches = registry.AddCounter(
+// Prometheus: what was ingested (rate() of these is the ingest rate). Every
+// series exists from the start, so a rate over a service that never ingested
+// is 0, not absent.
+struct IngestCounters {
+  telemetry::Registry& registry = telemetry::Registry::Default();
+  telemetry::Family<telemetry::Counter>& batches = registry.AddCounter(
       "trainmesh_ingest_batches_total", "Metric batches received, by whether they were new or a resend.",
       {"result"});
-  static auto& points = registry.AddCounter("trainmesh_ingest_points_total", "Metric points stored.", {}).With({});
-  static auto& logs = registry.AddCounter("trainmesh_ingest_log_lines_total", "Log lines stored.", {}).With({});
-  static auto& device = registry
-                             .AddCounter("trainmesh_device_seconds_total",
-                                         "Device (GPU or CPU) time reported by training jobs.", {})
-                             .With({});
-  batches.With({stored.duplicate ? "duplicate" : "stored"}).Add();
-  if (stored.duplicate) return;
-  points.Add(static_cast<double>(stored.points_stored));
-  logs.Add(static_cast<double>(stored.logs_stored));
-  device.Add(batch.device_seconds);
+  telemetry::Counter& stored = batches.With({"stored"});
+  telemetry::Counter& duplicate = batches.With({"duplicate"});
+  telemetry::Counter& points = registry.AddCounter("trainmesh_ingest_points_total", "Metric points stored.", {}).With({});
+  telemetry::Counter& logs = registry.AddCounter("trainmesh_ingest_log_lines_total", "Log lines stored.", {}).With({});
+  telemetry::Counter& device_seconds =
+      registry.AddCounter("trainmesh_device_seconds_total", "Device (GPU or CPU) time reported by training jobs.", {})
+          .With({});
+};
+
+IngestCounters& Ingested() {
+  static auto* counters = new IngestCounters();
+  return *counters;
+}
+
+void CountIngest(const IngestBatch& batch, const IngestResult& stored) {
+  IngestCounters& c = Ingested();
+  if (stored.duplicate) {
+    c.duplicate.Add();
+    return;
+  }
+  c.stored.Add();
+  c.points.Add(static_cast<double>(stored.points_stored));
+  c.logs.Add(static_cast<double>(stored.logs_stored));
+  c.device_seconds.Add(batch.device_seconds);
 }
 
 }  // namespace
+
+MetricsService::MetricsService(MetricsStore* store, MetricsOptions options)
+    : store_(store), options_(std::move(options)) {
+  Ingested();
+}
 
 absl::StatusOr<trainmesh::v1::ReportMetricsResponse> MetricsService::Report(
     const Principal& caller, const trainmesh::v1::ReportMetricsRequest& request) {

@@ -22,8 +22,7 @@ class MetricsService {
  public:
   using Principal = trainmesh::v1::Principal;
 
-  MetricsService(MetricsStore* store, MetricsOptions options)
-      : store_(store), options_(std::move(options)) {}
+  MetricsService(MetricsStore* store, MetricsOptions options);
 
   // A batch from a trainer: the caller must hold a job token for this job and
   // its current attempt. INVALID_ARGUMENT with field violations for a bad

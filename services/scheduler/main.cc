@@ -126,11 +126,15 @@ int main(int argc, char** argv) {
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&scheduler_server, "trainmesh.v1.SchedulerService");
   grpc_server.OnDrain([&waiters] { waiters.ExpireAll(); });
+  scheduler::QueueStatsCache queue_stats(&store, options.online_within, absl::Seconds(5));
+  queue_stats.Start();
   telemetry::Registry::Registration metrics =
-      scheduler::ExportMetrics(&telemetry::Registry::Default(), &store, &waiters, options.online_within);
+      scheduler::ExportMetrics(&telemetry::Registry::Default(), &queue_stats, &waiters);
   if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();
+  metrics.Reset();
+  queue_stats.Stop();
   reaper.Stop();
   relay.Stop();
   listener.Stop();

@@ -8,6 +8,7 @@
 #include "libs/log/log.h"
 #include "libs/server/handler.h"
 #include "libs/status/grpc_status.h"
+#include "services/scheduler/scheduler_metrics.h"
 
 namespace trainmesh::scheduler {
 namespace {
@@ -99,6 +100,7 @@ class AcquireReactor : public grpc::ServerUnaryReactor {
       }
     }
     if (reactor != nullptr) {
+      if (assignment != nullptr) ClaimsCounter().Add();  // the agent gets it
       reactor->Finish(status::ToGrpcStatus(status));
     } else if (assignment != nullptr) {
       service->Unclaim(*assignment);

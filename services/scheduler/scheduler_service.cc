@@ -10,7 +10,6 @@
 #include "libs/log/log.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
-#include "services/scheduler/scheduler_metrics.h"
 
 namespace trainmesh::scheduler {
 namespace {
@@ -164,7 +163,6 @@ absl::StatusOr<std::optional<trainmesh::v1::Assignment>> SchedulerService::TryAc
   assignment.mutable_heartbeat_interval()->set_nanos(static_cast<int32_t>(
       absl::ToInt64Nanoseconds(options_.heartbeat_interval) % 1000000000));
   if (c.resume_from.has_value()) *assignment.mutable_resume_from() = *c.resume_from;
-  ClaimsCounter().Add();
   TM_LOG(Info, "job claimed")
       .With("job_id", c.job.id())
       .With("attempt", c.attempt)

@@ -330,22 +330,27 @@ TEST_F(SchedulerTest, CancelReachesQueuedAtOnceAndRunningAtTheNextHeartbeat) {
   EXPECT_FALSE(Acquire(agent).has_value());  // cancelled, not requeued
 }
 
-TEST_F(SchedulerTest, MetricsShowTheQueueAgentsAndClaims) {
+TEST_F(SchedulerTest, MetricsShowTheQueueAndAgents) {
   telemetry::Registry registry;
   server::Executor executor(1);
   Waiters waiters(&executor);
-  telemetry::Registry::Registration exported =
-      ExportMetrics(&registry, store_.get(), &waiters, absl::Seconds(15));
-  const double claims_before = ClaimsCounter().value();
+  QueueStatsCache stats(store_.get(), absl::Seconds(15), absl::Hours(1));
+  telemetry::Registry::Registration exported = ExportMetrics(&registry, &stats, &waiters);
+  // Nothing read yet: the queue's series are absent, not zero.
+  EXPECT_EQ(telemetry::ParseExposition(registry.Render()).count("trainmesh_queue_oldest_wait_seconds"), 0u);
   trainmesh::v1::Agent agent = Register("alice");
   Register("bob");
-  Sql(absl::StrCat("UPDATE scheduler.agents SET last_seen_at = now() - INTERVAL '1 hour' WHERE owner = 'bob'"));
+  Register("carol");
+  Sql("UPDATE scheduler.agents SET last_seen_at = now() - INTERVAL '1 hour' WHERE owner = 'bob'");
+  // Gone for days: no longer counted.
+  Sql("UPDATE scheduler.agents SET last_seen_at = now() - INTERVAL '3 days' WHERE owner = 'carol'");
   Enqueue("alice");
   Enqueue("alice");
   Enqueue("alice");
   ASSERT_TRUE(Acquire(agent).has_value());
   Sql("UPDATE scheduler.queue SET queued_at = now() - INTERVAL '90 seconds' WHERE state = 'QUEUED'");
 
+  stats.Refresh();
   const auto s = telemetry::ParseExposition(registry.Render());
   EXPECT_EQ(s.at("trainmesh_queue_jobs{state=\"queued\"}"), 2);
   EXPECT_EQ(s.at("trainmesh_queue_jobs{state=\"running\"}"), 1);
@@ -359,10 +364,11 @@ TEST_F(SchedulerTest, MetricsShowTheQueueAgentsAndClaims) {
             pqxx::nontransaction(conn).exec("SELECT count(*) FROM scheduler.outbox")[0][0].as<int>());
   EXPECT_GE(s.at("trainmesh_scheduler_outbox_pending"), 4);  // 3 queued, 1 running
   EXPECT_EQ(s.at("trainmesh_scheduler_waiting_polls"), 0);
-  EXPECT_EQ(ClaimsCounter().value() - claims_before, 1);
+  EXPECT_EQ(s.count("trainmesh_scheduler_claims_total"), 0u) << "the process's, not this registry's";
 
   // Nothing waits: the oldest wait is 0, not the age of a finished job.
   Sql("UPDATE scheduler.queue SET state = 'DONE'");
+  stats.Refresh();
   EXPECT_EQ(telemetry::ParseExposition(registry.Render()).at("trainmesh_queue_oldest_wait_seconds"), 0);
 }
 

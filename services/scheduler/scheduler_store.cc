@@ -238,7 +238,8 @@ absl::StatusOr<QueueStats> SchedulerStore::Stats(absl::Duration online_within) {
         "(SELECT count(*) FILTER (WHERE online) AS online, count(*) FILTER (WHERE NOT online) AS offline, "
         "        COALESCE(sum(max_concurrent_jobs) FILTER (WHERE online AND NOT draining), 0)::bigint AS slots "
         "   FROM (SELECT last_seen_at > clock_timestamp() - $1::bigint * INTERVAL '1 millisecond' AS online, "
-        "                draining, max_concurrent_jobs FROM scheduler.agents) x) a, "
+        "                draining, max_concurrent_jobs FROM scheduler.agents "
+        "         WHERE last_seen_at > clock_timestamp() - INTERVAL '1 day') x) a, "
         "(SELECT count(*) AS pending FROM scheduler.outbox) o",
         absl::ToInt64Milliseconds(online_within));
     QueueStats stats;

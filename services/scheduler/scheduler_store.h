@@ -58,6 +58,8 @@ struct QueueStats {
   // Of the job waiting longest; 0 when none waits.
   double oldest_wait_seconds = 0;
   int64_t agents_online = 0;
+  // Silent agents seen within the last day (scaled-down pods register anew,
+  // so older ones would only pile up).
   int64_t agents_offline = 0;
   // Job slots of the online agents that are not draining.
   int64_t slots_online = 0;

@@ -52,19 +52,23 @@ struct Agent::JobRun {
 namespace {
 
 // Prometheus: training steps done by this agent's jobs (rate() is the
-// agent's throughput in steps/s).
-telemetry::Counter& StepsCounter() {
-  static auto& steps = telemetry::Registry::Default()
-                           .AddCounter("trainmesh_trainer_steps_total", "Training steps done by this agent.", {})
-                           .With({});
-  return steps;
-}
-
-telemetry::Counter& FinishedCounter(const char* outcome) {
-  static auto& finished = telemetry::Registry::Default().AddCounter(
+// agent's throughput in steps/s) and attempts ended by outcome; every series
+// exists from the start.
+struct TrainerCounters {
+  telemetry::Registry& registry = telemetry::Registry::Default();
+  telemetry::Counter& steps =
+      registry.AddCounter("trainmesh_trainer_steps_total", "Training steps done by this agent.", {}).With({});
+  telemetry::Family<telemetry::Counter>& attempts = registry.AddCounter(
       "trainmesh_trainer_attempts_total",
       "Job attempts this agent ended, by outcome (completed, failed, cancelled, preempted, lost).", {"outcome"});
-  return finished.With({outcome});
+  TrainerCounters() {
+    for (const char* outcome : {"completed", "failed", "cancelled", "preempted", "lost"}) attempts.With({outcome});
+  }
+};
+
+TrainerCounters& Counters() {
+  static auto* counters = new TrainerCounters();
+  return *counters;
 }
 
 const char* OutcomeName(training::Outcome outcome) {
@@ -150,6 +154,7 @@ Agent::Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerServi
       metrics_(std::move(metrics)),
       store_(options_.artifact_root) {
   device_type_ = training::ProbeDevice(options_.device).device_type;
+  Counters();
 }
 
 Agent::~Agent() = default;
@@ -433,11 +438,15 @@ void Agent::Execute(const Assignment& assignment) {
   training::Sink sink;
   sink.metrics = [&](std::vector<trainmesh::v1::MetricPoint> points) { reporter.Points(std::move(points)); };
   sink.log = [&](std::string line) { reporter.Log(LogLine::SYSTEM, std::move(line)); };
-  std::optional<int64_t> last_step;  // steps done before this attempt are not counted
+  // Steps counted so far: an attempt that resumes starts at its checkpoint's
+  // step; steps done again after a rewind are not counted twice.
+  int64_t counted_step = assignment.resume_from().step();
   sink.progress = [&](const trainmesh::v1::Progress& p) {
     std::lock_guard<std::mutex> l(run.mu);
-    if (last_step.has_value() && p.step() > *last_step) StepsCounter().Add(static_cast<double>(p.step() - *last_step));
-    last_step = p.step();
+    if (p.step() > counted_step) {
+      Counters().steps.Add(static_cast<double>(p.step() - counted_step));
+      counted_step = p.step();
+    }
     run.progress = p;
     if (!run.running && (p.step() > 0 || job.model() == recipes::kScript)) {
       run.running = true;
@@ -498,7 +507,7 @@ void Agent::Execute(const Assignment& assignment) {
     std::lock_guard<std::mutex> l(run.mu);
     checkpoint = run.checkpoint;
   }
-  FinishedCounter(run.lost ? "lost" : OutcomeName(result.outcome)).Add();
+  Counters().attempts.With({run.lost ? "lost" : OutcomeName(result.outcome)}).Add();
   if (run.lost) {
     // Another attempt owns the job now; nothing of ours is wanted.
     reporter.Finish(absl::Seconds(1));

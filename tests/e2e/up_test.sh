@@ -202,7 +202,10 @@ need("jobs", "grpc_server_handled_total{%s,grpc_code=\"InvalidArgument\"}" % rpc
      lambda v: v >= 1, jobs)
 need("jobs", "grpc_server_handled_total{%s,grpc_code=\"FailedPrecondition\"}" % rpc("JobService", "CancelJob"),
      lambda v: v >= 1, jobs)
-need("jobs", "grpc_server_handling_seconds_count{%s}" % rpc("JobService", "GetJob"), lambda v: v >= 10, jobs)
+need("jobs", "grpc_server_handling_seconds_count{%s}" % rpc("JobService", "GetJob"), lambda v: v >= 3, jobs)
+# Counters exist before anything is counted, so rates over them are 0, not absent.
+need("jobs", 'trainmesh_job_transitions_total{state="COMPLETED"}', lambda v: v == 0, jobs)
+need("metrics", 'trainmesh_ingest_batches_total{result="stored"}', lambda v: v == 0)
 need("jobs", 'trainmesh_job_transitions_total{state="CANCELLED"}', lambda v: v >= 1, jobs)
 # The watch started above is open now.
 need("jobs", "trainmesh_grpc_server_open_streams{%s}" % rpc("JobService", "WatchJob", "server_stream"),

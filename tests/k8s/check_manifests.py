@@ -79,9 +79,34 @@ def matches(selector, labels):
 def match_expressions(selector, labels):
     ok = matches(selector.get("matchLabels", {}), labels) if selector.get("matchLabels") else True
     for e in selector.get("matchExpressions", []):
-        if e["operator"] == "In":
-            ok = ok and labels.get(e["key"]) in e["values"]
+        op, key = e["operator"], e["key"]
+        if op == "In":
+            ok = ok and labels.get(key) in e["values"]
+        elif op == "NotIn":
+            ok = ok and labels.get(key) not in e["values"]
+        elif op == "Exists":
+            ok = ok and key in labels
+        elif op == "DoesNotExist":
+            ok = ok and key not in labels
+        else:
+            raise ValueError(f"unknown selector operator {op}")
     return ok
+
+
+def admits(policy, pod_labels, namespace, port):
+    """Whether NetworkPolicy `policy` lets pods of `namespace` reach `port` of the pod."""
+    if not match_expressions(policy["spec"]["podSelector"], pod_labels):
+        return False
+    for rule in policy["spec"].get("ingress", []):
+        ports = [p.get("port") for p in rule.get("ports", [])]
+        if ports and port not in ports:
+            continue
+        for peer in rule.get("from", []):
+            ns = peer.get("namespaceSelector")
+            if ns is not None and "podSelector" not in peer and \
+                    match_expressions(ns, {"kubernetes.io/metadata.name": namespace}):
+                return True
+    return False
 
 
 for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*"))):
@@ -223,6 +248,8 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
                         scraped = True
             if not scraped:
                 problem(overlay, w, f"container {c['name']}: its metrics port is scraped by no monitor")
+            if not any(admits(np, labels, "monitoring", port) for np in by_kind.get("NetworkPolicy", [])):
+                problem(overlay, w, f"container {c['name']}: no NetworkPolicy lets Prometheus reach port {port}")
     for ing in by_kind.get("Ingress", []):
         a = ing["metadata"].get("annotations", {})
         if a.get("nginx.ingress.kubernetes.io/proxy-buffering") != "off" or \
