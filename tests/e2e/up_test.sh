@@ -210,7 +210,14 @@ need("jobs", 'trainmesh_job_transitions_total{state="CANCELLED"}', lambda v: v >
 # The watch started above is open now.
 need("jobs", "trainmesh_grpc_server_open_streams{%s}" % rpc("JobService", "WatchJob", "server_stream"),
      lambda v: v == 1, jobs)
-sched = scrape("scheduler")
+# The scheduler reads its queue gauges every 5 s: wait for a read after the
+# last submission (the idempotent pair and the retry are queued).
+deadline = time.time() + 30
+while True:
+    sched = scrape("scheduler")
+    if sched.get('trainmesh_queue_jobs{state="queued"}', 0) >= 2 or time.time() > deadline:
+        break
+    time.sleep(0.2)
 need("scheduler", 'trainmesh_queue_jobs{state="queued"}', lambda v: v >= 2, sched)
 need("scheduler", 'trainmesh_agents{status="online"}', lambda v: v == 0, sched)
 need("scheduler", "trainmesh_queue_oldest_wait_seconds", lambda v: v > 0, sched)
