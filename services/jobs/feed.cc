@@ -1,15 +1,16 @@
 #include "services/jobs/feed.h"
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "libs/status/grpc_status.h"
+#include "services/jobs/write_pump.h"
 
 namespace trainmesh::jobs {
 namespace {
@@ -21,78 +22,39 @@ constexpr size_t kMaxStrangers = 100000;
 // Jobs read back per resync.
 constexpr int kResyncLimit = 1000;
 
-class FeedReactor;
-
-class Feed : public std::enable_shared_from_this<Feed> {
+// One WatchJobs stream: snapshots of the caller's jobs that changed, read
+// when the hub names them (or everything updated since a time, on a resync).
+class Feed : public WritePump<Job> {
  public:
-  Feed(JobStore* store, server::Executor* executor, EventHub* hub,
-       std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize, std::optional<absl::Time> since)
-      : store_(store), executor_(executor), hub_(hub), authorize_(std::move(authorize)), since_(since) {}
+  Feed(JobStore* store, server::Executor* executor, EventHub* hub, Authorize authorize,
+       std::optional<absl::Time> since)
+      : WritePump(executor, hub, std::move(authorize),
+                  "server is shutting down; reconnect with since = the last update_time received"),
+        store_(store),
+        since_(since) {}
 
-  void Start(FeedReactor* reactor);
-  void OnWriteDone(bool ok);
-  void OnCancel();
-  void OnDone();
+ protected:
+  uint64_t Subscribe() override {
+    std::weak_ptr<Feed> weak = std::static_pointer_cast<Feed>(shared_from_this());
+    return hub()->SubscribeAll([weak](const std::string& job_id) {
+      if (auto self = weak.lock()) self->Changed(job_id);
+    });
+  }
+
+  // The fetch itself takes what is due.
+  bool TakeFetch() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return since_.has_value() || !dirty_.empty(); }
+
+  absl::Status Fetch(const trainmesh::v1::Principal& caller) override;
 
  private:
-  enum class Action { kNone, kWrite, kFetch, kFinish };
   void Changed(const std::string& job_id);
-  void Drain();
-  void Fetch();
-  void Pump();
   void Queue(Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   JobStore* const store_;
-  server::Executor* const executor_;
-  EventHub* const hub_;
-  const std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize_;
-  // Set by the first fetch; fetches never overlap (fetching_).
-  std::optional<trainmesh::v1::Principal> caller_;
-  uint64_t subscription_ = 0;
-
-  absl::Mutex mu_;
-  FeedReactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::optional<absl::Time> since_ ABSL_GUARDED_BY(mu_);  // a resync is due from here
   std::set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> strangers_ ABSL_GUARDED_BY(mu_);
-  std::deque<Job> pending_ ABSL_GUARDED_BY(mu_);
-  Job in_flight_ ABSL_GUARDED_BY(mu_);
-  bool authorized_ ABSL_GUARDED_BY(mu_) = false;
-  bool fetching_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  std::optional<absl::Status> finish_with_ ABSL_GUARDED_BY(mu_);
 };
-
-class FeedReactor : public grpc::ServerWriteReactor<Job> {
- public:
-  explicit FeedReactor(std::shared_ptr<Feed> feed) : feed_(std::move(feed)) {}
-  void OnWriteDone(bool ok) override { feed_->OnWriteDone(ok); }
-  void OnCancel() override { feed_->OnCancel(); }
-  void OnDone() override {
-    feed_->OnDone();
-    delete this;
-  }
-
- private:
-  std::shared_ptr<Feed> feed_;
-};
-
-void Feed::Start(FeedReactor* reactor) {
-  {
-    absl::MutexLock lock(&mu_);
-    reactor_ = reactor;
-  }
-  std::weak_ptr<Feed> weak = weak_from_this();
-  // Subscribed before the first read, so nothing committed meanwhile is missed.
-  subscription_ = hub_->SubscribeAll([weak](const std::string& job_id) {
-    if (auto self = weak.lock()) self->Changed(job_id);
-  });
-  hub_->OnDrain(subscription_, [weak] {
-    if (auto self = weak.lock()) self->Drain();
-  });
-  Pump();  // the first fetch authorizes (and resyncs when `since` was given)
-}
 
 void Feed::Changed(const std::string& job_id) {
   {
@@ -109,42 +71,6 @@ void Feed::Changed(const std::string& job_id) {
   Pump();
 }
 
-void Feed::Drain() {
-  {
-    absl::MutexLock lock(&mu_);
-    pending_.clear();
-    if (!finish_with_.has_value()) {
-      finish_with_ = absl::UnavailableError(
-          "server is shutting down; reconnect with since = the last update_time received");
-    }
-  }
-  Pump();
-}
-
-void Feed::OnWriteDone(bool ok) {
-  {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    if (!ok && !finish_with_.has_value()) finish_with_ = absl::CancelledError("client went away");
-  }
-  Pump();
-}
-
-void Feed::OnCancel() {
-  {
-    absl::MutexLock lock(&mu_);
-    pending_.clear();
-    finish_with_ = absl::CancelledError("watch cancelled");
-  }
-  Pump();
-}
-
-void Feed::OnDone() {
-  hub_->Unsubscribe(subscription_);
-  absl::MutexLock lock(&mu_);
-  reactor_ = nullptr;
-}
-
 // A newer snapshot of a job replaces one still waiting to be written.
 void Feed::Queue(Job job) {
   for (Job& waiting : pending_) {
@@ -156,22 +82,7 @@ void Feed::Queue(Job job) {
   pending_.push_back(std::move(job));
 }
 
-void Feed::Fetch() {
-  if (!caller_.has_value()) {
-    absl::StatusOr<trainmesh::v1::Principal> caller = authorize_();
-    if (!caller.ok()) {
-      {
-        absl::MutexLock lock(&mu_);
-        fetching_ = false;
-        if (!finish_with_.has_value()) finish_with_ = caller.status();
-      }
-      Pump();
-      return;
-    }
-    caller_ = *std::move(caller);
-    absl::MutexLock lock(&mu_);
-    authorized_ = true;
-  }
+absl::Status Feed::Fetch(const trainmesh::v1::Principal& caller) {
   std::optional<absl::Time> since;
   std::set<std::string> dirty;
   {
@@ -183,7 +94,7 @@ void Feed::Fetch() {
   absl::Status failed;
   if (since.has_value()) {
     ListQuery query;
-    query.owner = caller_->subject();
+    query.owner = caller.subject();
     query.updated_since = *since;
     query.limit = kResyncLimit;
     absl::StatusOr<std::vector<Job>> jobs = store_->List(query);
@@ -195,7 +106,7 @@ void Feed::Fetch() {
   }
   std::vector<std::string> strangers;
   for (const std::string& id : dirty) {
-    absl::StatusOr<StoredJob> job = store_->Get(caller_->subject(), id);
+    absl::StatusOr<StoredJob> job = store_->Get(caller.subject(), id);
     if (job.ok()) {
       fresh.push_back(std::move(job->job));
     } else if (absl::IsNotFound(job.status())) {
@@ -204,59 +115,11 @@ void Feed::Fetch() {
       failed = job.status();
     }
   }
-  {
-    absl::MutexLock lock(&mu_);
-    fetching_ = false;
-    if (!failed.ok() && !finish_with_.has_value()) finish_with_ = failed;
-    for (Job& job : fresh) Queue(std::move(job));
-    if (strangers_.size() + strangers.size() > kMaxStrangers) strangers_.clear();
-    strangers_.insert(strangers.begin(), strangers.end());
-  }
-  Pump();
-}
-
-void Feed::Pump() {
-  Action action = Action::kNone;
-  FeedReactor* reactor = nullptr;
-  grpc::Status finish_status;
-  {
-    absl::MutexLock lock(&mu_);
-    if (reactor_ == nullptr || finished_ || writing_) return;
-    reactor = reactor_;
-    if (finish_with_.has_value()) {
-      finished_ = true;
-      action = Action::kFinish;
-      finish_status = status::ToGrpcStatus(*finish_with_);
-    } else if (!pending_.empty()) {
-      in_flight_ = std::move(pending_.front());
-      pending_.pop_front();
-      writing_ = true;
-      action = Action::kWrite;
-    } else if (!fetching_ && (!authorized_ || since_.has_value() || !dirty_.empty())) {
-      fetching_ = true;
-      action = Action::kFetch;
-    }
-  }
-  switch (action) {
-    case Action::kWrite:
-      reactor->StartWrite(&in_flight_);
-      break;
-    case Action::kFinish:
-      reactor->Finish(finish_status);
-      break;
-    case Action::kFetch:
-      if (!executor_->Submit([self = shared_from_this()] { self->Fetch(); })) {
-        {
-          absl::MutexLock lock(&mu_);
-          fetching_ = false;
-          finish_with_ = absl::UnavailableError("server is shutting down");
-        }
-        Pump();
-      }
-      break;
-    case Action::kNone:
-      break;
-  }
+  absl::MutexLock lock(&mu_);
+  for (Job& job : fresh) Queue(std::move(job));
+  if (strangers_.size() + strangers.size() > kMaxStrangers) strangers_.clear();
+  strangers_.insert(strangers.begin(), strangers.end());
+  return failed;
 }
 
 }  // namespace
@@ -268,10 +131,7 @@ grpc::ServerWriteReactor<Job>* StartFeed(JobStore* store, server::Executor* exec
   if (request.has_since()) {
     since = absl::FromUnixMicros(google::protobuf::util::TimeUtil::TimestampToMicroseconds(request.since()));
   }
-  auto feed = std::make_shared<Feed>(store, executor, hub, std::move(authorize), since);
-  auto* reactor = new FeedReactor(feed);
-  feed->Start(reactor);
-  return reactor;
+  return std::make_shared<Feed>(store, executor, hub, std::move(authorize), since)->Start();
 }
 
 }  // namespace trainmesh::jobs
