@@ -8,8 +8,10 @@
   NetworkPolicies); scale targets exist;
 - Service target ports and probe ports are ports the container declares, and
   those are the ports its --listen / --http_listen flag binds;
-- every --flag in args and every TRAINMESH_<FLAG> in the environment is a flag
-  some binary defines (ABSL_FLAG in the sources);
+- every --flag in a container's args and every TRAINMESH_<FLAG> in its
+  environment is a flag of that container's binary (its --helpfull, when the
+  build directory is given; else a flag some binary defines, by ABSL_FLAG in
+  the sources); every ConfigMap key is a flag of some binary;
 - no Secret objects and no literal credentials are committed;
 - the Grafana dashboard and the alert rules query only series the mesh
   exports (trainmesh_*, grpc_server_* and process_* names in its sources);
@@ -19,7 +21,7 @@
   with a grace period long enough to checkpoint, and >= 2 schedulers and
   gateways.
 
-  python3 check_manifests.py SOURCE_DIR       (exit 77: kubectl is missing)
+  python3 check_manifests.py SOURCE_DIR [BUILD_DIR]   (exit 77: kubectl is missing)
 """
 import glob
 import json
@@ -45,6 +47,26 @@ for path in glob.glob(os.path.join(root, "**", "*.cc"), recursive=True):
     with open(path, encoding="utf-8", errors="replace") as f:
         flags.update(re.findall(r"ABSL_FLAG\(\s*[\w:<>, ]+?,\s*(\w+)\s*,", f.read()))
 assert {"listen", "database_url", "http_listen", "device"} <= flags, sorted(flags)
+
+# Each binary's own flags, from its --helpfull (when built).
+build = sys.argv[2] if len(sys.argv) > 2 else ""
+binary_flags = {}
+
+
+def flags_of(image):
+    """The flags of the binary an image runs (trainmesh/NAME[-cuda]:TAG), or all flags."""
+    name = image.rsplit("/", 1)[-1].split(":")[0]
+    name = name[:-len("-cuda")] if name.endswith("-cuda") else name
+    if name not in binary_flags:
+        path = os.path.join(build, "gateway", "gateway") if name == "gateway" else \
+            os.path.join(build, "services", name, name)
+        if build and os.access(path, os.X_OK):
+            out = subprocess.run([path, "--helpfull"], capture_output=True, text=True).stdout
+            binary_flags[name] = set(re.findall(r"^\s+--(\w+) ", out, re.M))
+            assert "listen" in binary_flags[name] or name == "gateway", (name, out[:500])
+        else:
+            binary_flags[name] = flags
+    return binary_flags[name]
 
 # Series the mesh exports: metric names as string literals in the sources
 # (histograms also as _bucket, _sum and _count).
@@ -149,19 +171,20 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
                     port = named.get(port, port)
                     if port not in ports:
                         problem(overlay, w, f"container {c['name']}: {probe} port {port} is not a container port")
+            own = flags_of(image)
             for arg in c.get("args", []):
                 m = re.match(r"--(\w+)(=(.*))?$", arg)
                 if not m:
                     continue
-                if m.group(1) not in flags:
-                    problem(overlay, w, f"container {c['name']}: no binary defines --{m.group(1)}")
+                if m.group(1) not in own:
+                    problem(overlay, w, f"container {c['name']}: its binary has no --{m.group(1)}")
                 if m.group(1) in ("listen", "http_listen"):
                     port = int(m.group(3).rsplit(":", 1)[1])
                     if port not in ports:
                         problem(overlay, w, f"container {c['name']}: --{m.group(1)} binds {port}, not a declared port")
             for env in c.get("env", []):
-                if env["name"].startswith("TRAINMESH_") and env["name"][10:].lower() not in flags:
-                    problem(overlay, w, f"env {env['name']} is no flag")
+                if env["name"].startswith("TRAINMESH_") and env["name"][10:].lower() not in own:
+                    problem(overlay, w, f"container {c['name']}: env {env['name']} is no flag of its binary")
                 if "value" in env and re.search(r"KEY|SECRET|PASSWORD|DATABASE_URL", env["name"]):
                     problem(overlay, w, f"env {env['name']} carries a literal credential")
 
