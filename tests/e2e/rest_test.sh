@@ -6,14 +6,9 @@
 # REST reach the curl agent, error mappings hold, and the gateway's SIGTERM
 # drain ends an open stream cleanly.
 set -eu
-root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-export TRAINMESH_RUN_DIR
-TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-rest.XXXXXX")
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-for service in JOBS AUTH METRICS SCHEDULER GATEWAY; do export "TRAINMESH_${service}_PORT=$(free_port)"; done
+. "$(dirname "$0")/lib.sh"
+e2e_start rest JOBS AUTH METRICS SCHEDULER GATEWAY
 export TRAINMESH_TRAINER=0  # the curl agent does the work
-export TRAINMESH_CONFIG_DIR=$TRAINMESH_RUN_DIR/config
-run=$TRAINMESH_RUN_DIR
 
 cleanup() {
   jobs -p | xargs -r kill 2>/dev/null || true
@@ -22,9 +17,6 @@ cleanup() {
 }
 [ -n "${KEEP:-}" ] || trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
-tc() { "$root/tools/trainctl" "$@"; }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 "$root/tools/up" --detach >"$run/up.out"
 gateway=$(sed -n 's/^TRAINMESH_GATEWAY=//p' "$run/credentials.env")
@@ -199,7 +191,5 @@ curl -s "$gateway/metrics" | grep -q '^trainmesh_gateway_open_streams 1$' || fai
 "$root/tools/down" >/dev/null
 wait "$stream_pid" || fail "the stream was cut at shutdown (curl $?): $(tail -3 "$run/drained")"
 grep -q '"msg":"draining"' "$run/logs/gateway.log" || fail "no drain logged"
-if grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$run"/logs/*.log; then
-  fail "sanitizer findings in the logs above"
-fi
+no_sanitizer_findings
 echo "rest_test: OK"

@@ -8,17 +8,13 @@
 # errors for a bad dataset and a failing script.
 # No pipefail: `cmd | grep -q` may end cmd early with SIGPIPE, which is fine here.
 set -eu
-root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-export TRAINMESH_RUN_DIR
-TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-train.XXXXXX")
-run=$TRAINMESH_RUN_DIR
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-for v in JOBS AUTH METRICS SCHEDULER TRAINER GATEWAY; do export "TRAINMESH_${v}_PORT=$(free_port)"; done
+. "$(dirname "$0")/lib.sh"
+e2e_start train JOBS AUTH METRICS SCHEDULER TRAINER GATEWAY
 # Short leases so lost agents are noticed in seconds; frequent heartbeats (a
 # cancel arrives with the next one) and progress reports.
 export TRAINMESH_LEASE=3s TRAINMESH_LEASE_GRACE=2s TRAINMESH_HEARTBEAT_INTERVAL=500ms
 export TRAINMESH_PROGRESS_REPORT_INTERVAL=500ms TRAINMESH_ACQUIRE_WAIT=5s
-export TRAINMESH_API_KEY_CACHE_TTL=1s TRAINMESH_CONFIG_DIR=$run/config
+export TRAINMESH_API_KEY_CACHE_TTL=1s
 # One job at a time per agent, on one core: two agents share this machine.
 export TRAINMESH_THREADS=1
 
@@ -35,7 +31,7 @@ fail() {
   for f in "$run"/logs/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done
   exit 1
 }
-tc() { "$root/tools/trainctl" "$@"; }
+# Here `field` takes an expression over j, the JSON read from stdin.
 field() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
 job() { tc get "$1" -o json ${2:+--token "$2"}; }
 state() { job "$1" "${2:-}" | field "j.get('state', '')"; }
@@ -290,7 +286,5 @@ if tc agents --all -o json --token "$mtok" | grep -q "$agent_a"; then fail "mall
 # Everything stops cleanly, and no service reported a sanitizer finding.
 "$root/tools/down" >"$run/down.out"
 grep -q "stopped trainer-a" "$run/down.out" || fail "trainer did not stop: $(cat "$run/down.out")"
-if grep -l "ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:" "$run"/logs/*.log; then
-  fail "sanitizer findings in the logs above"
-fi
+no_sanitizer_findings
 echo "e2e train: all checks passed"

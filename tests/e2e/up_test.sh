@@ -3,35 +3,19 @@
 # SIGTERM drain through tools/down, and a restart that finds the jobs again.
 # No pipefail: `cmd | grep -q` may end cmd early with SIGPIPE, which is fine here.
 set -eu
-root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
-export TRAINMESH_RUN_DIR
-TRAINMESH_RUN_DIR=$(mktemp -d "${TRAINMESH_TEST_TMPDIR:-/tmp}/e2e-up.XXXXXX")
-# Any free port: tests run side by side.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-TRAINMESH_JOBS_PORT=$(free_port)
-TRAINMESH_AUTH_PORT=$(free_port)
-TRAINMESH_METRICS_PORT=$(free_port)
-export TRAINMESH_JOBS_PORT TRAINMESH_AUTH_PORT TRAINMESH_METRICS_PORT
+. "$(dirname "$0")/lib.sh"
+e2e_start up JOBS AUTH METRICS SCHEDULER GATEWAY
 # No trainer: jobs stay queued, so the queue-side flows can be tried here
 # (tests/e2e/train_test.sh trains).
 export TRAINMESH_TRAINER=0
-TRAINMESH_SCHEDULER_PORT=$(free_port)
-TRAINMESH_GATEWAY_PORT=$(free_port)
-export TRAINMESH_SCHEDULER_PORT TRAINMESH_GATEWAY_PORT
 # Services read every TRAINMESH_<FLAG>: revocations show within a second here.
 export TRAINMESH_API_KEY_CACHE_TTL=1s
-# trainctl login keeps its token here, not in the user's home.
-export TRAINMESH_CONFIG_DIR=$TRAINMESH_RUN_DIR/config
 
 cleanup() {
   "$root/tools/down" >/dev/null 2>&1 || true
   rm -rf "$TRAINMESH_RUN_DIR"
 }
 [ -n "${KEEP:-}" ] || trap cleanup EXIT
-
-fail() { echo "FAIL: $*" >&2; exit 1; }
-tc() { "$root/tools/trainctl" "$@"; }
-field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 "$root/tools/up" --detach >"$TRAINMESH_RUN_DIR/up.out"
 grep -q "trainmesh is up" "$TRAINMESH_RUN_DIR/up.out" || fail "tools/up did not report the mesh up"
@@ -249,4 +233,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ "$(tc get "$retry" -o json | field "['state']")" = QUEUED ] || fail "retry lost across restart"
+# Stopped, so a leak report at exit would be in the logs too.
+"$root/tools/down" >/dev/null
+no_sanitizer_findings
 echo "e2e: all checks passed"
