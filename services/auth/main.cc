@@ -21,14 +21,13 @@
 #include "libs/log/log.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/pool.h"
+#include "libs/server/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/auth/auth_server.h"
 #include "services/auth/auth_service.h"
 #include "services/auth/auth_store.h"
 
-ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string.");
 ABSL_FLAG(int, db_pool_size, 8, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 8, "Threads that run RPC work.");
 ABSL_FLAG(std::string, signing_alg, "RS256", "Algorithm of new signing keys: RS256 or ES256.");
@@ -38,8 +37,6 @@ ABSL_FLAG(int, argon2_memory_kib, 19456, "argon2id memory per password hash (KiB
 ABSL_FLAG(int, argon2_iterations, 2, "argon2id passes per password hash.");
 ABSL_FLAG(std::string, page_token_secret, "",
           "Key for page-token HMACs, shared by all replicas (default: random per process).");
-ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
-          "How long to wait for the database at start-up.");
 ABSL_FLAG(std::string, admin, "dev", "bootstrap: the admin user to ensure.");
 ABSL_FLAG(std::string, password_file, "",
           "bootstrap: the admin's password (made and written there when the file is missing).");
@@ -139,16 +136,7 @@ int main(int argc, char** argv) {
   std::vector<char*> args = server::StartProcess(argc, argv, "auth",
                        "trainmesh auth service: users, signing keys (JWKS), API keys, job tokens.\n`auth bootstrap` ensures an admin user and API keys.");
   const bool bootstrap = args.size() > 1 && std::string(args[1]) == "bootstrap";
-  const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
-
-  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "auth", auth::Migrations(),
-                                                          absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) server::Fail("migrations failed", migrated);
-  if (absl::GetFlag(FLAGS_migrate_only)) {
-    TM_LOG(Info, "migrated; exiting (--migrate_only)");
-    return 0;
-  }
+  const std::string dsn = server::MigrateDatabase("auth", auth::Migrations());
 
   pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});
   auth::AuthStore store(&pool);

@@ -12,6 +12,7 @@
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/pool.h"
+#include "libs/server/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/jobs/job_store.h"
@@ -23,8 +24,6 @@
 #include "libs/artifacts/artifact_store.h"
 #include "services/jobs/watch.h"
 
-ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string (libpq URI or key=value).");
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work (database round trips).");
 ABSL_FLAG(bool, auto_queue, false,
@@ -40,8 +39,6 @@ ABSL_FLAG(std::string, scheduler_endpoint, "127.0.0.1:7003",
           "PENDING unless --auto_queue).");
 ABSL_FLAG(std::string, artifact_root, "",
           "Directory of job artifacts (shared with the trainers), for DownloadArtifact.");
-ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
-          "How long to wait for the database at start-up.");
 
 namespace trainmesh::jobs {
 const std::vector<pg::Migration>& Migrations();
@@ -52,18 +49,7 @@ int main(int argc, char** argv) {
   server::StartProcess(argc, argv, "jobs",
                        "trainmesh jobs service: job CRUD, cancel, retry, WatchJob.");
 
-  const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) {
-    server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
-  }
-
-  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "jobs", jobs::Migrations(),
-                                                          absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) server::Fail("migrations failed", migrated);
-  if (absl::GetFlag(FLAGS_migrate_only)) {
-    TM_LOG(Info, "migrated; exiting (--migrate_only)");
-    return 0;
-  }
+  const std::string dsn = server::MigrateDatabase("jobs", jobs::Migrations());
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());

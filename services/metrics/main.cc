@@ -10,6 +10,7 @@
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/pool.h"
+#include "libs/server/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/metrics/metrics_server.h"
@@ -17,8 +18,6 @@
 #include "services/metrics/metrics_store.h"
 #include "services/metrics/streams.h"
 
-ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string.");
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and stream reads.");
 ABSL_FLAG(std::string, price_table, "cpu=0.05,cuda=2.50",
@@ -28,8 +27,6 @@ ABSL_FLAG(std::string, currency, "USD", "Currency of the price table.");
 ABSL_FLAG(int, stream_queue_limit, 50000,
           "Points a live subscriber may have queued before it is lagged and catches up from "
           "the database.");
-ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
-          "How long to wait for the database at start-up.");
 
 namespace trainmesh::metrics {
 const std::vector<pg::Migration>& Migrations();
@@ -39,21 +36,13 @@ int main(int argc, char** argv) {
   using namespace trainmesh;
   server::StartProcess(argc, argv, "metrics",
                        "trainmesh metrics service: ingest, query, downsample and stream training telemetry.");
-  const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  const std::string dsn = server::MigrateDatabase("metrics", metrics::Migrations());
   absl::StatusOr<metrics::PriceTable> prices =
       metrics::PriceTable::Parse(absl::GetFlag(FLAGS_price_table), absl::GetFlag(FLAGS_currency));
   if (!prices.ok()) server::Fail("bad configuration", prices.status());
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
       identity::AuthenticatorFromFlags();
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
-  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "metrics", metrics::Migrations(),
-                                                         absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) server::Fail("migrations failed", migrated);
-  if (absl::GetFlag(FLAGS_migrate_only)) {
-    TM_LOG(Info, "migrated; exiting (--migrate_only)");
-    return 0;
-  }
 
   pg::ConnectionPool pool({.dsn = dsn,
                            .size = absl::GetFlag(FLAGS_db_pool_size),

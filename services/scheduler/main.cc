@@ -11,6 +11,7 @@
 #include "libs/pg/migrations.h"
 #include "libs/pg/outbox_relay.h"
 #include "libs/pg/pool.h"
+#include "libs/server/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/scheduler/background.h"
@@ -21,8 +22,6 @@
 #include "services/scheduler/waiters.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 
-ABSL_FLAG(bool, migrate_only, false, "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
-ABSL_FLAG(std::string, database_url, "", "PostgreSQL connection string.");
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and claims.");
 ABSL_FLAG(std::string, jobs_endpoint, "127.0.0.1:7001",
@@ -38,8 +37,6 @@ ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(2),
 ABSL_FLAG(absl::Duration, progress_report_interval, absl::Seconds(5),
           "Progress goes to the jobs service at most this often per job.");
 ABSL_FLAG(absl::Duration, job_token_ttl, absl::Minutes(15), "Lifetime of job tokens minted at claim.");
-ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60),
-          "How long to wait for the database at start-up.");
 
 namespace trainmesh::scheduler {
 const std::vector<pg::Migration>& Migrations();
@@ -49,15 +46,7 @@ int main(int argc, char** argv) {
   using namespace trainmesh;
   server::StartProcess(argc, argv, "scheduler",
                        "trainmesh scheduler: the queue, agents, claims, leases and heartbeats.");
-  const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
-  const absl::Status migrated = pg::MigrateWhenReachable(dsn, "scheduler", scheduler::Migrations(),
-                                                         absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) server::Fail("migrations failed", migrated);
-  if (absl::GetFlag(FLAGS_migrate_only)) {
-    TM_LOG(Info, "migrated; exiting (--migrate_only)");
-    return 0;
-  }
+  const std::string dsn = server::MigrateDatabase("scheduler", scheduler::Migrations());
   const std::string credential = identity::ServiceCredential();
   if (credential.empty()) {
     server::Fail("bad configuration",
