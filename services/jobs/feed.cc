@@ -2,11 +2,10 @@
 
 #include <memory>
 #include <optional>
-#include <set>
+#include <map>
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
@@ -17,8 +16,6 @@ namespace {
 
 using trainmesh::v1::Job;
 
-// Jobs of other owners remembered (not fetched again); bounded.
-constexpr size_t kMaxStrangers = 100000;
 // Jobs read back per resync.
 constexpr int kResyncLimit = 1000;
 
@@ -36,8 +33,8 @@ class Feed : public WritePump<Job> {
  protected:
   uint64_t Subscribe() override {
     std::weak_ptr<Feed> weak = std::static_pointer_cast<Feed>(shared_from_this());
-    return hub()->SubscribeAll([weak](const std::string& job_id) {
-      if (auto self = weak.lock()) self->Changed(job_id);
+    return hub()->SubscribeAll([weak](const std::string& job_id, const std::string& owner) {
+      if (auto self = weak.lock()) self->Changed(job_id, owner);
     });
   }
 
@@ -47,25 +44,27 @@ class Feed : public WritePump<Job> {
   absl::Status Fetch(const trainmesh::v1::Principal& caller) override;
 
  private:
-  void Changed(const std::string& job_id);
+  void Changed(const std::string& job_id, const std::string& owner);
   void Queue(Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   JobStore* const store_;
   std::optional<absl::Time> since_ ABSL_GUARDED_BY(mu_);  // a resync is due from here
-  std::set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> strangers_ ABSL_GUARDED_BY(mu_);
+  // Jobs that changed, to read back: job id → owner (empty: not said).
+  std::map<std::string, std::string> dirty_ ABSL_GUARDED_BY(mu_);
+  // The caller, once authorized: other owners' changes are ignored at once.
+  std::optional<std::string> subject_ ABSL_GUARDED_BY(mu_);
 };
 
-void Feed::Changed(const std::string& job_id) {
+void Feed::Changed(const std::string& job_id, const std::string& owner) {
   {
     absl::MutexLock lock(&mu_);
     if (job_id.empty()) {
       // Notifications were missed: read back what changed lately.
       since_ = absl::Now() - absl::Minutes(1);
-    } else if (!strangers_.contains(job_id)) {
-      dirty_.insert(job_id);
+    } else if (!owner.empty() && subject_.has_value() && owner != *subject_) {
+      return;  // another user's job: nothing to read
     } else {
-      return;
+      dirty_[job_id] = owner;
     }
   }
   Pump();
@@ -84,9 +83,10 @@ void Feed::Queue(Job job) {
 
 absl::Status Feed::Fetch(const trainmesh::v1::Principal& caller) {
   std::optional<absl::Time> since;
-  std::set<std::string> dirty;
+  std::map<std::string, std::string> dirty;
   {
     absl::MutexLock lock(&mu_);
+    subject_ = caller.subject();
     since.swap(since_);
     dirty.swap(dirty_);
   }
@@ -104,21 +104,17 @@ absl::Status Feed::Fetch(const trainmesh::v1::Principal& caller) {
       failed = jobs.status();
     }
   }
-  std::vector<std::string> strangers;
-  for (const std::string& id : dirty) {
+  for (const auto& [id, owner] : dirty) {
+    if (!owner.empty() && owner != caller.subject()) continue;  // noted before authorization
     absl::StatusOr<StoredJob> job = store_->Get(caller.subject(), id);
     if (job.ok()) {
       fresh.push_back(std::move(job->job));
-    } else if (absl::IsNotFound(job.status())) {
-      strangers.push_back(id);  // not theirs
-    } else {
+    } else if (!absl::IsNotFound(job.status())) {  // not found: not theirs
       failed = job.status();
     }
   }
   absl::MutexLock lock(&mu_);
   for (Job& job : fresh) Queue(std::move(job));
-  if (strangers_.size() + strangers.size() > kMaxStrangers) strangers_.clear();
-  strangers_.insert(strangers.begin(), strangers.end());
   return failed;
 }
 

@@ -1,7 +1,8 @@
 // WatchJobs: the caller's jobs as snapshots, each time one changes. Woken by
 // the same NOTIFY as WatchJob (EventHub::SubscribeAll); changes that arrive
 // while a snapshot is being written are coalesced, so a slow client holds at
-// most one pending snapshot per job.
+// most one pending snapshot per job. The NOTIFY names the job's owner, so
+// other users' changes are dropped without a read.
 #pragma once
 
 #include <functional>

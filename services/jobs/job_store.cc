@@ -301,7 +301,7 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
       "), note AS ("
       "  SELECT pg_notify('",
       kEventsChannel,
-      "', id::text) FROM up"
+      "', id::text || ' ' || owner) FROM up"
       ") SELECT ",
       JobColumns(), " FROM up j CROSS JOIN (SELECT count(*) FROM note) n"));
   return pool_->InTransaction([&](pqxx::work& tx) -> absl::StatusOr<Job> {

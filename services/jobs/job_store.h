@@ -56,7 +56,7 @@ bool IsJobId(absl::string_view id);
 
 class JobStore {
  public:
-  // NOTIFY channel; the payload is the job id.
+  // NOTIFY channel; the payload is "JOB_ID OWNER" (EventHub::Publish).
   static constexpr char kEventsChannel[] = "trainmesh_jobs_events";
 
   // Statements to prepare on every pooled connection.

@@ -554,6 +554,26 @@ TEST_F(JobsServerTest, WatchReplaysThenFollowsLiveAndEndsAtTheTerminalEvent) {
   EXPECT_TRUE(reader->Finish().ok());
 }
 
+TEST(EventHub, NotificationsNameTheJobAndItsOwner) {
+  EventHub hub;
+  std::vector<std::pair<std::string, std::string>> seen;
+  int woken = 0;
+  const uint64_t all = hub.SubscribeAll(
+      [&seen](const std::string& job, const std::string& owner) { seen.emplace_back(job, owner); });
+  const uint64_t one = hub.Subscribe("job-1", [&woken] { ++woken; });
+  hub.Publish("job-1 user with spaces");
+  hub.Publish("job-2");  // an older replica's payload: no owner
+  hub.PublishAll();
+  EXPECT_EQ(woken, 2);  // its own job, then everyone
+  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{
+                      {"job-1", "user with spaces"}, {"job-2", ""}, {"", ""}}));
+  hub.Unsubscribe(all);
+  hub.Unsubscribe(one);
+  hub.Publish("job-1 alice");
+  EXPECT_EQ(seen.size(), 3u);
+  EXPECT_EQ(woken, 2);
+}
+
 TEST_F(JobsServerTest, WatchJobsFollowsTheCallersJobsOnlyFromSince) {
   google::protobuf::Timestamp before = google::protobuf::util::TimeUtil::GetCurrentTime();
   before.set_seconds(before.seconds() - 1);

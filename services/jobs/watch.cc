@@ -20,10 +20,10 @@ uint64_t EventHub::Subscribe(const std::string& job_id, Wake wake) {
   return id;
 }
 
-uint64_t EventHub::SubscribeAll(std::function<void(const std::string& job_id)> changed) {
+uint64_t EventHub::SubscribeAll(Changed changed) {
   absl::MutexLock lock(&mu_);
   const uint64_t id = next_id_++;
-  subscribers_[id] = Subscriber{"", [changed] { changed(""); }, nullptr};
+  subscribers_[id] = Subscriber{"", [changed] { changed("", ""); }, nullptr};
   all_[id] = std::move(changed);
   return id;
 }
@@ -47,9 +47,12 @@ void EventHub::Unsubscribe(uint64_t id) {
   subscribers_.erase(it);
 }
 
-void EventHub::Publish(const std::string& job_id) {
+void EventHub::Publish(const std::string& payload) {
+  const size_t space = payload.find(' ');
+  const std::string job_id = payload.substr(0, space);
+  const std::string owner = space == std::string::npos ? "" : payload.substr(space + 1);
   std::vector<Wake> wakes;
-  std::vector<std::function<void(const std::string&)>> feeds;
+  std::vector<Changed> feeds;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [id, changed] : all_) feeds.push_back(changed);
@@ -61,7 +64,7 @@ void EventHub::Publish(const std::string& job_id) {
   // Outside the lock: a wake may run after its watcher unsubscribed, which the
   // watcher tolerates (it holds itself alive through the callback).
   for (auto& wake : wakes) wake();
-  for (auto& changed : feeds) changed(job_id);
+  for (auto& changed : feeds) changed(job_id, owner);
 }
 
 void EventHub::PublishAll() {

@@ -28,14 +28,18 @@ class EventHub {
  public:
   using Wake = std::function<void()>;
 
+  using Changed = std::function<void(const std::string& job_id, const std::string& owner)>;
+
   uint64_t Subscribe(const std::string& job_id, Wake wake);
-  // Every job's changes: `changed(job_id)`, or `changed("")` when any job
-  // may have changed (notifications were missed).
-  uint64_t SubscribeAll(std::function<void(const std::string& job_id)> changed);
+  // Every job's changes: `changed(job_id, owner)` (owner empty when the
+  // notification did not say), or `changed("", "")` when any job may have
+  // changed (notifications were missed).
+  uint64_t SubscribeAll(Changed changed);
   void Unsubscribe(uint64_t id);
 
-  // A job's events changed (from the NOTIFY listener).
-  void Publish(const std::string& job_id);
+  // A job's events changed: `payload` is a NOTIFY's, "JOB_ID OWNER" (or
+  // just the job id).
+  void Publish(const std::string& payload);
   // Notifications may have been missed (listener reconnected): wake everyone.
   void PublishAll();
   // The server drains: every watcher ends its stream.
@@ -54,7 +58,7 @@ class EventHub {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint64_t, Subscriber> subscribers_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::map<uint64_t, bool>> by_job_ ABSL_GUARDED_BY(mu_);
-  std::map<uint64_t, std::function<void(const std::string&)>> all_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Changed> all_ ABSL_GUARDED_BY(mu_);
 };
 
 // Starts a WatchJob stream. `authorize` (which may block: key refresh, API key
