@@ -21,19 +21,63 @@ export function h<K extends keyof HTMLElementTagNameMap>(
       el.setAttribute(key, String(value));
     }
   }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
-  }
+  append(el, children);
   return el;
 }
 
+// Replaces an element's children.
 export function clear(el: Element, ...children: (Child | Child[])[]) {
   el.replaceChildren();
+  append(el, children);
+}
+
+function append(el: Element, children: (Child | Child[])[]) {
   for (const child of children.flat()) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : String(child));
   }
+}
+
+// A modal confirmation: `body` above two buttons, the second confirming.
+// `onConfirm` runs once the dialog closes through it; its error goes to
+// `onError`.
+export function confirmDialog(options: {
+  label: string;
+  title: string;
+  body: Child[];
+  dismiss: string;
+  confirm: { text: string; class: string; testid: string };
+  onConfirm: () => Promise<void>;
+  onError: (message: string) => void;
+}) {
+  const dialog = h(
+    "dialog",
+    { class: "card", "aria-label": options.label },
+    h(
+      "form",
+      { method: "dialog" },
+      h("h2", {}, options.title),
+      options.body,
+      h(
+        "div",
+        { class: "actions" },
+        h("button", { value: "dismiss" }, options.dismiss),
+        h("button", { value: "confirm", class: options.confirm.class, "data-testid": options.confirm.testid },
+          options.confirm.text),
+      ),
+    ),
+  );
+  dialog.addEventListener("close", async () => {
+    dialog.remove();
+    if (dialog.returnValue !== "confirm") return;
+    try {
+      await options.onConfirm();
+    } catch (e) {
+      options.onError((e as Error).message);
+    }
+  });
+  document.body.append(dialog);
+  dialog.showModal();
 }
 
 const STATE_ICON: Record<JobState, string> = {

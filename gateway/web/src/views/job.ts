@@ -17,7 +17,7 @@ import {
 } from "../api";
 import { navigate, type Page } from "../main";
 import { subscribe, type Subscription } from "../stream";
-import { h, clear, dateTime, link, number, progressBar, seconds, shortDuration, stateBadge } from "../ui";
+import { h, clear, confirmDialog, dateTime, link, number, progressBar, seconds, shortDuration, stateBadge } from "../ui";
 
 const CHART_POINTS = 1000;
 const LOSSES = ["train_loss", "val_loss"];
@@ -307,69 +307,41 @@ export function jobPage(root: HTMLElement, id: string): Page {
 
   function confirmCancel() {
     const reason = h("input", { id: "cancel-reason", placeholder: "optional" });
-    const dialog = h(
-      "dialog",
-      { class: "card", "aria-label": "Cancel job" },
-      h(
-        "form",
-        { method: "dialog" },
-        h("h2", {}, "Cancel this job?"),
+    confirmDialog({
+      label: "Cancel job",
+      title: "Cancel this job?",
+      body: [
         h("p", {}, "A running job stops at its next heartbeat and keeps its last checkpoint."),
         h("label", { for: "cancel-reason" }, "Reason"),
         reason,
-        h(
-          "div",
-          { class: "actions" },
-          h("button", { value: "keep" }, "Keep running"),
-          h("button", { value: "cancel", class: "danger", "data-testid": "confirm-cancel" }, "Cancel job"),
-        ),
-      ),
-    );
-    dialog.addEventListener("close", async () => {
-      dialog.remove();
-      if (dialog.returnValue !== "cancel") return;
-      try {
+      ],
+      dismiss: "Keep running",
+      confirm: { text: "Cancel job", class: "danger", testid: "confirm-cancel" },
+      onConfirm: async () => {
         job = await api<Job>("POST", `/v1/jobs/${id}:cancel`, { reason: reason.value });
         drawHeader();
-      } catch (e) {
-        alertBox((e as Error).message);
-      }
+      },
+      onError: alertBox,
     });
-    document.body.append(dialog);
-    dialog.showModal();
   }
 
   function openRetry() {
     const resume = h("input", { id: "retry-resume", type: "checkbox", checked: true });
-    const dialog = h(
-      "dialog",
-      { class: "card", "aria-label": "Retry job" },
-      h(
-        "form",
-        { method: "dialog" },
-        h("h2", {}, "Retry this job?"),
+    confirmDialog({
+      label: "Retry job",
+      title: "Retry this job?",
+      body: [
         h("p", {}, "A new job is created with the same configuration; this one stays as it is."),
         h("div", { class: "toggle" }, resume, h("label", { for: "retry-resume" }, "Resume from the last checkpoint")),
-        h(
-          "div",
-          { class: "actions" },
-          h("button", { value: "no" }, "Not now"),
-          h("button", { value: "retry", class: "primary", "data-testid": "confirm-retry" }, "Retry"),
-        ),
-      ),
-    );
-    dialog.addEventListener("close", async () => {
-      dialog.remove();
-      if (dialog.returnValue !== "retry") return;
-      try {
+      ],
+      dismiss: "Not now",
+      confirm: { text: "Retry", class: "primary", testid: "confirm-retry" },
+      onConfirm: async () => {
         const next = await api<Job>("POST", `/v1/jobs/${id}:retry`, { resumeFromCheckpoint: resume.checked });
         navigate(`/jobs/${next.id}`);
-      } catch (e) {
-        alertBox((e as Error).message);
-      }
+      },
+      onError: alertBox,
     });
-    document.body.append(dialog);
-    dialog.showModal();
   }
 
   const alertBox = (message: string) => clear(errorPanel, h("p", { class: "error", role: "alert" }, message));
