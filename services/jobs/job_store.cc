@@ -9,6 +9,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "libs/json/json.h"
 #include "libs/status/status_macros.h"
+#include "libs/telemetry/metrics.h"
 #include "pqxx/pqxx"
 #include "services/jobs/state_machine.h"
 
@@ -158,6 +159,25 @@ absl::Status JobNotFound(absl::string_view id) {
   return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
 }
 
+// Prometheus: jobs entering each state, counted where every change commits
+// (every state's series exists from the start).
+telemetry::Family<telemetry::Counter>& Transitions() {
+  static auto* family = [] {
+    auto* f = &telemetry::Registry::Default().AddCounter(
+        "trainmesh_job_transitions_total",
+        "Jobs entering a state (PENDING: created; COMPLETED, FAILED, CANCELLED: finished).", {"state"});
+    const auto* states = Job::State_descriptor();
+    for (int i = 0; i < states->value_count(); ++i) {
+      const auto state = static_cast<Job::State>(states->value(i)->number());
+      if (state != Job::STATE_UNSPECIFIED) f->With({StateName(state)});
+    }
+    return f;
+  }();
+  return *family;
+}
+
+void CountTransition(Job::State entered) { Transitions().With({StateName(entered)}).Add(); }
+
 }  // namespace
 
 bool IsJobId(absl::string_view id) {
@@ -195,6 +215,8 @@ std::vector<std::pair<std::string, std::string>> JobStore::PreparedStatements() 
   return {{"jobs_create", create}, {"jobs_by_request", by_request}};
 }
 
+JobStore::JobStore(pg::ConnectionPool* pool) : pool_(pool) { Transitions(); }
+
 absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job, bool dispatch) {
   return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<std::pair<Job, bool>> {
     pqxx::result r = tx.exec_prepared(
@@ -207,6 +229,7 @@ absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job, bool dispa
         dispatch);
     if (!r.empty()) {
       TM_ASSIGN_OR_RETURN(StoredJob created, RowToJob(r[0]));
+      CountTransition(Job::PENDING);  // autocommitted: the job exists now
       return std::make_pair(std::move(created.job), true);
     }
     // The owner used this request_id before: the first job is the answer.
@@ -304,7 +327,9 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
       "', id::text || ' ' || owner) FROM up"
       ") SELECT ",
       JobColumns(), " FROM up j CROSS JOIN (SELECT count(*) FROM note) n"));
-  return pool_->InTransaction([&](pqxx::work& tx) -> absl::StatusOr<Job> {
+  Job::State entered = Job::STATE_UNSPECIFIED;  // by the attempt that committed
+  absl::StatusOr<Job> updated = pool_->InTransaction([&](pqxx::work& tx) -> absl::StatusOr<Job> {
+    entered = Job::STATE_UNSPECIFIED;
     pqxx::result current_row =
         ExecOwned(tx,
                   absl::StrCat("SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.id = $1::uuid",
@@ -332,8 +357,11 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
                      pqxx::binarystring(payload));
     }
     TM_ASSIGN_OR_RETURN(StoredJob written, RowToJob(r[0]));
+    if (next.state() != current.job.state()) entered = next.state();
     return written.job;
   });
+  if (updated.ok() && entered != Job::STATE_UNSPECIFIED) CountTransition(entered);
+  return updated;
 }
 
 absl::StatusOr<JobStore::EventsPage> JobStore::Events(const std::optional<std::string>& owner,

@@ -62,7 +62,8 @@ class JobStore {
   // Statements to prepare on every pooled connection.
   static std::vector<std::pair<std::string, std::string>> PreparedStatements();
 
-  explicit JobStore(pg::ConnectionPool* pool) : pool_(pool) {}
+  // Counts each state a job enters (trainmesh_job_transitions_total).
+  explicit JobStore(pg::ConnectionPool* pool);
 
   // Inserts `job` as PENDING with its CREATED event (seq 1), in one statement.
   // No NOTIFY: nobody can watch a job before learning its id, and a notifying

@@ -14,7 +14,6 @@
 #include "libs/recipes/validation.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
-#include "libs/telemetry/metrics.h"
 #include "services/jobs/state_machine.h"
 
 namespace trainmesh::jobs {
@@ -108,46 +107,21 @@ void CheckRequestId(const std::string& request_id, const std::string& field,
   }
 }
 
-// Prometheus: jobs entering each state (every state's series exists from the
-// start).
-telemetry::Family<telemetry::Counter>& Transitions() {
-  static auto* family = [] {
-    auto* f = &telemetry::Registry::Default().AddCounter(
-        "trainmesh_job_transitions_total",
-        "Jobs entering a state (PENDING: created; COMPLETED, FAILED, CANCELLED: finished).", {"state"});
-    const auto* states = trainmesh::v1::Job::State_descriptor();
-    for (int i = 0; i < states->value_count(); ++i) {
-      const auto state = static_cast<State>(states->value(i)->number());
-      if (state != Job::STATE_UNSPECIFIED) f->With({StateName(state)});
-    }
-    return f;
-  }();
-  return *family;
-}
-
-void CountTransition(State entered) { Transitions().With({StateName(entered)}).Add(); }
-
 }  // namespace
 
 absl::StatusOr<Job> JobsService::QueueAtOnce(const Job& job) {
-  bool queued = false;
-  absl::StatusOr<Job> updated = store_->Update(job.owner(), job.id(), [&queued](const StoredJob& current) {
+  return store_->Update(job.owner(), job.id(), [](const StoredJob& current) {
     Mutation m{current.job, current.last_report_seq};
-    queued = current.job.state() == Job::PENDING;
-    if (!queued) return absl::StatusOr<Mutation>(m);
+    if (current.job.state() != Job::PENDING) return absl::StatusOr<Mutation>(m);
     m.job.set_state(Job::QUEUED);
     m.event = JobEvent::STATE_CHANGED;
     m.message = "queued";
     return absl::StatusOr<Mutation>(m);
   });
-  if (updated.ok() && queued) CountTransition(Job::QUEUED);
-  return updated;
 }
 
 JobsService::JobsService(JobStore* store, JobsServiceOptions options)
-    : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {
-  Transitions();
-}
+    : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {}
 
 absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
                                            const trainmesh::v1::CreateJobRequest& request) {
@@ -201,7 +175,6 @@ absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
 
   TM_ASSIGN_OR_RETURN(auto created, store_->Create(job, options_.dispatch));
   auto& [stored, is_new] = created;
-  if (is_new) CountTransition(Job::PENDING);
   if (is_new && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   if (!is_new) {
     if (!SameSubmission(stored, job)) {
@@ -326,7 +299,6 @@ absl::StatusOr<Job> JobsService::CancelJob(const Principal& caller,
                           if (options_.dispatch) m.outbox.emplace_back("cancel", current.job.id());
                           return m;
                         });
-  if (cancelled.ok()) CountTransition(Job::CANCELLED);
   if (cancelled.ok() && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   return cancelled;
 }
@@ -360,7 +332,6 @@ absl::StatusOr<Job> JobsService::RetryJob(const Principal& caller,
   retry.set_request_id(request.request_id());
   TM_ASSIGN_OR_RETURN(auto created, store_->Create(retry, options_.dispatch));
   auto& [stored, is_new] = created;
-  if (is_new) CountTransition(Job::PENDING);
   if (is_new && options_.dispatch && options_.wake_dispatch) options_.wake_dispatch();
   if (!is_new && stored.retry_of() != old.id()) {
     return absl::AlreadyExistsError(absl::StrCat("request_id \"", request.request_id(),
@@ -432,10 +403,8 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
   if (request.attempt() < 0) v.Add("attempt", "must be >= 0");
   if (request.state() == Job::PENDING) v.Add("state", "a job cannot be reported PENDING");
   TM_RETURN_IF_ERROR(v.ToStatus());
-  State entered = Job::STATE_UNSPECIFIED;
-  absl::StatusOr<Job> updated = store_->Update(
+  return store_->Update(
       std::nullopt, request.id(), [&](const StoredJob& current) -> absl::StatusOr<Mutation> {
-        entered = Job::STATE_UNSPECIFIED;
         Mutation m{current.job, current.last_report_seq};
         const Job& now = current.job;
         // Replayed, stale or about a finished job: acknowledged, ignored.
@@ -447,10 +416,7 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
         m.job.set_attempt(request.attempt());
         const bool state_change =
             request.state() != Job::STATE_UNSPECIFIED && request.state() != now.state();
-        if (state_change) {
-          m.job.set_state(request.state());
-          entered = request.state();
-        }
+        if (state_change) m.job.set_state(request.state());
         if (request.has_progress()) *m.job.mutable_progress() = request.progress();
         if (request.has_cost()) *m.job.mutable_cost() = request.cost();
         if (request.has_artifact()) *m.job.mutable_artifact() = request.artifact();
@@ -468,8 +434,6 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
         }
         return m;
       });
-  if (updated.ok() && entered != Job::STATE_UNSPECIFIED) CountTransition(entered);
-  return updated;
 }
 
 absl::StatusOr<Job> JobsService::ArtifactOf(const Principal& caller,
