@@ -71,11 +71,11 @@ enum class Format { kSse, kNdjson, kRaw };
 // written the previous one (flow control end to end).
 class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>, public BodyStream {
  public:
-  StreamCall(const transcoding::Route& route, Format format, absl::Duration heartbeat, std::atomic<int64_t>* open)
+  StreamCall(const transcoding::Route& route, Format format, absl::Duration heartbeat, telemetry::Gauge* open)
       : route_(route), format_(format), heartbeat_(heartbeat), open_(open) {
-    ++*open_;
+    open_->Add(1);
   }
-  ~StreamCall() override { --*open_; }
+  ~StreamCall() override { open_->Add(-1); }
 
   // gRPC may run a reaction inline inside a Start* call, so no Start* is
   // made while mu_ is held; a hold keeps OnDone away while reads may still
@@ -233,7 +233,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   const transcoding::Route& route_;
   const Format format_;
   const absl::Duration heartbeat_;
-  std::atomic<int64_t>* const open_;
+  telemetry::Gauge* const open_;
   grpc::ClientContext context_;
   grpc::ByteBuffer request_, read_;
   std::shared_ptr<StreamCall> self_;
@@ -309,12 +309,8 @@ void Gateway::Record(const std::string& route, int status, absl::Duration took) 
 }
 
 std::string Gateway::MetricsText() const {
-  telemetry::Exposition streams;
-  streams.Family("trainmesh_gateway_open_streams", "Server-streaming calls open now (SSE, NDJSON, downloads).",
-                 "gauge");
-  streams.Sample("trainmesh_gateway_open_streams", {}, static_cast<double>(open_streams_.load()));
   // The gateway's own series, then the process's (CPU, memory, files).
-  return absl::StrCat(streams.text(), registry_.Render(), telemetry::Registry::Default().Render());
+  return absl::StrCat(registry_.Render(), telemetry::Registry::Default().Render());
 }
 
 void Gateway::Ready(std::function<void(HttpResponse)> done) {
@@ -597,7 +593,7 @@ void Gateway::Stream(const HttpRequest& request, const transcoding::Route& route
     response.content_type = "application/x-ndjson";
   }
   response.headers = {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}};
-  auto call = std::make_shared<StreamCall>(route, format, options_.heartbeat, &open_streams_);
+  auto call = std::make_shared<StreamCall>(route, format, options_.heartbeat, open_streams_);
   call->Start(stub->second.get(), request, *message, call);
   response.stream = std::move(call);
   done(std::move(response));

@@ -5,7 +5,6 @@
 // google.rpc.Status body (details included: field violations, retry info).
 #pragma once
 
-#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -53,7 +52,7 @@ class Gateway {
 
   const transcoding::Router& router() const { return router_; }
   // Server-streaming calls open now.
-  int64_t open_streams() const { return open_streams_.load(); }
+  int64_t open_streams() const { return static_cast<int64_t>(open_streams_->value()); }
 
  private:
   Gateway(GatewayOptions options, transcoding::Router router);
@@ -71,11 +70,14 @@ class Gateway {
   telemetry::Family<telemetry::Histogram>* request_seconds_ =
       &registry_.AddHistogram("trainmesh_gateway_request_seconds", "Time to answer, by route and status code.",
                               {"route", "code"});
+  telemetry::Gauge* open_streams_ = &registry_
+                                         .AddGauge("trainmesh_gateway_open_streams",
+                                                   "Server-streaming calls open now (SSE, NDJSON, downloads).", {})
+                                         .With({});
   void Route(const HttpRequest& request, std::function<void(HttpResponse)> done);
   // A server-streaming route: SSE, NDJSON or raw bytes, by the Accept header.
   void Stream(const HttpRequest& request, const transcoding::Route& route,
               std::unique_ptr<google::protobuf::Message> message, std::function<void(HttpResponse)> done);
-  std::atomic<int64_t> open_streams_{0};
   // A file under the web root (or index.html), or 404.
   HttpResponse Static(const std::string& path) const;
   std::string openapi_;
