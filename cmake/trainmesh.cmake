@@ -34,6 +34,17 @@ function(trainmesh_cc_binary)
   target_link_libraries(${TM_NAME} PRIVATE ${TM_DEPS})
 endfunction()
 
+# trainmesh_cc_benchmark(NAME SRCS ... DEPS ...): a Google Benchmark binary, a
+# development tool built with the tests (a release image builds without either).
+function(trainmesh_cc_benchmark)
+  if(NOT BUILD_TESTING)
+    return()
+  endif()
+  cmake_parse_arguments(TM "" "NAME" "SRCS;DEPS" ${ARGN})
+  find_package(benchmark CONFIG REQUIRED)
+  trainmesh_cc_binary(NAME ${TM_NAME} SRCS ${TM_SRCS} DEPS ${TM_DEPS} benchmark::benchmark)
+endfunction()
+
 # trainmesh_cc_test(NAME SRCS ... DEPS ... [LABELS ...])
 # One CTest test per binary, so a binary's tests share the throwaway Postgres
 # cluster it starts (tests labelled "pg") instead of starting one per case.

@@ -85,9 +85,12 @@ int main(int argc, char** argv) {
   // LibTorch on the reference BLAS is ~20x slower: say so loudly.
   const training::DeviceInfo device = training::ProbeDevice(options.device);
   const double gflops = training::MatmulGflops(options.threads);
-  auto line = TM_LOG(Info, "compute");
-  line.With("device", device.device_type).With("threads", options.threads).With("matmul_gflops", gflops);
-  if (device.device_type == "cuda") line.With("gpus", device.gpu_count).With("gpu", device.gpu_model);
+  {
+    // The line is written when it goes out of scope: now, not at exit.
+    auto line = TM_LOG(Info, "compute");
+    line.With("device", device.device_type).With("threads", options.threads).With("matmul_gflops", gflops);
+    if (device.device_type == "cuda") line.With("gpus", device.gpu_count).With("gpu", device.gpu_model);
+  }
   if (gflops < 20) {
     TM_LOG(Warning, "matrix multiply is slow: LibTorch is probably on the reference BLAS; "
                     "install libopenblas0-openmp")

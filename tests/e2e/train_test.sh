@@ -84,6 +84,8 @@ restart() {
 "$root/tools/up" --detach >"$run/up.out" || { cat "$run/up.out"; fail "tools/up"; }
 grep -q "trainmesh is up" "$run/up.out" || fail "tools/up did not report the mesh up"
 set -a; . "$run/keys.env"; set +a
+# The trainer says at start-up (not at exit) what it computes on and how fast.
+in_log trainer '"msg":"compute".*"matmul_gflops"' || fail "no compute line at start-up"
 agent_a=$(cat "$run/trainer.agent")
 [[ $agent_a =~ ^[0-9a-f-]{36}$ ]] || fail "no agent id kept in the state file"
 until_ok 30 eval "tc agents -o json | grep -q '$agent_a'" || fail "the agent is not listed"
