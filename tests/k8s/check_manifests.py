@@ -17,6 +17,9 @@
   exports (trainmesh_*, grpc_server_* and process_* names in its sources);
 - every container with a metrics port is scraped by a ServiceMonitor or
   PodMonitor, and TRAINMESH_METRICS_LISTEN binds that port;
+- every object type-checks against the Kubernetes API and the operators'
+  CRDs (kubernetes-models' TypeScript types, strict: no unknown fields, no
+  wrong types, no missing required fields);
 - the Ingress keeps Server-Sent Events streaming; production runs GPU trainers
   with a grace period long enough to checkpoint, and >= 2 schedulers and
   gateways.
@@ -30,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -131,6 +135,56 @@ def admits(policy, pod_labels, namespace, port):
     return False
 
 
+# Where each API group's TypeScript types live (tests/k8s/package.json).
+TYPES = {"": "kubernetes-models", "keda.sh": "@kubernetes-models/keda/keda.sh",
+         "monitoring.coreos.com": "@kubernetes-models/prometheus-operator/monitoring.coreos.com",
+         "postgresql.cnpg.io": "@kubernetes-models/cloudnative-pg/postgresql.cnpg.io"}
+
+
+def type_check(rendered):
+    """Type-checks every rendered object against the Kubernetes API (and the
+    operators' CRDs) as TypeScript object literals: an unknown field (a typo
+    kubectl would only reject at apply time), a wrong type or a missing
+    required field is a problem. rendered: {overlay: [objects]}."""
+    modules = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node_modules")
+    tsc = os.path.join(modules, ".bin", "tsc")
+    if not os.access(tsc, os.X_OK):
+        problems.append("the Kubernetes types are not installed: npm ci in tests/k8s (tools/test does)")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(modules, os.path.join(tmp, "node_modules"))
+        files, where = [], {}
+        for overlay, objects in rendered.items():
+            lines = []
+            for i, o in enumerate(objects):
+                group, _, version = o["apiVersion"].rpartition("/")
+                module = TYPES.get(group, f"kubernetes-models/{group}")
+                lines.append(f'import type {{ I{o["kind"]} as T{i} }} from "{module}/{version}/{o["kind"]}";')
+                where[(overlay, len(lines) + 1)] = o  # its declaration's first line
+                lines.extend(f"export const o{i}: T{i} = {json.dumps(o, indent=1)};".splitlines())
+            files.append(f"{overlay}.ts")
+            with open(os.path.join(tmp, files[-1]), "w") as f:
+                f.write("\n".join(lines) + "\n")
+        with open(os.path.join(tmp, "tsconfig.json"), "w") as f:
+            json.dump({"compilerOptions": {"strict": True, "noEmit": True, "module": "nodenext",
+                                           "moduleResolution": "nodenext", "target": "es2022",
+                                           "skipLibCheck": True, "types": []}, "files": files}, f)
+        out = subprocess.run([tsc, "-p", tmp, "--pretty", "false"], capture_output=True, text=True)
+        found = 0
+        for m in re.finditer(r"^(?:.*/)?(\w+)\.ts\((\d+),\d+\): error TS\d+: (.*)$", out.stdout, re.M):
+            found += 1
+            overlay, line, message = m.group(1), int(m.group(2)), m.group(3)
+            # The object whose declaration holds the line: the last one starting at or before it.
+            starts = [n for (o, n) in where if o == overlay and n <= line]
+            obj = where[(overlay, max(starts))] if starts else {}
+            with open(os.path.join(tmp, f"{overlay}.ts")) as f:
+                text = f.read().splitlines()[line - 1].strip()
+            problem(overlay, obj, f"{message} (at {text[:80]})")
+        if out.returncode != 0 and not found:
+            problems.append(f"tsc failed: {out.stdout[-500:]}{out.stderr[-500:]}")
+
+
+rendered_objects = {}
 for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*"))):
     overlay = os.path.basename(overlay_dir)
     rendered = subprocess.run([kubectl, "kustomize", overlay_dir], capture_output=True, text=True)
@@ -138,6 +192,7 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
         problems.append(f"{overlay}: kustomize failed: {rendered.stderr.strip()}")
         continue
     objects = [o for o in yaml.safe_load_all(rendered.stdout) if o]
+    rendered_objects[overlay] = objects
     by_kind = {}
     for o in objects:
         by_kind.setdefault(o["kind"], []).append(o)
@@ -294,6 +349,8 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
         if not by_kind.get("Cluster"):
             problems.append("production: no CloudNativePG Cluster")
     print(f"{overlay}: {len(objects)} objects checked")
+
+type_check(rendered_objects)
 
 # No secret material anywhere under k8s/.
 for path in glob.glob(os.path.join(root, "k8s", "**", "*.yaml"), recursive=True):
