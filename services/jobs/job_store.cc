@@ -178,6 +178,56 @@ telemetry::Family<telemetry::Counter>& Transitions() {
 
 void CountTransition(Job::State entered) { Transitions().With({StateName(entered)}).Add(); }
 
+// At most `max` bytes of the first line of `text`, never cutting a UTF-8
+// sequence in two.
+std::string FirstLine(absl::string_view text, size_t max = 500) {
+  text = text.substr(0, text.find('\n'));
+  if (text.size() <= max) return std::string(text);
+  size_t n = max;
+  while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  return absl::StrCat(text.substr(0, n), "…");
+}
+
+// The inbox entry a change makes: (kind, message); an empty kind for none.
+std::pair<std::string, std::string> NotificationFor(const Job& before, const Job& after,
+                                                    const std::string& message) {
+  if (after.state() == before.state()) return {};
+  switch (after.state()) {
+    case Job::RUNNING:
+      return {"STARTED", FirstLine(message)};
+    case Job::COMPLETED:
+      return {"COMPLETED", FirstLine(message)};
+    case Job::FAILED:
+      return {"FAILED", FirstLine(after.error_log().empty() ? message : after.error_log())};
+    case Job::CANCELLED:
+      return {"CANCELLED", FirstLine(message)};
+    case Job::QUEUED:
+      if (before.state() == Job::INITIALIZING || before.state() == Job::RUNNING) {
+        return {"REQUEUED", FirstLine(message)};
+      }
+      return {};
+    default:
+      return {};
+  }
+}
+
+absl::StatusOr<trainmesh::v1::Notification> RowToNotification(const pqxx::row& r, int first) {
+  trainmesh::v1::Notification n;
+  n.set_id(r[first].as<int64_t>());
+  n.set_job_id(r[first + 1].as<std::string>());
+  trainmesh::v1::Notification::Kind kind = trainmesh::v1::Notification::KIND_UNSPECIFIED;
+  if (!trainmesh::v1::Notification::Kind_Parse(r[first + 2].as<std::string>(), &kind)) {
+    return absl::InternalError(absl::StrCat("corrupt notification kind ", r[first + 2].c_str()));
+  }
+  n.set_kind(kind);
+  n.set_model(r[first + 3].as<std::string>());
+  n.set_message(r[first + 4].as<std::string>());
+  n.set_attempt(r[first + 5].as<int>());
+  SetTime(r[first + 6], n.mutable_create_time());
+  n.set_read(r[first + 7].as<bool>());
+  return n;
+}
+
 }  // namespace
 
 bool IsJobId(absl::string_view id) {
@@ -321,6 +371,9 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
       "  INSERT INTO jobs.job_events (job_id, seq, type, state, previous_state, message,"
       "    progress, attempt, terminal)"
       "  SELECT id, last_event_seq, $12, state, $13, $14, progress, attempt, $15 FROM up"
+      "), inbox AS ("
+      "  INSERT INTO jobs.notifications (owner, job_id, kind, model, message, attempt)"
+      "  SELECT owner, id, $16, model, $17, attempt FROM up WHERE $16 <> ''"
       "), note AS ("
       "  SELECT pg_notify('",
       kEventsChannel,
@@ -344,14 +397,14 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
     if (next.state() != current.job.state() || IsTerminal(current.job.state())) {
       TM_RETURN_IF_ERROR(CheckTransition(current.job.state(), next.state()));
     }
+    const auto [notification, notification_message] = NotificationFor(current.job, next, m.message);
     pqxx::result r = tx.exec_params(
         *kWrite, std::string(id), StateName(next.state()), next.attempt(), next.error_log(),
         static_cast<int>(next.error_kind()), Bytes(next.has_progress(), next.progress()),
         Bytes(next.has_cost(), next.cost()), Bytes(next.has_artifact(), next.artifact()),
-        next.agent_id(),
-        next.cancel_requested(), m.last_report_seq, JobEvent::Type_Name(m.event),
+        next.agent_id(), next.cancel_requested(), m.last_report_seq, JobEvent::Type_Name(m.event),
         next.state() != current.job.state() ? StateName(current.job.state()) : std::string(),
-        m.message, IsTerminal(next.state()));
+        m.message, IsTerminal(next.state()), notification, notification_message);
     for (const auto& [kind, payload] : m.outbox) {
       tx.exec_params("INSERT INTO jobs.outbox (kind, payload) VALUES ($1, $2)", kind,
                      pqxx::binarystring(payload));
@@ -362,6 +415,53 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
   });
   if (updated.ok() && entered != Job::STATE_UNSPECIFIED) CountTransition(entered);
   return updated;
+}
+
+absl::StatusOr<NotificationsPage> JobStore::ListNotifications(const NotificationQuery& query) {
+  // One round trip: the unread count, joined to the page (which may be empty).
+  static const std::string* const kList = new std::string(
+      absl::StrCat("SELECT u.unread, n.* FROM"
+                   "  (SELECT count(*) AS unread FROM jobs.notifications"
+                   "   WHERE owner = $1 AND read_at IS NULL) u "
+                   "LEFT JOIN LATERAL ("
+                   "  SELECT n.id, n.job_id::text, n.kind, n.model, n.message, n.attempt, ",
+                   Micros("n.created_at"),
+                   ", n.read_at IS NOT NULL FROM jobs.notifications n"
+                   "  WHERE n.owner = $1 AND (NOT $2 OR n.read_at IS NULL) AND n.id < $3"
+                   "  ORDER BY n.id DESC LIMIT $4"
+                   ") n ON true"));
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<NotificationsPage> {
+    pqxx::result r =
+        tx.exec_params(*kList, query.owner, query.unread_only,
+                       query.before_id.value_or(std::numeric_limits<int64_t>::max()), query.limit);
+    NotificationsPage page;
+    page.unread_count = r[0][0].as<int64_t>();
+    for (const auto& row : r) {
+      if (row[1].is_null()) break;  // an empty page
+      TM_ASSIGN_OR_RETURN(trainmesh::v1::Notification n, RowToNotification(row, 1));
+      page.notifications.push_back(std::move(n));
+    }
+    return page;
+  });
+}
+
+absl::StatusOr<std::pair<int64_t, int64_t>> JobStore::MarkNotificationsRead(
+    const std::string& owner, const std::vector<int64_t>& ids, int64_t through_id) {
+  // The count reads the snapshot from before the UPDATE: subtract what it marked.
+  static const std::string* const kMark = new std::string(
+      "WITH m AS ("
+      "  UPDATE jobs.notifications SET read_at = clock_timestamp()"
+      "  WHERE owner = $1 AND read_at IS NULL AND (id = ANY($2::bigint[]) OR id <= $3)"
+      "  RETURNING 1"
+      ") SELECT (SELECT count(*) FROM m),"
+      "  (SELECT count(*) FROM jobs.notifications WHERE owner = $1 AND read_at IS NULL)"
+      "  - (SELECT count(*) FROM m)");
+  const std::string id_array = absl::StrCat("{", absl::StrJoin(ids, ","), "}");
+  return pool_->Autocommit(
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::pair<int64_t, int64_t>> {
+        pqxx::row r = tx.exec_params1(*kMark, owner, id_array, through_id);
+        return std::make_pair(r[0].as<int64_t>(), r[1].as<int64_t>());
+      });
 }
 
 absl::StatusOr<JobStore::EventsPage> JobStore::Events(const std::optional<std::string>& owner,

@@ -1,4 +1,5 @@
-// The jobs repository: the `jobs` schema (jobs, job_events) behind a small API.
+// The jobs repository: the `jobs` schema (jobs, job_events, notifications)
+// behind a small API.
 // All SQL of the jobs service lives here; callers see protos and statuses.
 #pragma once
 
@@ -51,6 +52,21 @@ struct ListQuery {
   std::optional<absl::Time> updated_since;
 };
 
+struct NotificationQuery {
+  std::string owner;
+  bool unread_only = false;
+  int limit = 50;
+  // Keyset cursor (exclusive): only notifications with a smaller id.
+  std::optional<int64_t> before_id;
+};
+
+struct NotificationsPage {
+  // Newest first.
+  std::vector<trainmesh::v1::Notification> notifications;
+  // The owner's unread notifications, all pages together.
+  int64_t unread_count = 0;
+};
+
 // True for the textual form of a UUID (8-4-4-4-12 hex digits).
 bool IsJobId(absl::string_view id);
 
@@ -85,11 +101,22 @@ class JobStore {
   using DecideFn = std::function<absl::StatusOr<Mutation>(const StoredJob& current)>;
 
   // Locks the job's row, asks `decide` what to change, enforces the state
-  // machine (FAILED_PRECONDITION), writes the job, appends the event and
-  // notifies watchers, in one transaction. NOT_FOUND as Get. A mutation whose
+  // machine (FAILED_PRECONDITION), writes the job, appends the event, puts a
+  // Notification in the owner's inbox when the job started, finished or was
+  // requeued, and notifies watchers, in one transaction. NOT_FOUND as Get. A mutation whose
   // event is TYPE_UNSPECIFIED writes nothing and returns the job as it is.
   absl::StatusOr<trainmesh::v1::Job> Update(const std::optional<std::string>& owner,
                                             absl::string_view id, const DecideFn& decide);
+
+  // The owner's inbox, newest first.
+  absl::StatusOr<NotificationsPage> ListNotifications(const NotificationQuery& query);
+
+  // Marks the owner's unread notifications that are in `ids` or have an id
+  // at most `through_id` (0: none that way) as read. Returns how many it
+  // marked and how many stay unread. Other owners' ids change nothing.
+  absl::StatusOr<std::pair<int64_t, int64_t>> MarkNotificationsRead(const std::string& owner,
+                                                                    const std::vector<int64_t>& ids,
+                                                                    int64_t through_id);
 
   struct EventsPage {
     std::vector<trainmesh::v1::JobEvent> events;

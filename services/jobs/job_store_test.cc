@@ -222,6 +222,118 @@ TEST_F(JobStoreTest, ListIsNewestFirstWithKeysetCursorAndFilters) {
   EXPECT_EQ(other_label->size(), 0u);
 }
 
+// Moves a job through `to` with `message` and, when given, an error log.
+absl::StatusOr<Job> Move(JobStore& store, const std::string& id, Job::State to,
+                         const std::string& message, const std::string& error_log = "") {
+  return store.Update(std::nullopt, id, [&](const StoredJob& current) {
+    Mutation m{current.job, current.last_report_seq};
+    m.job.set_state(to);
+    if (!error_log.empty()) m.job.set_error_log(error_log);
+    m.event = JobEvent::STATE_CHANGED;
+    m.message = message;
+    return absl::StatusOr<Mutation>(m);
+  });
+}
+
+std::vector<std::string> Kinds(const NotificationsPage& page) {
+  std::vector<std::string> kinds;
+  for (const auto& n : page.notifications) {
+    kinds.push_back(trainmesh::v1::Notification::Kind_Name(n.kind()));
+  }
+  return kinds;
+}
+
+TEST_F(JobStoreTest, TransitionsFillTheOwnersInboxInTheirTransaction) {
+  Job a = Create("alice");
+  Job b = Create("alice");
+  Job other = Create("bob");
+  // Created, queued, initializing: nothing a user is told about.
+  ASSERT_TRUE(Move(*store_, a.id(), Job::QUEUED, "queued").ok());
+  ASSERT_TRUE(Move(*store_, a.id(), Job::INITIALIZING, "claimed").ok());
+  auto page = store_->ListNotifications({.owner = "alice"});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_TRUE(page->notifications.empty());
+  EXPECT_EQ(page->unread_count, 0);
+
+  ASSERT_TRUE(Move(*store_, a.id(), Job::RUNNING, "running on agent one").ok());
+  // A lost agent: back to the queue, then a second attempt that fails.
+  ASSERT_TRUE(Move(*store_, a.id(), Job::QUEUED, "lease expired").ok());
+  ASSERT_TRUE(Move(*store_, a.id(), Job::RUNNING, "running on agent two").ok());
+  const std::string long_line(600, 'x');
+  ASSERT_TRUE(Move(*store_, a.id(), Job::FAILED, "failed",
+                   "ValueError: bad column " + long_line + "\ntraceback line")
+                  .ok());
+  ASSERT_TRUE(Move(*store_, b.id(), Job::CANCELLED, "Cancelled by alice while PENDING: typo").ok());
+  ASSERT_TRUE(Move(*store_, other.id(), Job::CANCELLED, "Cancelled by bob").ok());
+  // A refused transition leaves no notification behind.
+  EXPECT_FALSE(Move(*store_, b.id(), Job::RUNNING, "too late").ok());
+
+  page = store_->ListNotifications({.owner = "alice"});
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_THAT(Kinds(*page), ElementsAre("CANCELLED", "FAILED", "STARTED", "REQUEUED", "STARTED"));
+  EXPECT_EQ(page->unread_count, 5);
+  const auto& failed = page->notifications[1];
+  EXPECT_EQ(failed.job_id(), a.id());
+  EXPECT_EQ(failed.model(), "tabular");
+  // The error log's first line, cut short on a character boundary.
+  EXPECT_THAT(failed.message(), ::testing::StartsWith("ValueError: bad column xxx"));
+  EXPECT_LE(failed.message().size(), 510u);
+  EXPECT_THAT(failed.message(), ::testing::Not(HasSubstr("traceback")));
+  EXPECT_EQ(page->notifications[0].message(), "Cancelled by alice while PENDING: typo");
+  EXPECT_EQ(page->notifications[3].message(), "lease expired");
+  EXPECT_FALSE(failed.read());
+  for (size_t i = 1; i < page->notifications.size(); ++i) {
+    EXPECT_LT(page->notifications[i].id(), page->notifications[i - 1].id());  // newest first
+  }
+  auto bobs = store_->ListNotifications({.owner = "bob"});
+  EXPECT_THAT(Kinds(*bobs), ElementsAre("CANCELLED"));
+}
+
+TEST_F(JobStoreTest, NotificationsPageAndMarkReadPerOwner) {
+  std::vector<int64_t> ids;  // alice's, oldest first
+  for (int i = 0; i < 5; ++i) {
+    Job j = Create("alice");
+    ASSERT_TRUE(Move(*store_, j.id(), Job::CANCELLED, "c").ok());
+  }
+  Job bobs = Create("bob");
+  ASSERT_TRUE(Move(*store_, bobs.id(), Job::CANCELLED, "c").ok());
+  auto all = store_->ListNotifications({.owner = "alice", .limit = 10});
+  for (auto it = all->notifications.rbegin(); it != all->notifications.rend(); ++it) {
+    ids.push_back(it->id());
+  }
+  ASSERT_EQ(ids.size(), 5u);
+  auto page = store_->ListNotifications({.owner = "alice", .limit = 2, .before_id = ids[3]});
+  ASSERT_EQ(page->notifications.size(), 2u);
+  EXPECT_EQ(page->notifications[0].id(), ids[2]);
+  EXPECT_EQ(page->notifications[1].id(), ids[1]);
+
+  // By id (bob's id among them changes nothing of bob's), then through an id.
+  const int64_t bob_id = store_->ListNotifications({.owner = "bob"})->notifications[0].id();
+  auto marked = store_->MarkNotificationsRead("alice", {ids[4], bob_id}, 0);
+  ASSERT_TRUE(marked.ok()) << marked.status();
+  EXPECT_EQ(*marked, std::make_pair(int64_t{1}, int64_t{4}));
+  EXPECT_EQ(store_->ListNotifications({.owner = "bob"})->unread_count, 1);
+  marked = store_->MarkNotificationsRead("alice", {}, ids[1]);
+  EXPECT_EQ(*marked, std::make_pair(int64_t{2}, int64_t{2}));
+  // Marking again marks nothing.
+  marked = store_->MarkNotificationsRead("alice", {ids[0], ids[4]}, 0);
+  EXPECT_EQ(*marked, std::make_pair(int64_t{0}, int64_t{2}));
+
+  auto unread = store_->ListNotifications({.owner = "alice", .unread_only = true});
+  ASSERT_EQ(unread->notifications.size(), 2u);
+  EXPECT_EQ(unread->notifications[0].id(), ids[3]);
+  EXPECT_EQ(unread->notifications[1].id(), ids[2]);
+  EXPECT_EQ(unread->unread_count, 2);
+  auto everything = store_->ListNotifications({.owner = "alice"});
+  EXPECT_TRUE(everything->notifications[0].read());
+  EXPECT_FALSE(everything->notifications[1].read());
+  // An owner with nothing: an empty page, not an error.
+  auto nobody = store_->ListNotifications({.owner = "carol"});
+  ASSERT_TRUE(nobody.ok());
+  EXPECT_TRUE(nobody->notifications.empty());
+  EXPECT_EQ(nobody->unread_count, 0);
+}
+
 TEST_F(JobStoreTest, KeysetPageUsesTheOwnerIndex) {
   // With enough rows the planner must answer a deep page from the index, not a scan.
   pqxx::connection conn(dsn_);

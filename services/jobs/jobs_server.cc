@@ -177,6 +177,27 @@ grpc::ServerUnaryReactor* JobsServer::ListJobEvents(
                              });
 }
 
+grpc::ServerUnaryReactor* JobsServer::ListNotifications(
+    grpc::CallbackServerContext* context, const trainmesh::v1::ListNotificationsRequest* request,
+    trainmesh::v1::ListNotificationsResponse* response) {
+  static const auto& method = Method("ListNotifications");
+  return server::HandleUnary(context, *executor_, *auth_, method, response,
+                             [this, request](const Principal& caller) {
+                               return service_->ListNotifications(caller, *request);
+                             });
+}
+
+grpc::ServerUnaryReactor* JobsServer::MarkNotificationsRead(
+    grpc::CallbackServerContext* context,
+    const trainmesh::v1::MarkNotificationsReadRequest* request,
+    trainmesh::v1::MarkNotificationsReadResponse* response) {
+  static const auto& method = Method("MarkNotificationsRead");
+  return server::HandleUnary(context, *executor_, *auth_, method, response,
+                             [this, request](const Principal& caller) {
+                               return service_->MarkNotificationsRead(caller, *request);
+                             });
+}
+
 grpc::ServerUnaryReactor* JobsServer::ListRecipes(grpc::CallbackServerContext* context,
                                                   const trainmesh::v1::ListRecipesRequest*,
                                                   trainmesh::v1::ListRecipesResponse* response) {

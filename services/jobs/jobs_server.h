@@ -43,6 +43,13 @@ class JobsServer final : public trainmesh::v1::JobService::CallbackService {
   grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* WatchJob(
       grpc::CallbackServerContext* context,
       const trainmesh::v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* ListNotifications(
+      grpc::CallbackServerContext* context, const trainmesh::v1::ListNotificationsRequest* request,
+      trainmesh::v1::ListNotificationsResponse* response) override;
+  grpc::ServerUnaryReactor* MarkNotificationsRead(
+      grpc::CallbackServerContext* context,
+      const trainmesh::v1::MarkNotificationsReadRequest* request,
+      trainmesh::v1::MarkNotificationsReadResponse* response) override;
   grpc::ServerUnaryReactor* ListJobEvents(grpc::CallbackServerContext* context,
                                           const trainmesh::v1::ListJobEventsRequest* request,
                                           trainmesh::v1::ListJobEventsResponse* response) override;

@@ -512,6 +512,98 @@ TEST_F(JobsServerTest, ListPagesWithTamperEvidentTokens) {
   EXPECT_THAT(ViolatedFields(s), ElementsAre("labels[0]"));
 }
 
+TEST_F(JobsServerTest, NotificationsFromReportsAndCancelsPagedAndMarkedRead) {
+  // One job runs to FAILED through the scheduler's reports, one is cancelled,
+  // one of bob's completes.
+  Job failed = MustCreate("alice");
+  ASSERT_TRUE(Report(failed.id(), Job::QUEUED, 0, 1).ok());
+  ASSERT_TRUE(Report(failed.id(), Job::RUNNING, 1, 2).ok());
+  ASSERT_TRUE(Report(failed.id(), Job::RUNNING, 1, 2).ok());  // a replay: no second STARTED
+  ASSERT_TRUE(Report(failed.id(), Job::FAILED, 1, 3).ok());
+  Job cancelled = MustCreate("alice");
+  ASSERT_TRUE(Cancel("alice", cancelled.id()).ok());
+  Job bobs = MustCreate("bob");
+  ASSERT_TRUE(Report(bobs.id(), Job::QUEUED, 0, 1).ok());
+  ASSERT_TRUE(Report(bobs.id(), Job::RUNNING, 1, 2).ok());
+  ASSERT_TRUE(Report(bobs.id(), Job::COMPLETED, 1, 3).ok());
+
+  using trainmesh::v1::Notification;
+  trainmesh::v1::ListNotificationsRequest request;
+  request.set_page_size(2);
+  std::vector<Notification> seen;
+  trainmesh::v1::ListNotificationsResponse response;
+  for (int page = 0; page < 4; ++page) {
+    ASSERT_TRUE(jobs_->ListNotifications(As("alice").get(), request, &response).ok());
+    EXPECT_EQ(response.unread_count(), 3);
+    seen.insert(seen.end(), response.notifications().begin(), response.notifications().end());
+    if (response.next_page_token().empty()) break;
+    request.set_page_token(response.next_page_token());
+  }
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].kind(), Notification::CANCELLED);
+  EXPECT_EQ(seen[0].job_id(), cancelled.id());
+  EXPECT_THAT(seen[0].message(), HasSubstr("Cancelled by alice while PENDING"));
+  EXPECT_EQ(seen[1].kind(), Notification::FAILED);
+  EXPECT_EQ(seen[1].message(), "CUDA out of memory");
+  EXPECT_EQ(seen[1].attempt(), 1);
+  EXPECT_EQ(seen[2].kind(), Notification::STARTED);
+  EXPECT_EQ(seen[2].model(), "mlp-policy");
+  EXPECT_TRUE(seen[2].has_create_time());
+
+  // Bob's token does not page Alice's inbox; a token is bound to its filter.
+  trainmesh::v1::ListNotificationsRequest replay;
+  replay.set_page_size(2);
+  ASSERT_TRUE(jobs_->ListNotifications(As("alice").get(), replay, &response).ok());
+  replay.set_page_token(response.next_page_token());
+  EXPECT_EQ(jobs_->ListNotifications(As("bob").get(), replay, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  replay.set_unread_only(true);
+  grpc::Status s = jobs_->ListNotifications(As("alice").get(), replay, &response);
+  EXPECT_THAT(ViolatedFields(s), ElementsAre("page_token"));
+
+  // Marking: nothing named is a field violation; bob's ids are not alice's to mark.
+  trainmesh::v1::MarkNotificationsReadRequest mark;
+  trainmesh::v1::MarkNotificationsReadResponse marked;
+  s = jobs_->MarkNotificationsRead(As("alice").get(), mark, &marked);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(ViolatedFields(s), ElementsAre("ids"));
+  mark.add_ids(-4);
+  mark.set_through_id(-1);
+  s = jobs_->MarkNotificationsRead(As("alice").get(), mark, &marked);
+  EXPECT_THAT(ViolatedFields(s), ElementsAre("ids[0]", "through_id"));
+  trainmesh::v1::ListNotificationsResponse bobs_inbox;
+  ASSERT_TRUE(jobs_->ListNotifications(As("bob").get(), {}, &bobs_inbox).ok());
+  ASSERT_EQ(bobs_inbox.notifications_size(), 2);  // STARTED, COMPLETED
+  mark.Clear();
+  mark.add_ids(bobs_inbox.notifications(0).id());
+  mark.add_ids(seen[1].id());
+  ASSERT_TRUE(jobs_->MarkNotificationsRead(As("alice").get(), mark, &marked).ok());
+  EXPECT_EQ(marked.marked(), 1);
+  EXPECT_EQ(marked.unread_count(), 2);
+  ASSERT_TRUE(jobs_->ListNotifications(As("bob").get(), {}, &bobs_inbox).ok());
+  EXPECT_EQ(bobs_inbox.unread_count(), 2);
+  // "Mark all read" through the newest shown: a notification that arrives
+  // after it stays unread.
+  mark.Clear();
+  mark.set_through_id(seen[0].id());
+  Job later = MustCreate("alice");
+  ASSERT_TRUE(Cancel("alice", later.id()).ok());
+  ASSERT_TRUE(jobs_->MarkNotificationsRead(As("alice").get(), mark, &marked).ok());
+  EXPECT_EQ(marked.marked(), 2);
+  EXPECT_EQ(marked.unread_count(), 1);
+  trainmesh::v1::ListNotificationsRequest unread;
+  unread.set_unread_only(true);
+  ASSERT_TRUE(jobs_->ListNotifications(As("alice").get(), unread, &response).ok());
+  ASSERT_EQ(response.notifications_size(), 1);
+  EXPECT_EQ(response.notifications(0).job_id(), later.id());
+  EXPECT_FALSE(response.notifications(0).read());
+
+  // A read-only key may read and mark its inbox; an agent key may do neither.
+  EXPECT_TRUE(jobs_->ListNotifications(As("alice", {"jobs:read"}).get(), {}, &response).ok());
+  EXPECT_EQ(jobs_->ListNotifications(As("alice", {"agent"}).get(), {}, &response).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+}
+
 TEST_F(JobsServerTest, RecipesAreServed) {
   trainmesh::v1::ListRecipesResponse recipes;
   ASSERT_TRUE(jobs_->ListRecipes(As("alice", {"jobs:read"}).get(), {}, &recipes).ok());

@@ -380,6 +380,64 @@ absl::StatusOr<trainmesh::v1::ListJobEventsResponse> JobsService::ListJobEvents(
   return response;
 }
 
+absl::StatusOr<trainmesh::v1::ListNotificationsResponse> JobsService::ListNotifications(
+    const Principal& caller, const trainmesh::v1::ListNotificationsRequest& request) {
+  FieldViolations v;
+  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
+    v.Add("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize));
+  }
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  NotificationQuery query{
+      .owner = caller.subject(), .unread_only = request.unread_only(), .limit = page_size + 1};
+  // The token is bound to the caller and the filter.
+  const std::string fingerprint =
+      absl::StrCat("notifications\x1f", query.owner, "\x1f", query.unread_only ? "unread" : "all");
+  if (!request.page_token().empty()) {
+    TM_ASSIGN_OR_RETURN(std::string position,
+                        page_tokens_.Decode(fingerprint, request.page_token()));
+    int64_t before = 0;
+    if (!absl::SimpleAtoi(position, &before) || before <= 0) {
+      return status::InvalidField("page_token", "is malformed");
+    }
+    query.before_id = before;
+  }
+  TM_ASSIGN_OR_RETURN(NotificationsPage page, store_->ListNotifications(query));
+  trainmesh::v1::ListNotificationsResponse response;
+  response.set_unread_count(page.unread_count);
+  const bool more = static_cast<int>(page.notifications.size()) > page_size;
+  if (more) page.notifications.resize(page_size);
+  for (auto& n : page.notifications) *response.add_notifications() = std::move(n);
+  if (more) {
+    const int64_t last = response.notifications(response.notifications_size() - 1).id();
+    response.set_next_page_token(page_tokens_.Encode(fingerprint, absl::StrCat(last)));
+  }
+  return response;
+}
+
+absl::StatusOr<trainmesh::v1::MarkNotificationsReadResponse> JobsService::MarkNotificationsRead(
+    const Principal& caller, const trainmesh::v1::MarkNotificationsReadRequest& request) {
+  FieldViolations v;
+  if (request.ids().empty() && request.through_id() == 0) {
+    v.Add("ids", "give the notifications to mark read, or through_id");
+  }
+  if (request.ids_size() > kMaxPageSize) {
+    v.Add("ids", absl::StrCat("at most ", kMaxPageSize, " at once (or use through_id)"));
+  }
+  for (int i = 0; i < request.ids_size() && i < kMaxPageSize; ++i) {
+    if (request.ids(i) <= 0) v.Add(absl::StrCat("ids[", i, "]"), "must be a notification id (> 0)");
+  }
+  if (request.through_id() < 0) v.Add("through_id", "must be >= 0");
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  const std::vector<int64_t> ids(request.ids().begin(), request.ids().end());
+  TM_ASSIGN_OR_RETURN(auto counts,
+                      store_->MarkNotificationsRead(caller.subject(), ids, request.through_id()));
+  trainmesh::v1::MarkNotificationsReadResponse response;
+  response.set_marked(counts.first);
+  response.set_unread_count(counts.second);
+  return response;
+}
+
 absl::StatusOr<trainmesh::v1::ListRecipesResponse> JobsService::ListRecipes() const {
   trainmesh::v1::ListRecipesResponse response;
   for (const auto& r : recipes::Recipes()) *response.add_recipes() = r;

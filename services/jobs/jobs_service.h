@@ -58,6 +58,14 @@ class JobsService {
       const Principal& caller, const trainmesh::v1::GetErrorLogRequest& request);
   absl::StatusOr<trainmesh::v1::ListJobEventsResponse> ListJobEvents(
       const Principal& caller, const trainmesh::v1::ListJobEventsRequest& request);
+  // The caller's inbox, newest first; INVALID_ARGUMENT for a bad page size or
+  // a token of another caller or filter.
+  absl::StatusOr<trainmesh::v1::ListNotificationsResponse> ListNotifications(
+      const Principal& caller, const trainmesh::v1::ListNotificationsRequest& request);
+  // INVALID_ARGUMENT (field violations) without ids or through_id, or with
+  // ids that cannot be notification ids. Other users' ids are ignored.
+  absl::StatusOr<trainmesh::v1::MarkNotificationsReadResponse> MarkNotificationsRead(
+      const Principal& caller, const trainmesh::v1::MarkNotificationsReadRequest& request);
   absl::StatusOr<trainmesh::v1::ListRecipesResponse> ListRecipes() const;
   absl::StatusOr<trainmesh::v1::Recipe> GetRecipe(
       const trainmesh::v1::GetRecipeRequest& request) const;

@@ -142,6 +142,24 @@ retry=$(tc retry "$id")
 [ "$(tc list --retry-of "$id" -o json | field "['jobs'][0]['id']")" = "$retry" ] || fail "lineage list"
 tc recipes | grep -q "^lora-lm" || fail "recipes"
 
+# The inbox: the cancel is there, unread, over gRPC and REST; mallory's is empty.
+key=$(sed -n 's/^TRAINMESH_API_KEY=//p' "$TRAINMESH_RUN_DIR/credentials.env")  # not the revoked one
+inbox=$(tc notifications)
+echo "$inbox" | grep -q "^\* *[0-9]* .*$id  mlp-policy  CANCELLED  Cancelled by dev while QUEUED: wrong dataset" \
+  || fail "notifications: $inbox"
+echo "$inbox" | tail -n 1 | grep -qx "1 unread" || fail "unread count: $inbox"
+[ "$(rest GET /v1/notifications | sed 's/^200 //' | field "['unreadCount']")" = 1 ] || fail "REST notifications"
+[ "$(tc notifications --token "$other" -o json | field ".get('unreadCount', '0')")" = 0 ] \
+  || fail "mallory sees dev's notifications"
+tc notifications read --all | grep -qx "marked 1 read; 0 unread" || fail "read --all"
+tc notifications --unread | grep -qx "0 unread" || fail "still unread"
+set +e
+err=$(tc notifications read 2>&1); rc=$?
+set -e
+[ $rc = 2 ] || fail "notifications read without ids exited $rc: $err"
+rest POST /v1/notifications:markRead '{}' | grep -q '^400 .*"field":"ids"' \
+  || fail "REST mark without ids: $(rest POST /v1/notifications:markRead '{}')"
+
 # a live watch ends cleanly when the service drains on SIGTERM
 tc watch "$retry" -o json >"$TRAINMESH_RUN_DIR/watch.out" 2>&1 &
 watcher=$!

@@ -80,6 +80,11 @@ Usage:
                                           summary of every metric (-o json: the series)
   trainctl download ID [-o DIR] [--name FILE]
                                           the trained model (model.pt + model.json) into DIR
+  trainctl notifications [--unread] [--page-size N] [--page-token TOKEN]
+                                          your inbox: jobs that started, finished or were requeued
+                                          (* marks unread)
+  trainctl notifications read ID... | --all
+                                          mark some, or every one shown so far, read
   trainctl agents [--all]                 trainer agents you can use (--all: offline too)
   trainctl recipes [NAME]                 recipes and their hyperparameters
   trainctl health                         is the endpoint serving?
@@ -523,6 +528,70 @@ int List(Client& client, const Args& args) {
       break;
     }
     request.set_page_token(response.next_page_token());
+  }
+  return kExitOk;
+}
+
+int MarkRead(Client& client, const Args& args) {
+  trainmesh::v1::MarkNotificationsReadRequest request;
+  for (size_t i = 1; i < args.positional.size(); ++i) {
+    int64_t id = 0;
+    if (!absl::SimpleAtoi(args.positional[i], &id)) {
+      return UsageError("notifications read takes notification ids (numbers)");
+    }
+    request.add_ids(id);
+  }
+  if (args.Has("all")) {
+    // Through the newest one there is now: one that arrives later stays unread.
+    trainmesh::v1::ListNotificationsRequest newest;
+    newest.set_page_size(1);
+    trainmesh::v1::ListNotificationsResponse response;
+    grpc::Status s = client.jobs().ListNotifications(client.Context().get(), newest, &response);
+    if (!s.ok()) return ReportError(s, client.connection().endpoint);
+    if (response.notifications().empty()) return kExitOk;
+    request.set_through_id(response.notifications(0).id());
+  }
+  if (request.ids().empty() && !args.Has("all")) {
+    return UsageError("notifications read takes ids or --all");
+  }
+  trainmesh::v1::MarkNotificationsReadResponse response;
+  grpc::Status s = client.jobs().MarkNotificationsRead(client.Context().get(), request, &response);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (client.json()) {
+    std::cout << Json(response) << std::endl;
+  } else {
+    std::cout << "marked " << response.marked() << " read; " << response.unread_count()
+              << " unread\n";
+  }
+  return kExitOk;
+}
+
+int Notifications(Client& client, const Args& args) {
+  if (!args.positional.empty() && args.positional[0] == "read") return MarkRead(client, args);
+  if (!args.positional.empty()) return UsageError("notifications takes no arguments but read");
+  trainmesh::v1::ListNotificationsRequest request;
+  request.set_unread_only(args.Has("unread"));
+  int page_size = 0;
+  if (args.Has("page-size") && !absl::SimpleAtoi(args.Get("page-size"), &page_size)) {
+    return UsageError("--page-size: integer");
+  }
+  request.set_page_size(page_size);
+  request.set_page_token(args.Get("page-token"));
+  trainmesh::v1::ListNotificationsResponse response;
+  grpc::Status s = client.jobs().ListNotifications(client.Context().get(), request, &response);
+  if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  if (client.json()) {
+    std::cout << Json(response) << std::endl;
+    return kExitOk;
+  }
+  for (const auto& n : response.notifications()) {
+    std::cout << absl::StrFormat("%s %-6d  %s  %s  %-10s  %-9s  %s\n", n.read() ? " " : "*", n.id(),
+                                 FormatTime(n.create_time()), n.job_id(), n.model(),
+                                 trainmesh::v1::Notification::Kind_Name(n.kind()), n.message());
+  }
+  std::cout << response.unread_count() << " unread\n";
+  if (!response.next_page_token().empty()) {
+    std::cout << "next page: --page-token " << response.next_page_token() << "\n";
   }
   return kExitOk;
 }
@@ -1066,15 +1135,39 @@ int Keys(Client& client, const Args& args) {
 
 int Run(int argc, char** argv) {
   std::vector<std::string> argv_list(argv + 1, argv + argc);
-  absl::StatusOr<Args> parsed = Parse(
-      argv_list,
-      {"endpoint", "auth-endpoint", "metrics-endpoint", "scheduler-endpoint", "max-points", "token", "api-key", "output", "timeout", "model", "dataset",
-       "param", "file", "priority", "max-attempts", "label", "request-id", "reason", "state",
-       "page-size", "page-token", "retry-of", "after-seq", "scope", "password", "email", "name",
-       "expires"},
-      {"wait", "all", "resume", "help", "follow", "allow-shared-pool", "validate-only", "print-token",
-       "password-stdin", "admin"},
-      {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}, {"f", "follow"}});
+  absl::StatusOr<Args> parsed =
+      Parse(argv_list,
+            {"endpoint",
+             "auth-endpoint",
+             "metrics-endpoint",
+             "scheduler-endpoint",
+             "max-points",
+             "token",
+             "api-key",
+             "output",
+             "timeout",
+             "model",
+             "dataset",
+             "param",
+             "file",
+             "priority",
+             "max-attempts",
+             "label",
+             "request-id",
+             "reason",
+             "state",
+             "page-size",
+             "page-token",
+             "retry-of",
+             "after-seq",
+             "scope",
+             "password",
+             "email",
+             "name",
+             "expires"},
+            {"wait", "all", "resume", "help", "follow", "allow-shared-pool", "validate-only",
+             "print-token", "password-stdin", "admin", "unread"},
+            {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}, {"f", "follow"}});
   if (!parsed.ok()) return UsageError(std::string(parsed.status().message()));
   const Args& args = *parsed;
   if (args.command.empty() || args.command == "help" || args.Has("help")) {
@@ -1106,6 +1199,7 @@ int Run(int argc, char** argv) {
   if (cmd == "users") return Users(client, args);
   if (cmd == "keys") return Keys(client, args);
   if (cmd == "agents") return Agents(client, args);
+  if (cmd == "notifications") return Notifications(client, args);
   if (cmd == "get" || cmd == "watch" || cmd == "cancel" || cmd == "retry" || cmd == "logs" ||
       cmd == "metrics" || cmd == "download") {
     std::optional<std::string> id = need_id();

@@ -5,7 +5,6 @@ import { api, session, setUnauthenticatedHandler } from "./api";
 import { startFeed, stopFeed, onConnection } from "./feed";
 import {
   describe,
-  loadNotifications,
   markRead,
   notifications,
   onNotificationsChange,
@@ -63,8 +62,8 @@ async function ensureSession(): Promise<boolean> {
   } catch {
     return false;  // a 401 already went back to sign-in
   }
-  startFeed(loadNotifications(who.subject));
-  shellDispose.push(watchNotifications());
+  startFeed();
+  shellDispose.push(watchNotifications(who.subject));
   return true;
 }
 
@@ -111,16 +110,19 @@ function notificationBell(): HTMLElement {
         "div",
         { class: "menu-head" },
         h("strong", {}, "Notifications"),
-        h("button", { class: "link", onclick: () => markRead() }, "Mark all read"),
+        h("button", { class: "link", onclick: () => void markRead() }, "Mark all read"),
       ),
       notifications().length === 0 ? h("p", { class: "muted" }, "Nothing yet.") : null,
       notifications().map((n) =>
         h(
           "div",
-          { class: `note ${n.read ? "" : "unread"}`, role: "menuitem" },
+          { class: `note ${n.read ? "" : "unread"}`, role: "menuitem", "data-kind": n.kind },
           link(`/jobs/${n.jobId}`, describe(n)),
-          h("span", { class: "muted" }, ` · ${timeAgo(n.time)}`),
-          n.read ? null : h("button", { class: "link", onclick: () => markRead(n.id) }, "Mark read"),
+          h("span", { class: "muted" }, ` · ${n.createTime ? timeAgo(n.createTime) : ""}`),
+          n.kind !== "STARTED" && n.kind !== "COMPLETED" && n.message
+            ? h("div", { class: "muted note-message" }, n.message)
+            : null,
+          n.read ? null : h("button", { class: "link", onclick: () => void markRead(n.id) }, "Mark read"),
         ),
       ),
     );

@@ -1,69 +1,94 @@
-// Lifecycle notifications (a job started, completed, failed, was cancelled),
-// made from the live jobs feed and kept per user in localStorage with their
-// read state; the feed reopens from the last update seen, so what happened
-// while the page was closed shows up too.
-import type { Job, JobState } from "./api";
-import { onJob } from "./feed";
+// The user's inbox (GET /v1/notifications): their jobs that started,
+// finished or were requeued. The jobs service writes each one in the
+// transaction of the change and keeps its read state, so the inbox is the
+// same in every browser and in trainctl. The page fetches it at sign-in, again
+// whenever the live jobs feed shows a job changing state (the entry is
+// committed before the feed hears of the change), and after the feed
+// reconnects.
+import { api, type JobState } from "./api";
+import { onConnection, onJob } from "./feed";
+
+export type NotificationKind = "STARTED" | "COMPLETED" | "FAILED" | "CANCELLED" | "REQUEUED";
 
 export interface Notification {
   id: string;
   jobId: string;
+  kind: NotificationKind;
   model: string;
-  state: JobState;
-  time: string;
-  read: boolean;
+  message?: string;
+  attempt?: number;
+  createTime?: string;
+  read?: boolean;
 }
 
-const NOTIFY: JobState[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
-const KEEP = 50;
+interface ListResponse {
+  notifications?: Notification[];
+  unreadCount?: string;
+}
 
-let user = "";
+const PAGE = 50;
+// States a job enters with an inbox entry (QUEUED: when it lost its agent).
+const NEWSWORTHY: JobState[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "QUEUED"];
+
 let items: Notification[] = [];
+let unread = 0;
 let known: Record<string, JobState> = {};
-let cursor = "";
+let inFlight = false;
+let again = false;
+let active = false;
 const listeners = new Set<() => void>();
 
-const key = (what: string) => `trainmesh.${user}.${what}`;
-
-function save() {
-  localStorage.setItem(key("notifications"), JSON.stringify(items));
-  localStorage.setItem(key("states"), JSON.stringify(known));
-  localStorage.setItem(key("cursor"), cursor);
+function changed() {
   for (const listener of listeners) listener();
 }
 
-// Loads `subject`'s notifications; returns the feed cursor to resume from.
-export function loadNotifications(subject: string): string {
-  user = subject;
-  items = JSON.parse(localStorage.getItem(key("notifications")) ?? "[]");
-  known = JSON.parse(localStorage.getItem(key("states")) ?? "{}");
-  cursor = localStorage.getItem(key("cursor")) ?? new Date().toISOString();
-  return cursor;
-}
-
-function observe(job: Job) {
-  const before = known[job.id];
-  if (before === job.state) return;
-  known[job.id] = job.state;
-  if (job.updateTime && job.updateTime > cursor) cursor = job.updateTime;
-  // A job first seen in a terminal state changed while we were away only if it
-  // changed after the cursor; RUNNING is news only as a transition.
-  if (NOTIFY.includes(job.state) && (before !== undefined || job.state !== "RUNNING")) {
-    items.unshift({
-      id: `${job.id}:${job.state}`,
-      jobId: job.id,
-      model: job.model,
-      state: job.state,
-      time: job.updateTime ?? new Date().toISOString(),
-      read: false,
-    });
-    items = items.filter((n, i) => items.findIndex((m) => m.id === n.id) === i).slice(0, KEEP);
+// One fetch at a time; changes that come meanwhile cause one more.
+async function refresh() {
+  if (inFlight) {
+    again = true;
+    return;
   }
-  save();
+  inFlight = true;
+  try {
+    do {
+      again = false;
+      const r = await api<ListResponse>("GET", `/v1/notifications?pageSize=${PAGE}`);
+      if (!active) return;
+      items = r.notifications ?? [];
+      unread = Number(r.unreadCount ?? 0);
+      changed();
+    } while (again);
+  } catch {
+    // Offline or signed out: the next feed event or reconnect tries again.
+  } finally {
+    inFlight = false;
+  }
 }
 
-export function watchNotifications(): () => void {
-  return onJob(observe);
+function observe(job: { id: string; state: JobState }) {
+  if (known[job.id] === job.state) return;
+  known[job.id] = job.state;
+  if (NEWSWORTHY.includes(job.state)) void refresh();
+}
+
+// Follows the signed-in user's inbox until the returned function is called.
+export function watchNotifications(subject: string): () => void {
+  active = true;
+  // Notifications used to live in this browser's storage: drop what is left.
+  for (const what of ["notifications", "states", "cursor"]) localStorage.removeItem(`trainmesh.${subject}.${what}`);
+  void refresh();
+  const offJob = onJob(observe);
+  const offConnection = onConnection((connected) => {
+    if (connected) void refresh();
+  });
+  return () => {
+    active = false;
+    offJob();
+    offConnection();
+    items = [];
+    unread = 0;
+    known = {};
+  };
 }
 
 export function notifications(): Notification[] {
@@ -71,12 +96,21 @@ export function notifications(): Notification[] {
 }
 
 export function unreadCount(): number {
-  return items.filter((n) => !n.read).length;
+  return unread;
 }
 
-export function markRead(id?: string) {
-  for (const n of items) if (id === undefined || n.id === id) n.read = true;
-  save();
+// Marks one notification read, or (no id) every one shown so far: one that
+// arrived after the list was drawn stays unread.
+export async function markRead(id?: string) {
+  const body = id !== undefined ? { ids: [id] } : { throughId: items[0]?.id };
+  if (id === undefined && items.length === 0) return;
+  const r = await api<{ unreadCount?: string }>("POST", "/v1/notifications:markRead", body);
+  const through = id === undefined ? BigInt(items[0].id) : null;
+  for (const n of items) {
+    if (n.id === id || (through !== null && BigInt(n.id) <= through)) n.read = true;
+  }
+  unread = Number(r.unreadCount ?? 0);
+  changed();
 }
 
 export function onNotificationsChange(listener: () => void): () => void {
@@ -85,11 +119,12 @@ export function onNotificationsChange(listener: () => void): () => void {
 }
 
 export function describe(n: Notification): string {
-  const verb: Record<string, string> = {
-    RUNNING: "started",
+  const verb: Record<NotificationKind, string> = {
+    STARTED: "started",
     COMPLETED: "completed",
     FAILED: "failed",
     CANCELLED: "was cancelled",
+    REQUEUED: "lost its agent and was requeued",
   };
-  return `${n.model} job ${n.jobId.slice(0, 8)} ${verb[n.state] ?? n.state.toLowerCase()}`;
+  return `${n.model} job ${n.jobId.slice(0, 8)} ${verb[n.kind] ?? n.kind.toLowerCase()}`;
 }

@@ -46,13 +46,24 @@ function expect(condition, message) {
 const shot = (name) => page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
 const badge = () => page.locator(".job-head .badge");
 const jobIdFromUrl = () => page.url().match(/\/jobs\/([0-9a-f-]{36})/)?.[1];
+// A REST call with the session token of `on` (a page): work done "elsewhere".
+async function post(on, path, body) {
+  const token = await on.evaluate(() => sessionStorage.getItem("trainmesh.token"));
+  const r = await fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  expect(r.ok, `POST ${path}: ${r.status}`);
+  return r.json();
+}
 
-async function signIn(user, password) {
-  await page.goto(`${base}/signin`);
-  await page.fill("#name", user);
-  await page.fill("#password", password);
-  await page.click("form[aria-label='Sign in'] button[type=submit]");
-  await page.waitForURL("**/jobs");
+async function signIn(user, password, on = page) {
+  await on.goto(`${base}/signin`);
+  await on.fill("#name", user);
+  await on.fill("#password", password);
+  await on.click("form[aria-label='Sign in'] button[type=submit]");
+  await on.waitForURL("**/jobs");
 }
 
 async function newJob(fill) {
@@ -168,12 +179,7 @@ await step("the jobs list updates live and filters by state", async () => {
   await page.goto(`${base}/jobs`);
   await page.waitForSelector(`tr[data-job='${completedId}'] .badge[data-state=COMPLETED]`);
   // A job submitted elsewhere appears and moves on without a reload.
-  const token = await page.evaluate(() => sessionStorage.getItem("trainmesh.token"));
-  const created = await fetch(`${base}/v1/jobs`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ model: "mlp-policy", datasetUrl: "synthetic://reach", hyperparameters: { steps: 100 } }),
-  }).then((r) => r.json());
+  const created = await post(page, "/v1/jobs", { model: "mlp-policy", datasetUrl: "synthetic://reach", hyperparameters: { steps: 100 } });
   await page.waitForSelector(`tr[data-job='${created.id}']`, { timeout: LONG });
   await page.waitForSelector(`tr[data-job='${created.id}'] .badge[data-state=COMPLETED]`, { timeout: LONG });
   await shot("jobs-list");
@@ -184,14 +190,46 @@ await step("the jobs list updates live and filters by state", async () => {
   await page.uncheck("input[value=FAILED]");
 });
 
-await step("notifications arrive live and can be marked read", async () => {
+await step("notifications arrive live, are marked read, and read state follows the user", async () => {
   await page.waitForFunction(() => Number(document.querySelector("[data-testid=unread]")?.textContent || 0) > 0);
   await page.click("button.bell");
   await page.waitForSelector(".menu .note.unread");
+  // Each job's news, linked to it; a failure says why.
+  await page.waitForSelector(`.menu .note[data-kind=COMPLETED] a[href='/jobs/${completedId}']`);
+  await page.waitForSelector(`.menu .note[data-kind=CANCELLED] a[href='/jobs/${cancelledId}']`);
+  const failedNote = page.locator(`.menu .note[data-kind=FAILED]:has(a[href='/jobs/${failedId}'])`);
+  expect((await failedNote.textContent()).includes("does not exist"), `failed note: ${await failedNote.textContent()}`);
   await shot("notifications");
   await page.click(".menu-head button");
   await page.waitForFunction(() => document.querySelector("[data-testid=unread]")?.textContent === "");
   expect((await page.locator(".menu .note.unread").count()) === 0, "still unread");
+  await page.click("button.bell");  // closed
+
+  // Another device (a fresh browser profile): the same inbox, already read;
+  // news arrives there live and is marked read one by one.
+  const device = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const other = await device.newPage();
+  other.setDefaultTimeout(30_000);
+  await signIn(process.env.DEV_USER, process.env.DEV_PASSWORD, other);
+  await other.click("button.bell");
+  await other.waitForSelector(`.menu .note[data-kind=COMPLETED] a[href='/jobs/${completedId}']`);
+  expect((await other.locator(".menu .note.unread").count()) === 0, "read state did not follow the user");
+  expect((await other.textContent("[data-testid=unread]")) === "", "unread count on the other device");
+  const created = await post(other, "/v1/jobs", { model: "mlp-policy", datasetUrl: "synthetic://reach", hyperparameters: { steps: 1000000 } });
+  await post(other, `/v1/jobs/${created.id}:cancel`, { reason: "from the other device" });
+  const fresh = other.locator(`.menu .note.unread[data-kind=CANCELLED]:has(a[href='/jobs/${created.id}'])`);
+  await fresh.waitFor();
+  expect((await fresh.textContent()).includes("from the other device"), `cancel note: ${await fresh.textContent()}`);
+  await fresh.locator("button:has-text('Mark read')").click();
+  await other.locator(`.menu .note.unread:has(a[href='/jobs/${created.id}'])`).waitFor({ state: "detached" });
+  await other.screenshot({ path: `${shots}/notifications-other-device.png`, fullPage: true });
+  await device.close();
+  // And back on the first device, after a reload, it is read there too.
+  await page.reload();
+  await page.click("button.bell");
+  await page.waitForSelector(`.menu .note[data-kind=CANCELLED]:has(a[href='/jobs/${created.id}'])`);
+  expect((await page.locator(".menu .note.unread").count()) === 0, "read on one device, unread on the other");
+  await page.click("button.bell");
 });
 
 await step("phone width: no sideways scrolling", async () => {
@@ -228,6 +266,10 @@ await step("a second user sees none of the first user's jobs", async () => {
   await signIn(process.env.OTHER_USER, process.env.OTHER_PASSWORD);
   await page.waitForFunction(() => document.querySelector("main [role=status]")?.textContent === "No jobs here yet.");
   expect((await page.locator("tbody tr").count()) === 0, "other user's jobs listed");
+  await page.click("button.bell");
+  await page.waitForSelector(".menu p.muted:has-text('Nothing yet.')");
+  expect((await page.locator(".menu .note").count()) === 0, "other user's notifications listed");
+  await page.click("button.bell");
   await page.goto(`${base}/jobs/${completedId}`);
   await page.waitForSelector("text=No such job.");
   // No agent of theirs is online: the header says so, and a job of theirs
@@ -235,12 +277,7 @@ await step("a second user sees none of the first user's jobs", async () => {
   await page.goto(`${base}/jobs`);
   await page.waitForSelector("[data-testid=agents].offline");
   expect((await page.textContent("[data-testid=agents]")).includes("waiting for agent"), "agent indicator");
-  const token = await page.evaluate(() => sessionStorage.getItem("trainmesh.token"));
-  const created = await fetch(`${base}/v1/jobs`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ model: "mlp-policy", datasetUrl: "synthetic://reach" }),
-  }).then((r) => r.json());
+  const created = await post(page, "/v1/jobs", { model: "mlp-policy", datasetUrl: "synthetic://reach" });
   await page.waitForSelector(`tr[data-job='${created.id}'][data-state=QUEUED] [data-testid=queue]`);
   const note = await page.textContent(`tr[data-job='${created.id}'] [data-testid=queue]`);
   expect(/#1 in queue — ./.test(note), `queue note: ${note}`);
