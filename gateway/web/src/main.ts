@@ -16,6 +16,7 @@ import { signInPage } from "./views/signin";
 import { jobsPage } from "./views/jobs";
 import { newJobPage } from "./views/newjob";
 import { jobPage } from "./views/job";
+import { comparePage } from "./views/compare";
 
 export interface Page {
   // Stops the page's streams and timers.
@@ -185,6 +186,7 @@ async function render() {
   }
   const jobMatch = path.match(/^\/jobs\/([0-9a-f-]{36})$/);
   if (path === "/jobs/new") current = newJobPage(main);
+  else if (path === "/compare") current = comparePage(main);
   else if (jobMatch) current = jobPage(main, jobMatch[1]);
   else {
     if (path !== "/jobs") history.replaceState(null, "", "/jobs");

@@ -75,7 +75,7 @@ async function newJob(fill) {
   await page.click("form[aria-label='New job'] button[type=submit]");
 }
 
-let completedId, failedId, cancelledId;
+let completedId, failedId, cancelledId, listedId;
 
 await step("sign-in refuses a wrong password, then signs in", async () => {
   await page.goto(`${base}/`);
@@ -180,6 +180,7 @@ await step("the jobs list updates live and filters by state", async () => {
   await page.waitForSelector(`tr[data-job='${completedId}'] .badge[data-state=COMPLETED]`);
   // A job submitted elsewhere appears and moves on without a reload.
   const created = await post(page, "/v1/jobs", { model: "mlp-policy", datasetUrl: "synthetic://reach", hyperparameters: { steps: 100 } });
+  listedId = created.id;
   await page.waitForSelector(`tr[data-job='${created.id}']`, { timeout: LONG });
   await page.waitForSelector(`tr[data-job='${created.id}'] .badge[data-state=COMPLETED]`, { timeout: LONG });
   await shot("jobs-list");
@@ -188,6 +189,41 @@ await step("the jobs list updates live and filters by state", async () => {
     () => document.querySelectorAll("tbody tr").length > 0 && [...document.querySelectorAll("tbody tr")].every((r) => r.dataset.state === "FAILED"),
   );
   await page.uncheck("input[value=FAILED]");
+});
+
+await step("compare two jobs: one chart, their metrics, the settings that differ", async () => {
+  await page.goto(`${base}/jobs`);
+  await page.waitForSelector(`tr[data-job='${listedId}'] .badge[data-state=COMPLETED]`);
+  expect(await page.isDisabled("[data-testid=compare]"), "compare enabled with nothing picked");
+  await page.check(`input[data-pick='${completedId}']`);
+  expect(await page.isDisabled("[data-testid=compare]"), "compare enabled with one job");
+  await page.check(`input[data-pick='${listedId}']`);
+  await page.click("[data-testid=compare]");
+  await page.waitForURL("**/compare?jobs=*");
+  const url = new URL(page.url());
+  expect(url.searchParams.get("jobs").split(",").sort().join() === [completedId, listedId].sort().join(), `compare URL ${page.url()}`);
+  // A line per job, drawn from their real points.
+  await page.waitForFunction(() => {
+    const c = document.querySelector("[data-testid=compare-chart]");
+    return c?.dataset.series === "2" && Number(c.dataset.points) >= 10;
+  });
+  expect((await page.locator("[data-testid=compare-chart] canvas").count()) > 0, "no chart canvas");
+  // steps differs (400 against 100) and is marked; the recipe does not.
+  const steps = page.locator("tr[data-setting=steps]");
+  expect((await steps.getAttribute("class")).includes("differs"), "steps not marked as differing");
+  expect((await steps.textContent()).includes("400") && (await steps.textContent()).includes("100"), `steps row: ${await steps.textContent()}`);
+  expect(!((await page.getAttribute("tr[data-setting=recipe]", "class")) ?? "").includes("differs"), "recipe marked as differing");
+  await page.waitForSelector("table[aria-label='Metrics compared'] td[data-metric=train_loss]");
+  // Another metric: the chart follows, and the URL keeps it.
+  await page.selectOption("#compare-metric", "learning_rate");
+  await page.waitForFunction(() => document.querySelector("[data-testid=compare-chart]")?.dataset.metric === "learning_rate");
+  expect(page.url().includes("metric=learning_rate"), `metric not in the URL: ${page.url()}`);
+  await shot("compare");
+  // A job that is not there (or not yours) is named, and the rest still compare.
+  const ghost = "00000000-0000-4000-8000-000000000000";
+  await page.goto(`${base}/compare?jobs=${completedId},${listedId},${ghost}`);
+  await page.waitForSelector(`.compared li[data-job='${ghost}']:has-text('no such job')`);
+  await page.waitForFunction(() => document.querySelector("[data-testid=compare-chart]")?.dataset.series === "2");
 });
 
 await step("notifications arrive live, are marked read, and read state follows the user", async () => {

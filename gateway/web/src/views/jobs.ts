@@ -2,11 +2,14 @@
 // from the jobs feed (no polling); queued jobs say where they stand and why.
 import { api, isTerminal, type Job, type JobState } from "../api";
 import { onJob } from "../feed";
-import type { Page } from "../main";
+import { navigate, type Page } from "../main";
 import { h, clear, link, progressBar, stateBadge, timeAgo } from "../ui";
+import { MAX_COMPARED } from "./compare";
 
 const STATES: JobState[] = ["PENDING", "QUEUED", "INITIALIZING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"];
 const PAGE = 20;
+// Jobs picked for comparison; kept while paging and filtering.
+const picked = new Set<string>();
 
 interface QueuePosition {
   position?: number;
@@ -27,6 +30,14 @@ export function jobsPage(root: HTMLElement): Page {
   const status = h("p", { class: "muted", role: "status" });
   const older = h("button", { disabled: true }, "Older →");
   const newer = h("button", { disabled: true }, "← Newer");
+  const compare = h("button", { "data-testid": "compare", disabled: true }, "Compare");
+  const drawCompare = () => {
+    compare.textContent = picked.size > 0 ? `Compare (${picked.size})` : "Compare";
+    compare.disabled = picked.size < 2;
+    compare.title = picked.size < 2 ? `Pick 2 to ${MAX_COMPARED} jobs` : "";
+  };
+  compare.addEventListener("click", () => navigate(`/compare?jobs=${[...picked].join(",")}`));
+  drawCompare();
 
   const queueNote = (job: Job, cell: HTMLElement) => {
     if (job.state !== "QUEUED") return;
@@ -42,9 +53,26 @@ export function jobsPage(root: HTMLElement): Page {
   const row = (job: Job): HTMLTableRowElement => {
     const progressCell = h("td", {}, progressBar(job.progress, job.state));
     queueNote(job, progressCell);
+    const pick = h("input", {
+      type: "checkbox",
+      "aria-label": `Compare ${job.id.slice(0, 8)}`,
+      checked: picked.has(job.id),
+      disabled: !picked.has(job.id) && picked.size >= MAX_COMPARED,
+      onchange: (e: Event) => {
+        if ((e.target as HTMLInputElement).checked) picked.add(job.id);
+        else picked.delete(job.id);
+        drawCompare();
+        // At the limit, the other boxes are disabled (and enabled again below it).
+        for (const box of body.querySelectorAll<HTMLInputElement>("input[data-pick]")) {
+          box.disabled = !box.checked && picked.size >= MAX_COMPARED;
+        }
+      },
+    });
+    pick.dataset.pick = job.id;
     return h(
       "tr",
       { "data-job": job.id, "data-state": job.state },
+      h("td", { class: "pick" }, pick),
       h("td", {}, stateBadge(job.state)),
       h("td", {}, link(`/jobs/${job.id}`, h("code", {}, job.id.slice(0, 8)))),
       h("td", {}, job.model),
@@ -140,7 +168,14 @@ export function jobsPage(root: HTMLElement): Page {
     h(
       "section",
       { class: "jobs" },
-      h("div", { class: "title-row" }, h("h1", {}, "Jobs"), link("/jobs/new", h("span", { class: "button primary" }, "New job"))),
+      h(
+        "div",
+        { class: "title-row" },
+        h("h1", {}, "Jobs"),
+        link("/jobs/new", h("span", { class: "button primary" }, "New job")),
+        h("span", { class: "spacer" }),
+        compare,
+      ),
       filters,
       h(
         "div",
@@ -151,7 +186,12 @@ export function jobsPage(root: HTMLElement): Page {
           h(
             "thead",
             {},
-            h("tr", {}, ["State", "Job", "Model", "Dataset", "Progress", "Created"].map((t) => h("th", { scope: "col" }, t))),
+            h(
+              "tr",
+              {},
+              h("th", { scope: "col", class: "pick" }, h("span", { class: "visually-hidden" }, "Compare")),
+              ["State", "Job", "Model", "Dataset", "Progress", "Created"].map((t) => h("th", { scope: "col" }, t)),
+            ),
           ),
           body,
         ),
