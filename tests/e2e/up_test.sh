@@ -160,6 +160,38 @@ set -e
 rest POST /v1/notifications:markRead '{}' | grep -q '^400 .*"field":"ids"' \
   || fail "REST mark without ids: $(rest POST /v1/notifications:markRead '{}')"
 
+# A sweep: a 2x2 grid, each job labelled, all checked before any is submitted,
+# and a second run submits none twice.
+sweep() { tc sweep --model mlp-policy --dataset synthetic://reach -p steps=30 "$@"; }
+out=$(sweep --grid learning_rate=0.01,0.001 --grid hidden_sizes=[16],[32,32] --name grid-1)
+[ "$(echo "$out" | grep -c '^[0-9a-f-]\{36\}  learning_rate=0.0*1 hidden_sizes=\[')" = 4 ] || fail "sweep: $out"
+echo "$out" | grep -q "^4 jobs in sweep grid-1" || fail "sweep summary: $out"
+echo "$out" | grep -q "^compare: $gateway/compare?jobs=[0-9a-f,-]*$" || fail "compare link: $out"
+tc list -l sweep=grid-1 -o json | python3 -c '
+import json, sys
+jobs = json.load(sys.stdin)["jobs"]
+combos = {(j["hyperparameters"]["learning_rate"], tuple(j["hyperparameters"]["hidden_sizes"])) for j in jobs}
+assert len(jobs) == 4 and combos == {(0.01, (16,)), (0.01, (32, 32)), (0.001, (16,)), (0.001, (32, 32))}, combos
+assert all(j["hyperparameters"]["steps"] == 30 and j["labels"]["sweep"] == "grid-1" for j in jobs), jobs
+' || fail "the sweep's jobs: $(tc list -l sweep=grid-1)"
+again=$(sweep --grid learning_rate=0.01,0.001 --grid hidden_sizes=[16],[32,32] --name grid-1)
+[ "$(echo "$out" | cut -c1-36 | head -n 4)" = "$(echo "$again" | cut -c1-36 | head -n 4)" ] \
+  || fail "a repeated sweep made new jobs: $again"
+set +e
+err=$(sweep --grid steps=10,0 --name bad-1 2>&1 >/dev/null); rc=$?
+set -e
+[ $rc = 1 ] || fail "an invalid sweep exited $rc"
+echo "$err" | grep -q "job 2 of 2 (steps=0)" && echo "$err" | grep -q "job.hyperparameters.steps: must be >= 1" \
+  && echo "$err" | grep -q "nothing was submitted" || fail "invalid sweep: $err"
+[ "$(tc list -l sweep=bad-1 -o json | field ".get('jobs', [])")" = "[]" ] || fail "an invalid sweep submitted jobs"
+# Random draws, seeded: the same values twice; --validate-only submits nothing.
+draws=$(sweep --random learning_rate=1e-4:1e-2:log --trials 3 --seed 5 --name rnd --validate-only)
+[ "$draws" = "$(sweep --random learning_rate=1e-4:1e-2:log --trials 3 --seed 5 --name rnd --validate-only)" ] \
+  || fail "seeded draws differ"
+[ "$(echo "$draws" | grep -c '^learning_rate=0\.00')" = 3 ] && echo "$draws" | tail -n 1 | grep -qx "valid: 3 jobs in sweep rnd" \
+  || fail "random sweep: $draws"
+[ "$(tc list -l sweep=rnd -o json | field ".get('jobs', [])")" = "[]" ] || fail "--validate-only submitted jobs"
+
 # a live watch ends cleanly when the service drains on SIGTERM
 tc watch "$retry" -o json >"$TRAINMESH_RUN_DIR/watch.out" 2>&1 &
 watcher=$!

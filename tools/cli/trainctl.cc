@@ -14,8 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -43,6 +43,7 @@
 #include "libs/status/grpc_status.h"
 #include "tools/cli/args.h"
 #include "tools/cli/progress.h"
+#include "tools/cli/sweep.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
@@ -66,6 +67,13 @@ Usage:
   trainctl submit --model RECIPE --dataset URL [-p KEY=VALUE]... [--file PARAMS.json]
                   [--priority N] [--max-attempts N] [-l KEY=VALUE]... [--request-id ID]
                   [--allow-shared-pool] [--validate-only] [--wait]
+  trainctl sweep --model RECIPE --dataset URL [--grid KEY=V1,V2,...]... [--random KEY=LOW:HIGH[:log|:int]]...
+                 [--trials N] [--seed N] [--name NAME] [submit's -p, --file, -l, --priority ...]
+                 [--validate-only]
+                                          one job per grid combination (x N random draws per
+                                          combination, default 10); all checked before any is
+                                          submitted; labelled sweep=NAME; running it again
+                                          submits none twice. At most 256 jobs.
   trainctl list [--state STATE]... [-l KEY=VALUE]... [--model RECIPE] [--retry-of ID]
                 [--page-size N] [--page-token TOKEN] [--all]
   trainctl get ID
@@ -119,6 +127,8 @@ struct Connection {
   std::string auth_endpoint;
   std::string metrics_endpoint;
   std::string scheduler_endpoint;
+  // The REST gateway's base URL, for links to the dashboard (may be empty).
+  std::string gateway;
   std::string credential;
 };
 
@@ -160,6 +170,7 @@ Connection ResolveConnection(const Args& args) {
   c.scheduler_endpoint = pick("scheduler-endpoint", "TRAINMESH_SCHEDULER_ENDPOINT");
   if (c.metrics_endpoint.empty()) c.metrics_endpoint = "127.0.0.1:7004";
   if (c.scheduler_endpoint.empty()) c.scheduler_endpoint = "127.0.0.1:7003";
+  c.gateway = pick("gateway", "TRAINMESH_GATEWAY");
   // Explicit flags, then the environment, then a stored login, then tools/up's file.
   for (const auto& [flag, env] : {std::pair<const char*, const char*>{"token", "TRAINMESH_TOKEN"},
                                   {"api-key", "TRAINMESH_API_KEY"}}) {
@@ -432,9 +443,9 @@ int Follow(Client& client, const std::string& id, int64_t after_seq) {
   return final == Job::COMPLETED ? kExitOk : kExitJobUnsuccessful;
 }
 
-int Submit(Client& client, const Args& args) {
-  trainmesh::v1::CreateJobRequest request;
-  Job* job = request.mutable_job();
+// The job submit and sweep describe with their flags; the exit code of a
+// usage error otherwise.
+std::optional<int> JobFromFlags(const Args& args, Job* job) {
   job->set_model(args.Get("model"));
   job->set_dataset_url(args.Get("dataset"));
   if (args.Has("file")) {
@@ -468,8 +479,15 @@ int Submit(Client& client, const Args& args) {
     }
     job->set_max_attempts(number);
   }
-  job->set_request_id(args.Get("request-id"));
   job->set_allow_shared_pool(args.Has("allow-shared-pool"));
+  return std::nullopt;
+}
+
+int Submit(Client& client, const Args& args) {
+  trainmesh::v1::CreateJobRequest request;
+  Job* job = request.mutable_job();
+  if (std::optional<int> error = JobFromFlags(args, job)) return *error;
+  job->set_request_id(args.Get("request-id"));
   request.set_validate_only(args.Has("validate-only"));
   Job created;
   grpc::Status s = client.jobs().CreateJob(client.Context().get(), request, &created);
@@ -592,6 +610,118 @@ int Notifications(Client& client, const Args& args) {
   std::cout << response.unread_count() << " unread\n";
   if (!response.next_page_token().empty()) {
     std::cout << "next page: --page-token " << response.next_page_token() << "\n";
+  }
+  return kExitOk;
+}
+
+constexpr size_t kMaxSweepJobs = 256;
+constexpr size_t kMaxCompared = 8;  // the dashboard's compare page
+
+// Every job of a sweep is checked (validate_only) before any is created, so a
+// bad combination creates nothing. Each job carries the label sweep=NAME and
+// the request id "sweep:NAME:INDEX": running the same sweep again creates no
+// job twice (and finishes one that was cut short).
+int Sweep(Client& client, const Args& args) {
+  if (!args.Has("model") || !args.Has("dataset"))
+    return UsageError("sweep needs --model and --dataset");
+  if (args.Has("request-id")) return UsageError("sweep makes its own request ids from --name");
+  Job base;
+  if (std::optional<int> error = JobFromFlags(args, &base)) return *error;
+  SweepSpec spec;
+  for (const std::string& flag : args.All("grid")) {
+    auto grid = ParseGridFlag(flag);
+    if (!grid.ok()) return UsageError(std::string(grid.status().message()));
+    spec.grid.push_back(*std::move(grid));
+  }
+  for (const std::string& flag : args.All("random")) {
+    auto range = ParseRangeFlag(flag);
+    if (!range.ok()) return UsageError(std::string(range.status().message()));
+    spec.random.push_back(*std::move(range));
+  }
+  if (spec.grid.empty() && spec.random.empty()) return UsageError("sweep needs --grid or --random");
+  if (args.Has("trials") && !absl::SimpleAtoi(args.Get("trials"), &spec.trials)) {
+    return UsageError("--trials: integer");
+  }
+  if (!spec.random.empty() && !args.Has("trials")) spec.trials = 10;
+  if (args.Has("seed") && !absl::SimpleAtoi(args.Get("seed"), &spec.seed)) {
+    return UsageError("--seed: a non-negative integer");
+  }
+  const std::string name =
+      args.Get("name", absl::FormatTime("sweep-%Y%m%d-%H%M%S", absl::Now(), absl::UTCTimeZone()));
+  if (name.empty() || name.size() > 64 ||
+      !std::all_of(name.begin(), name.end(), [](char c) { return absl::ascii_isgraph(c); })) {
+    return UsageError("--name: 1 to 64 printable characters without spaces");
+  }
+  absl::StatusOr<std::vector<SweepPoint>> points = ExpandSweep(spec, kMaxSweepJobs);
+  if (!points.ok()) return UsageError(std::string(points.status().message()));
+
+  auto describe = [](const SweepPoint& point) {
+    return absl::StrJoin(point, " ", [](std::string* out, const auto& kv) {
+      absl::StrAppend(out, kv.first, "=", kv.second);
+    });
+  };
+  std::vector<trainmesh::v1::CreateJobRequest> requests;
+  for (size_t i = 0; i < points->size(); ++i) {
+    trainmesh::v1::CreateJobRequest& request = requests.emplace_back();
+    *request.mutable_job() = base;
+    for (const auto& [key, value] : (*points)[i]) {
+      (*request.mutable_job()->mutable_hyperparameters()->mutable_fields())[key] =
+          ParseValue(value);
+    }
+    (*request.mutable_job()->mutable_labels())["sweep"] = name;
+    request.mutable_job()->set_request_id(absl::StrCat("sweep:", name, ":", i));
+  }
+  // Check them all first.
+  int invalid = 0;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    trainmesh::v1::CreateJobRequest check = requests[i];
+    check.set_validate_only(true);
+    Job ignored;
+    grpc::Status s = client.jobs().CreateJob(client.Context().get(), check, &ignored);
+    if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      std::cerr << "job " << i + 1 << " of " << requests.size() << " (" << describe((*points)[i])
+                << "):\n";
+      ReportError(s, client.connection().endpoint);
+      ++invalid;
+    } else if (!s.ok()) {
+      return ReportError(s, client.connection().endpoint);
+    }
+  }
+  if (invalid > 0) {
+    std::cerr << invalid << " of " << requests.size()
+              << " jobs are invalid; nothing was submitted\n";
+    return kExitError;
+  }
+  if (args.Has("validate-only")) {
+    for (const SweepPoint& point : *points) std::cout << describe(point) << "\n";
+    std::cout << "valid: " << points->size() << " jobs in sweep " << name << "\n";
+    return kExitOk;
+  }
+  std::vector<Job> created(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    grpc::Status s = client.jobs().CreateJob(client.Context().get(), requests[i], &created[i]);
+    if (!s.ok()) {
+      std::cerr << "job " << i + 1 << " of " << requests.size() << " was not submitted; run the "
+                << "same command again to submit the rest (none twice)\n";
+      return ReportError(s, client.connection().endpoint);
+    }
+  }
+  if (client.json()) {
+    std::cout << "[";
+    for (size_t i = 0; i < created.size(); ++i) std::cout << (i ? "," : "") << Json(created[i]);
+    std::cout << "]" << std::endl;
+    return kExitOk;
+  }
+  for (size_t i = 0; i < created.size(); ++i) {
+    std::cout << created[i].id() << "  " << describe((*points)[i]) << "\n";
+  }
+  std::cout << created.size() << " jobs in sweep " << name
+            << "; follow them with: trainctl list -l sweep=" << name << "\n";
+  if (!client.connection().gateway.empty() && created.size() <= kMaxCompared) {
+    std::vector<std::string> ids;
+    for (const Job& job : created) ids.push_back(job.id());
+    std::cout << "compare: " << client.connection().gateway
+              << "/compare?jobs=" << absl::StrJoin(ids, ",") << "\n";
   }
   return kExitOk;
 }
@@ -1164,7 +1294,11 @@ int Run(int argc, char** argv) {
              "password",
              "email",
              "name",
-             "expires"},
+             "expires",
+             "grid",
+             "random",
+             "trials",
+             "seed"},
             {"wait", "all", "resume", "help", "follow", "allow-shared-pool", "validate-only",
              "print-token", "password-stdin", "admin", "unread"},
             {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}, {"f", "follow"}});
@@ -1192,6 +1326,7 @@ int Run(int argc, char** argv) {
     return Submit(client, args);
   }
   if (cmd == "list") return List(client, args);
+  if (cmd == "sweep") return Sweep(client, args);
   if (cmd == "recipes") return Recipes(client, args);
   if (cmd == "health") return Health(client);
   if (cmd == "login") return Login(client, args);
