@@ -398,6 +398,13 @@ absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
       TM_RETURN_IF_ERROR(CheckTransition(current.job.state(), next.state()));
     }
     const auto [notification, notification_message] = NotificationFor(current.job, next, m.message);
+    if (!notification.empty()) {
+      // An owner's entries commit in the order of their ids: a client that
+      // marks "through" the newest id it has seen then never marks one that
+      // took a smaller id but committed after it. (The lock is held to commit.)
+      tx.exec_params("SELECT pg_advisory_xact_lock(hashtext($1))",
+                     absl::StrCat("jobs.notifications:", current.job.owner()));
+    }
     pqxx::result r = tx.exec_params(
         *kWrite, std::string(id), StateName(next.state()), next.attempt(), next.error_log(),
         static_cast<int>(next.error_kind()), Bytes(next.has_progress(), next.progress()),
@@ -429,7 +436,7 @@ absl::StatusOr<NotificationsPage> JobStore::ListNotifications(const Notification
                    ", n.read_at IS NOT NULL FROM jobs.notifications n"
                    "  WHERE n.owner = $1 AND (NOT $2 OR n.read_at IS NULL) AND n.id < $3"
                    "  ORDER BY n.id DESC LIMIT $4"
-                   ") n ON true"));
+                   ") n ON true ORDER BY n.id DESC"));
   return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<NotificationsPage> {
     pqxx::result r =
         tx.exec_params(*kList, query.owner, query.unread_only,
@@ -447,20 +454,19 @@ absl::StatusOr<NotificationsPage> JobStore::ListNotifications(const Notification
 
 absl::StatusOr<std::pair<int64_t, int64_t>> JobStore::MarkNotificationsRead(
     const std::string& owner, const std::vector<int64_t>& ids, int64_t through_id) {
-  // The count reads the snapshot from before the UPDATE: subtract what it marked.
-  static const std::string* const kMark = new std::string(
-      "WITH m AS ("
-      "  UPDATE jobs.notifications SET read_at = clock_timestamp()"
-      "  WHERE owner = $1 AND read_at IS NULL AND (id = ANY($2::bigint[]) OR id <= $3)"
-      "  RETURNING 1"
-      ") SELECT (SELECT count(*) FROM m),"
-      "  (SELECT count(*) FROM jobs.notifications WHERE owner = $1 AND read_at IS NULL)"
-      "  - (SELECT count(*) FROM m)");
+  // Two statements: the count is read after the UPDATE, so it also sees what a
+  // concurrent mark (another browser) committed meanwhile.
   const std::string id_array = absl::StrCat("{", absl::StrJoin(ids, ","), "}");
   return pool_->Autocommit(
       [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::pair<int64_t, int64_t>> {
-        pqxx::row r = tx.exec_params1(*kMark, owner, id_array, through_id);
-        return std::make_pair(r[0].as<int64_t>(), r[1].as<int64_t>());
+        const pqxx::result marked = tx.exec_params(
+            "UPDATE jobs.notifications SET read_at = clock_timestamp()"
+            " WHERE owner = $1 AND read_at IS NULL AND (id = ANY($2::bigint[]) OR id <= $3)"
+            " RETURNING id",
+            owner, id_array, through_id);
+        const pqxx::row unread = tx.exec_params1(
+            "SELECT count(*) FROM jobs.notifications WHERE owner = $1 AND read_at IS NULL", owner);
+        return std::make_pair(static_cast<int64_t>(marked.size()), unread[0].as<int64_t>());
       });
 }
 

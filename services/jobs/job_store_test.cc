@@ -1,6 +1,8 @@
 #include "services/jobs/job_store.h"
 
+#include <algorithm>
 #include <atomic>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -287,6 +289,51 @@ TEST_F(JobStoreTest, TransitionsFillTheOwnersInboxInTheirTransaction) {
   }
   auto bobs = store_->ListNotifications({.owner = "bob"});
   EXPECT_THAT(Kinds(*bobs), ElementsAre("CANCELLED"));
+}
+
+TEST_F(JobStoreTest, NotificationMessagesAreCutOnACharacterBoundary) {
+  Job job = Create("alice");
+  // "é" takes bytes 499 and 500: the cut at 500 bytes backs up before it.
+  const std::string log = std::string(499, 'x') + "\xC3\xA9" + std::string(20, 'y');
+  ASSERT_TRUE(Move(*store_, job.id(), Job::FAILED, "failed", log).ok());
+  auto page = store_->ListNotifications({.owner = "alice"});
+  ASSERT_EQ(page->notifications.size(), 1u);
+  EXPECT_EQ(page->notifications[0].message(), std::string(499, 'x') + "\xE2\x80\xA6");  // "…"
+}
+
+TEST_F(JobStoreTest, AnOwnersNotificationsBecomeVisibleInIdOrder) {
+  // Writers finish jobs of one owner at once; a reader never sees an id appear
+  // below one it has already seen (which would let "mark read through the
+  // newest shown" swallow an entry nobody saw).
+  constexpr int kWriters = 4, kJobsEach = 10;
+  std::vector<std::string> ids;
+  for (int i = 0; i < kWriters * kJobsEach; ++i) ids.push_back(Create("alice").id());
+  std::atomic<int> finished{0};
+  std::vector<std::thread> writers;
+  for (int w = 0; w < kWriters; ++w) {
+    writers.emplace_back([&, w] {
+      for (int i = 0; i < kJobsEach; ++i) {
+        EXPECT_TRUE(Move(*store_, ids[w * kJobsEach + i], Job::CANCELLED, "c").ok());
+      }
+      finished.fetch_add(1);
+    });
+  }
+  std::set<int64_t> seen;
+  int64_t newest = 0;
+  int late = 0;
+  bool last_round = false;
+  while (!last_round) {
+    last_round = finished.load() == kWriters;
+    auto page = store_->ListNotifications({.owner = "alice", .limit = 1000});
+    ASSERT_TRUE(page.ok()) << page.status();
+    for (const auto& n : page->notifications) {
+      if (seen.insert(n.id()).second && n.id() < newest) ++late;
+    }
+    if (!page->notifications.empty()) newest = std::max(newest, page->notifications[0].id());
+  }
+  for (auto& t : writers) t.join();
+  EXPECT_EQ(seen.size(), static_cast<size_t>(kWriters * kJobsEach));
+  EXPECT_EQ(late, 0);
 }
 
 TEST_F(JobStoreTest, NotificationsPageAndMarkReadPerOwner) {

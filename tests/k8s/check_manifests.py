@@ -159,8 +159,8 @@ def type_check(rendered):
             for i, o in enumerate(objects):
                 group, _, version = o["apiVersion"].rpartition("/")
                 module = TYPES.get(group, f"kubernetes-models/{group}")
+                where[(overlay, len(lines) + 1)] = o  # its lines start with its import
                 lines.append(f'import type {{ I{o["kind"]} as T{i} }} from "{module}/{version}/{o["kind"]}";')
-                where[(overlay, len(lines) + 1)] = o  # its declaration's first line
                 lines.extend(f"export const o{i}: T{i} = {json.dumps(o, indent=1)};".splitlines())
             files.append(f"{overlay}.ts")
             with open(os.path.join(tmp, files[-1]), "w") as f:

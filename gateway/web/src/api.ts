@@ -182,6 +182,7 @@ export interface MetricPoint {
 
 export interface MetricSeries {
   name: string;
+  run?: string;
   points?: MetricPoint[];
   totalPoints?: string;
   downsampled?: boolean;

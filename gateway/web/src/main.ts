@@ -7,13 +7,14 @@ import {
   describe,
   markRead,
   notifications,
+  notificationsLoaded,
   onNotificationsChange,
   unreadCount,
   watchNotifications,
 } from "./notifications";
 import { h, clear, link, timeAgo } from "./ui";
 import { signInPage } from "./views/signin";
-import { jobsPage } from "./views/jobs";
+import { forgetPicks, jobsPage } from "./views/jobs";
 import { newJobPage } from "./views/newjob";
 import { jobPage } from "./views/job";
 import { comparePage } from "./views/compare";
@@ -49,6 +50,7 @@ export function signOut(reason = "") {
   session.clear();
   who = null;
   stopFeed();
+  forgetPicks();
   for (const d of shellDispose) d();
   shellDispose = [];
   const next = reason ? `/signin?reason=${encodeURIComponent(reason)}` : "/signin";
@@ -113,7 +115,7 @@ function notificationBell(): HTMLElement {
         h("strong", {}, "Notifications"),
         h("button", { class: "link", onclick: () => void markRead() }, "Mark all read"),
       ),
-      notifications().length === 0 ? h("p", { class: "muted" }, "Nothing yet.") : null,
+      notifications().length === 0 ? h("p", { class: "muted" }, notificationsLoaded() ? "Nothing yet." : "Loading…") : null,
       notifications().map((n) =>
         h(
           "div",

@@ -27,15 +27,16 @@ interface ListResponse {
 }
 
 const PAGE = 50;
-// States a job enters with an inbox entry (QUEUED: when it lost its agent).
-const NEWSWORTHY: JobState[] = ["RUNNING", "COMPLETED", "FAILED", "CANCELLED", "QUEUED"];
 
 let items: Notification[] = [];
 let unread = 0;
+let loaded = false;
 let known: Record<string, JobState> = {};
 let inFlight = false;
 let again = false;
-let active = false;
+// Bumped at sign-out (a late answer for the previous user is dropped) and at
+// every mark (an answer read before the mark would bring back its unread).
+let generation = 0;
 const listeners = new Set<() => void>();
 
 function changed() {
@@ -52,10 +53,15 @@ async function refresh() {
   try {
     do {
       again = false;
+      const asked = generation;
       const r = await api<ListResponse>("GET", `/v1/notifications?pageSize=${PAGE}`);
-      if (!active) return;
+      if (asked !== generation) {
+        again = watching;  // stale: ask again (unless signed out)
+        continue;
+      }
       items = r.notifications ?? [];
       unread = Number(r.unreadCount ?? 0);
+      loaded = true;
       changed();
     } while (again);
   } catch {
@@ -65,15 +71,20 @@ async function refresh() {
   }
 }
 
+let watching = false;
+
 function observe(job: { id: string; state: JobState }) {
   if (known[job.id] === job.state) return;
   known[job.id] = job.state;
-  if (NEWSWORTHY.includes(job.state)) void refresh();
+  // Any move may have made an entry (the feed may merge RUNNING → QUEUED →
+  // INITIALIZING into one snapshot); fetches are coalesced.
+  void refresh();
 }
 
 // Follows the signed-in user's inbox until the returned function is called.
 export function watchNotifications(subject: string): () => void {
-  active = true;
+  watching = true;
+  generation++;
   // Notifications used to live in this browser's storage: drop what is left.
   for (const what of ["notifications", "states", "cursor"]) localStorage.removeItem(`trainmesh.${subject}.${what}`);
   void refresh();
@@ -82,13 +93,20 @@ export function watchNotifications(subject: string): () => void {
     if (connected) void refresh();
   });
   return () => {
-    active = false;
+    watching = false;
+    generation++;
     offJob();
     offConnection();
     items = [];
     unread = 0;
+    loaded = false;
     known = {};
   };
+}
+
+// False until the first answer arrived.
+export function notificationsLoaded(): boolean {
+  return loaded;
 }
 
 export function notifications(): Notification[] {
@@ -102,15 +120,17 @@ export function unreadCount(): number {
 // Marks one notification read, or (no id) every one shown so far: one that
 // arrived after the list was drawn stays unread.
 export async function markRead(id?: string) {
-  const body = id !== undefined ? { ids: [id] } : { throughId: items[0]?.id };
   if (id === undefined && items.length === 0) return;
+  const through = id === undefined ? items[0].id : undefined;
+  generation++;
+  const body = id !== undefined ? { ids: [id] } : { throughId: through };
   const r = await api<{ unreadCount?: string }>("POST", "/v1/notifications:markRead", body);
-  const through = id === undefined ? BigInt(items[0].id) : null;
   for (const n of items) {
-    if (n.id === id || (through !== null && BigInt(n.id) <= through)) n.read = true;
+    if (n.id === id || (through !== undefined && BigInt(n.id) <= BigInt(through))) n.read = true;
   }
   unread = Number(r.unreadCount ?? 0);
   changed();
+  void refresh();  // the server's word, and anything that came meanwhile
 }
 
 export function onNotificationsChange(listener: () => void): () => void {

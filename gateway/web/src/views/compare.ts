@@ -17,13 +17,17 @@ const COLORS = ["#4f46e5", "#f97316", "#16a34a", "#db2777", "#0891b2", "#ca8a04"
 
 interface Summary {
   name: string;
+  run?: string;
   last?: number | string;
   min?: number | string;
   max?: number | string;
   lastStep?: string;
 }
 
-const num = (v: number | string | undefined) => (v === undefined ? undefined : Number(v));
+// proto3 JSON leaves zeros out; NaN and infinities come as strings.
+const num = (v: number | string | undefined) => Number(v ?? 0);
+// A series is a metric name and, for jobs that log several runs, a run.
+const keyOf = (s: { name: string; run?: string }) => (s.run ? `${s.name}@${s.run}` : s.name);
 
 // The ids in the page's URL, in order, without repeats.
 export function comparedIds(search: string): string[] {
@@ -122,9 +126,9 @@ export function comparePage(root: HTMLElement): Page {
   };
 
   const drawSummary = () => {
-    const names = [...new Set(present().flatMap((id) => (summaries.get(id) ?? []).map((s) => s.name)))].sort();
+    const names = [...new Set(present().flatMap((id) => (summaries.get(id) ?? []).map(keyOf)))].sort();
     const cell = (id: string, name: string) => {
-      const s = (summaries.get(id) ?? []).find((x) => x.name === name);
+      const s = (summaries.get(id) ?? []).find((x) => keyOf(x) === name);
       if (!s) return h("td", { class: "muted" }, "-");
       // Losses and errors are best when lowest; anything else shows its range.
       const lower = /loss|error|mae|mse|perplexity/.test(name);
@@ -177,7 +181,7 @@ export function comparePage(root: HTMLElement): Page {
   };
 
   const drawPicker = () => {
-    const names = [...new Set(present().flatMap((id) => (summaries.get(id) ?? []).map((s) => s.name)))].sort();
+    const names = [...new Set(present().flatMap((id) => (summaries.get(id) ?? []).map(keyOf)))].sort();
     if (!metric || !names.includes(metric)) {
       metric = names.find((n) => n === "val_loss") ?? names.find((n) => n === "train_loss") ?? names[0] ?? "";
     }
@@ -187,13 +191,18 @@ export function comparePage(root: HTMLElement): Page {
   // The shown metric of one job, downsampled by the server.
   const loadSeries = async (id: string) => {
     lastFetch.set(id, Date.now());
-    if (!metric) return;
-    const q = new URLSearchParams({ maxPoints: String(CHART_POINTS), names: metric });
+    const wanted = metric;
+    if (!wanted) return;
+    const [name, run = ""] = wanted.split("@");
+    const q = new URLSearchParams({ maxPoints: String(CHART_POINTS), names: name });
+    if (run) q.set("run", run);
     const r = await api<{ series?: MetricSeries[] }>("GET", `/v1/jobs/${id}/metrics?${q}`);
+    if (wanted !== metric) return;  // switched meanwhile: this answer is for the old metric
     const byStep = new Map<number, number>();
     for (const s of r.series ?? []) {
+      if (keyOf(s) !== wanted) continue;
       for (const p of s.points ?? []) {
-        const v = Number(p.value);
+        const v = num(p.value);
         if (Number.isFinite(v)) byStep.set(Number(p.step ?? 0), v);
       }
     }
@@ -214,6 +223,7 @@ export function comparePage(root: HTMLElement): Page {
     drawChart();
   };
 
+  let failed = "";
   const load = async () => {
     if (ids.length < 2) {
       status.textContent = "Pick two or more jobs on the jobs page to compare them.";
@@ -230,12 +240,16 @@ export function comparePage(root: HTMLElement): Page {
           else throw e;
         }
       }),
-    ).catch((e) => (status.textContent = `Could not load: ${(e as Error).message}`));
+    ).catch((e) => {
+      failed = `Could not load: ${(e as Error).message}`;
+    });
     if (disposed) return;
     drawPicker();
-    await Promise.all(present().map(loadSeries)).catch(() => {});
+    await Promise.all(present().map(loadSeries)).catch((e) => {
+      failed = failed || `Could not load the metrics: ${(e as Error).message}`;
+    });
     if (disposed) return;
-    status.textContent = "";
+    status.textContent = failed;
     redraw();
   };
 

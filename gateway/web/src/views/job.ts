@@ -148,7 +148,8 @@ export function jobPage(root: HTMLElement, id: string): Page {
   const addPoints = (points: MetricPoint[]) => {
     let changed = false;
     for (const p of points) {
-      const value = typeof p.value === "number" ? p.value : Number(p.value);
+      // proto3 JSON leaves a value of 0 out.
+      const value = typeof p.value === "number" ? p.value : Number(p.value ?? 0);
       if (!Number.isFinite(value)) continue;
       if (!series.has(p.name)) {
         series.set(p.name, new Map());

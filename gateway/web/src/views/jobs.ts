@@ -10,6 +10,10 @@ const STATES: JobState[] = ["PENDING", "QUEUED", "INITIALIZING", "RUNNING", "COM
 const PAGE = 20;
 // Jobs picked for comparison; kept while paging and filtering.
 const picked = new Set<string>();
+// At sign-out: the next user starts with none picked.
+export function forgetPicks() {
+  picked.clear();
+}
 
 interface QueuePosition {
   position?: number;
