@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -358,12 +360,18 @@ int HttpServer::port() const { return impl_->port; }
 
 namespace {
 
-// Stops accepting and asks every open session to drain.
+// Stops accepting and asks every open session to drain. The listener is
+// closed on an I/O thread (the acceptor is not thread-safe) and waited for:
+// once this returns, a new connection is refused, not left in the backlog.
 void StopSessions(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& state, bool hard) {
-  net::post(ioc, [&acceptor] {
+  auto closed = std::make_shared<std::promise<void>>();
+  std::future<void> done = closed->get_future();
+  net::post(ioc, [&acceptor, closed] {
     beast::error_code ec;
     acceptor.close(ec);
+    closed->set_value();
   });
+  done.wait_for(std::chrono::seconds(5));  // the I/O threads run until Shutdown stops them
   std::vector<std::shared_ptr<Session>> open;
   {
     std::lock_guard<std::mutex> lock(state.mu);
