@@ -1,6 +1,6 @@
 // The jobs list: newest first, keyset pages, filters by state, live status
 // from the jobs feed (no polling); queued jobs say where they stand and why.
-import { api, isTerminal, type Job, type JobState } from "../api";
+import { api, ApiError, isTerminal, type Job, type JobState } from "../api";
 import { onJob } from "../feed";
 import { navigate, type Page } from "../main";
 import { h, clear, link, progressBar, stateBadge, timeAgo } from "../ui";
@@ -25,6 +25,8 @@ interface QueuePosition {
 export function jobsPage(root: HTMLElement): Page {
   const params = new URLSearchParams(location.search);
   const selected = new Set(params.getAll("state") as JobState[]);
+  // Label filters, each "key=value" (e.g. sweep=lr-1, as trainctl sweep labels its jobs).
+  let labels = params.getAll("label");
   const tokens: string[] = [""];  // page tokens of the pages seen, for "Newer"
   let rows = new Map<string, HTMLTableRowElement>();
   let jobs: Job[] = [];
@@ -97,13 +99,17 @@ export function jobsPage(root: HTMLElement): Page {
       }),
     );
     status.textContent = jobs.length === 0 ? "No jobs here yet." : "";
+    pickAll.checked = jobs.length > 0 && jobs.every((j) => picked.has(j.id));
   };
 
   const load = async (index: number) => {
     const q = new URLSearchParams({ pageSize: String(PAGE) });
     if (tokens[index]) q.set("pageToken", tokens[index]);
     for (const s of selected) q.append("states", s);
+    for (const l of labels) q.append("labels", l);
     status.textContent = "Loading…";
+    labelError.textContent = "";
+    labelInput.removeAttribute("aria-invalid");
     try {
       const r = await api<{ jobs?: Job[]; nextPageToken?: string }>("GET", `/v1/jobs?${q}`);
       if (disposed) return;
@@ -115,7 +121,14 @@ export function jobsPage(root: HTMLElement): Page {
       newer.disabled = index === 0;
       draw();
     } catch (e) {
-      status.textContent = `Could not load jobs: ${(e as Error).message}`;
+      const bad = e instanceof ApiError ? e.violations.find((v) => v.field.startsWith("labels")) : undefined;
+      if (bad) {
+        labelError.textContent = `${bad.description} (e.g. sweep=lr-1)`;
+        labelInput.setAttribute("aria-invalid", "true");
+        status.textContent = "";
+      } else {
+        status.textContent = `Could not load jobs: ${(e as Error).message}`;
+      }
     }
   };
   let page = 0;
@@ -124,7 +137,12 @@ export function jobsPage(root: HTMLElement): Page {
 
   // Live: a changed job is redrawn in place; a new one appears on the first page.
   const stop = onJob((job) => {
-    const matches = selected.size === 0 || selected.has(job.state);
+    const matches =
+      (selected.size === 0 || selected.has(job.state)) &&
+      labels.every((kv) => {
+        const [k, v] = [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)];
+        return job.labels?.[k] === v;
+      });
     const index = jobs.findIndex((j) => j.id === job.id);
     if (index >= 0) {
       if (Number(job.lastEventSeq ?? 0) < Number(jobs[index].lastEventSeq ?? 0)) return;
@@ -137,6 +155,49 @@ export function jobsPage(root: HTMLElement): Page {
       if (jobs.length > PAGE) jobs.pop();
       draw();
     }
+  });
+
+  // The filters are kept in the URL, so a filtered list is a link.
+  const remember = () => {
+    const q = new URLSearchParams();
+    for (const x of selected) q.append("state", x);
+    for (const l of labels) q.append("label", l);
+    history.replaceState(null, "", `/jobs${q.size ? `?${q}` : ""}`);
+  };
+  const labelInput = h("input", {
+    id: "label-filter",
+    type: "search",
+    placeholder: "key=value, …",
+    value: labels.join(", "),
+    "aria-describedby": "label-filter-error",
+  });
+  const labelError = h("span", { class: "field-error", id: "label-filter-error", role: "alert" });
+  labelInput.addEventListener("change", () => {
+    labels = labelInput.value
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean);
+    tokens.length = 1;
+    remember();
+    void load(0);
+  });
+  // Picks every job on this page (up to the compare limit), or none.
+  const pickAll = h("input", {
+    type: "checkbox",
+    "aria-label": "Pick every job on this page to compare",
+    "data-testid": "pick-all",
+    onchange: (e: Event) => {
+      const on = (e.target as HTMLInputElement).checked;
+      for (const job of jobs) {
+        if (!on) picked.delete(job.id);
+        else if (picked.size < MAX_COMPARED) picked.add(job.id);
+      }
+      for (const box of body.querySelectorAll<HTMLInputElement>("input[data-pick]")) {
+        box.checked = picked.has(box.dataset.pick!);
+        box.disabled = !box.checked && picked.size >= MAX_COMPARED;
+      }
+      drawCompare();
+    },
   });
 
   const filters = h(
@@ -155,10 +216,8 @@ export function jobsPage(root: HTMLElement): Page {
             const box = e.target as HTMLInputElement;
             if (box.checked) selected.add(s);
             else selected.delete(s);
-            const q = new URLSearchParams();
-            for (const x of selected) q.append("state", x);
-            history.replaceState(null, "", `/jobs${selected.size ? `?${q}` : ""}`);
             tokens.length = 1;
+            remember();
             void load(0);
           },
         }),
@@ -183,6 +242,13 @@ export function jobsPage(root: HTMLElement): Page {
       filters,
       h(
         "div",
+        { class: "label-filter" },
+        h("label", { for: "label-filter" }, "Labels"),
+        labelInput,
+        labelError,
+      ),
+      h(
+        "div",
         { class: "table-wrap" },
         h(
           "table",
@@ -193,7 +259,7 @@ export function jobsPage(root: HTMLElement): Page {
             h(
               "tr",
               {},
-              h("th", { scope: "col", class: "pick" }, h("span", { class: "visually-hidden" }, "Compare")),
+              h("th", { scope: "col", class: "pick" }, pickAll),
               ["State", "Job", "Model", "Dataset", "Progress", "Created"].map((t) => h("th", { scope: "col" }, t)),
             ),
           ),
