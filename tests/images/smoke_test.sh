@@ -10,7 +10,8 @@
 #      gateway's /readyz sees every backend healthy;
 #   3. a job submitted over REST trains on the trainer image to COMPLETED
 #      (its SSE watch ends with event: end), its model downloads, its loss
-#      curve is queryable; the gateway image serves the dashboard;
+#      curve is queryable, the owner's inbox has its news; the gateway image
+#      serves the dashboard;
 #   4. every container stops on SIGTERM with exit status 0 (graceful drain).
 #
 #   tests/images/smoke_test.sh      (after tools/images; same environment:
@@ -138,6 +139,10 @@ series=$(curl -sS "${auth[@]}" "$gateway/v1/jobs/$id/metrics?names=train_loss")
 points=$(echo "$series" | field "['series'][0]['totalPoints']") || fail "train_loss: $series"
 [ "$points" -ge 10 ] || fail "train_loss has $points points"
 curl -sSf "${auth[@]}" -o "$run/model.bin" "$gateway/v1/jobs/$id/artifact" || fail "artifact download"
+# The owner's inbox says it started and completed.
+inbox=$(curl -sS "${auth[@]}" "$gateway/v1/notifications")
+[ "$(echo "$inbox" | python3 -c 'import json,sys; print(" ".join(n["kind"] for n in json.load(sys.stdin)["notifications"]))')" \
+  = "COMPLETED STARTED" ] || fail "notifications: $inbox"
 [ "$(stat -c %s "$run/model.bin")" -gt 1000 ] || fail "artifact is $(stat -c %s "$run/model.bin") bytes"
 ls "$run/artifacts" | grep -q . || fail "nothing in the shared artifact volume"
 curl -sSf "$gateway/" | grep -q '<div id="app"\|<script' || fail "the gateway image serves no dashboard"
