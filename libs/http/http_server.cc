@@ -47,12 +47,8 @@ struct ServerState {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, ServerState& state) : stream_(std::move(socket)), state_(state) {}
-  ~Session() {
-    std::lock_guard<std::mutex> lock(state_.mu);
-    state_.sessions.erase(this);
-    if (state_.sessions.empty()) state_.idle.notify_all();
-  }
+  Session(tcp::socket socket, ServerState& state)
+      : registration_{state, this}, stream_(std::move(socket)), state_(state) {}
 
   // False when the server is draining (the connection is dropped).
   bool Register() {
@@ -277,6 +273,20 @@ class Session : public std::enable_shared_from_this<Session> {
     if (now) stream_.socket().close(ec);
   }
 
+  // Takes the session off the server's list when it is destroyed: after every
+  // other member, because it is declared first. Shutdown waits for the list to
+  // empty before it stops the io_context, and the last reference may be
+  // dropped on another thread (a gRPC callback) while the stream's timer is
+  // still being destroyed.
+  struct Registration {
+    ServerState& state;
+    Session* session;
+    ~Registration() {
+      std::lock_guard<std::mutex> lock(state.mu);
+      state.sessions.erase(session);
+      if (state.sessions.empty()) state.idle.notify_all();
+    }
+  } registration_;
   beast::tcp_stream stream_;
   ServerState& state_;
   beast::flat_buffer buffer_;
