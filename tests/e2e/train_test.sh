@@ -123,6 +123,24 @@ tc metrics "$policy" | grep -q train_loss || fail "metrics summary"
 acc=$(tc metrics "$tabular" --name test_accuracy -o json | field "j['series'][0]['points'][-1]['value']")
 python3 -c "import sys; sys.exit(0 if float('$acc') > 0.8 else 1)" || fail "tabular test accuracy $acc"
 [ "$(job "$policy" | field "j['progress']['step']")" = 300 ] || fail "progress step"
+# compare: the finished jobs ranked by their best train_loss, with the settings that differ
+tc compare "$policy" "$tabular" "$script" --metric train_loss -o json | python3 -c '
+import json, sys
+rows = json.load(sys.stdin)
+assert sorted(r["job"] for r in rows) == sorted(sys.argv[1:]), rows
+best = [r["best"] for r in rows]
+assert best == sorted(best), best
+assert all(r["metric"] == "train_loss" and "model" in r["settings"] for r in rows), rows
+' "$policy" "$tabular" "$script" || fail "compare: $(tc compare "$policy" "$tabular" "$script" --metric train_loss)"
+# the table: by default ranked by val_loss; the script job has none and comes last
+table=$(tc compare "$policy" "$tabular" "$script")
+echo "$table" | head -n 1 | grep -q "^#  JOB .* model .* val_loss (min)  LAST$" || fail "compare header: $table"
+echo "$table" | tail -n 1 | grep -Eq "^3  ${script:0:8}  COMPLETED .* -  +-$" || fail "compare order: $table"
+echo "$table" | grep -q "^[12]  ${policy:0:8}  COMPLETED  relu " || fail "compare settings: $table"
+set +e
+tc compare -l nothing=here >/dev/null 2>&1; rc=$?
+set -e
+[ $rc = 1 ] || fail "compare of no jobs exited $rc"
 # Prometheus: the trainer counts steps and finished attempts, the metrics
 # service what it ingested, the scheduler its claims (tools/up lists them).
 sample() {  # sample SERVICE SERIES -> its value (0 when absent)

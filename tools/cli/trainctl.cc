@@ -16,13 +16,16 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -35,6 +38,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -77,6 +81,10 @@ Usage:
   trainctl list [--state STATE]... [-l KEY=VALUE]... [--model RECIPE] [--retry-of ID]
                 [--page-size N] [--page-token TOKEN] [--all]
   trainctl get ID
+  trainctl compare ID... | -l KEY=VALUE... [--metric NAME]
+                                          jobs side by side, best first: the settings that
+                                          differ and the metric's best and last values
+                                          (-l sweep=NAME: a whole sweep)
   trainctl watch ID [--after-seq N]       follow a job until it ends (exit 0 COMPLETED, 3 otherwise);
                                           a live progress bar on a terminal, resumes after a
                                           dropped connection
@@ -954,6 +962,164 @@ int Metrics(Client& client, const std::string& id, const Args& args) {
   return kExitOk;
 }
 
+// Losses, errors and perplexities are best when lowest; anything else when highest.
+bool LowerIsBetter(const std::string& metric) {
+  for (const char* word : {"loss", "error", "mae", "mse", "perplexity"}) {
+    if (metric.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+// Jobs side by side, best first: those named, or every job with the labels
+// given (a sweep: -l sweep=NAME). Columns: the settings that differ, then the
+// ranking metric's best and last values.
+int Compare(Client& client, const Args& args) {
+  if (args.positional.empty() && !args.Has("label"))
+    return UsageError("compare takes job ids or -l KEY=VALUE");
+  std::vector<Job> jobs;
+  for (const std::string& id : args.positional) {
+    trainmesh::v1::GetJobRequest request;
+    request.set_id(id);
+    Job& job = jobs.emplace_back();
+    grpc::Status s = client.jobs().GetJob(client.Context().get(), request, &job);
+    if (!s.ok()) return ReportError(s, client.connection().endpoint);
+  }
+  if (args.Has("label")) {
+    trainmesh::v1::ListJobsRequest request;
+    for (const std::string& label : args.All("label")) request.add_labels(label);
+    request.set_page_size(100);
+    do {
+      trainmesh::v1::ListJobsResponse response;
+      grpc::Status s = client.jobs().ListJobs(client.Context().get(), request, &response);
+      if (!s.ok()) return ReportError(s, client.connection().endpoint);
+      jobs.insert(jobs.end(), response.jobs().begin(), response.jobs().end());
+      request.set_page_token(response.next_page_token());
+    } while (!request.page_token().empty() && jobs.size() < 1000);
+  }
+  if (jobs.empty()) {
+    std::cerr << "no jobs with those labels\n";
+    return kExitError;
+  }
+  // Each job's metric summaries (the default run's when a job logs several).
+  std::vector<std::map<std::string, trainmesh::v1::MetricSummary>> metrics(jobs.size());
+  std::set<std::string> names;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    trainmesh::v1::ListMetricNamesRequest request;
+    request.set_job_id(jobs[i].id());
+    trainmesh::v1::ListMetricNamesResponse response;
+    grpc::Status s = client.metrics().ListMetricNames(client.Context().get(), request, &response);
+    if (!s.ok()) return ReportError(s, client.connection().metrics_endpoint);
+    for (const auto& m : response.metrics()) {
+      if (!metrics[i].count(m.name()) || m.run().empty()) metrics[i][m.name()] = m;
+      names.insert(m.name());
+    }
+  }
+  std::string metric = args.Get("metric");
+  if (metric.empty() && names.count("val_loss")) metric = "val_loss";
+  if (metric.empty() && names.count("train_loss")) metric = "train_loss";
+  if (metric.empty() && !names.empty()) metric = *names.begin();
+  const bool lower = LowerIsBetter(metric);
+  auto summary = [&](size_t i) -> const trainmesh::v1::MetricSummary* {
+    auto it = metrics[i].find(metric);
+    return it == metrics[i].end() ? nullptr : &it->second;
+  };
+  auto best = [&](size_t i) -> std::optional<double> {
+    const auto* m = summary(i);
+    if (m == nullptr) return std::nullopt;
+    const double v = lower ? m->min() : m->max();
+    if (std::isnan(v)) return std::nullopt;
+    return v;
+  };
+  auto last = [&](size_t i) -> std::optional<double> {
+    const auto* m = summary(i);
+    return m == nullptr ? std::nullopt : std::optional<double>(m->last());
+  };
+  // The settings that differ from job to job.
+  std::vector<std::map<std::string, std::string>> all;
+  std::set<std::string> keys;
+  for (const Job& job : jobs) {
+    std::map<std::string, std::string>& s = all.emplace_back();
+    s = {{"model", job.model()}, {"dataset", job.dataset_url()}};
+    for (const auto& [key, value] : job.hyperparameters().fields()) {
+      s[key] = value.kind_case() == google::protobuf::Value::kStringValue ? value.string_value()
+                                                                          : Json(value);
+    }
+    for (const auto& [k, v] : s) keys.insert(k);
+  }
+  auto setting = [&](size_t i, const std::string& key) {
+    auto it = all[i].find(key);
+    return it == all[i].end() ? std::string("-") : it->second;
+  };
+  std::vector<std::string> differing;
+  for (const std::string& key : keys) {
+    std::set<std::string> values;
+    for (size_t i = 0; i < all.size(); ++i) values.insert(setting(i, key));
+    if (values.size() > 1) differing.push_back(key);
+  }
+  std::vector<size_t> order(jobs.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const auto x = best(a), y = best(b);
+    if (x.has_value() != y.has_value()) return x.has_value();  // jobs without the metric last
+    if (!x.has_value()) return false;
+    return lower ? *x < *y : *x > *y;
+  });
+  if (client.json()) {
+    std::cout << "[";
+    for (size_t r = 0; r < order.size(); ++r) {
+      const size_t i = order[r];
+      google::protobuf::Struct row;
+      auto& f = *row.mutable_fields();
+      f["job"].set_string_value(jobs[i].id());
+      f["state"].set_string_value(StateName(jobs[i].state()));
+      f["metric"].set_string_value(metric);
+      if (best(i)) f["best"].set_number_value(*best(i));
+      if (last(i)) f["last"].set_number_value(*last(i));
+      auto& settings = *f["settings"].mutable_struct_value()->mutable_fields();
+      for (const std::string& key : differing) settings[key].set_string_value(setting(i, key));
+      std::cout << (r ? "," : "") << Json(row);
+    }
+    std::cout << "]" << std::endl;
+    return kExitOk;
+  }
+  // A table, each column as wide as its widest cell.
+  auto number = [](std::optional<double> v) {
+    return v.has_value() ? absl::StrFormat("%.6g", *v) : "-";
+  };
+  std::vector<std::string> header = {"#", "JOB", "STATE"};
+  header.insert(header.end(), differing.begin(), differing.end());
+  header.push_back(metric.empty() ? "BEST" : absl::StrCat(metric, lower ? " (min)" : " (max)"));
+  header.push_back("LAST");
+  std::vector<std::vector<std::string>> rows = {header};
+  for (size_t r = 0; r < order.size(); ++r) {
+    const size_t i = order[r];
+    std::vector<std::string> row = {absl::StrCat(r + 1), jobs[i].id().substr(0, 8),
+                                    StateName(jobs[i].state())};
+    for (const std::string& key : differing) {
+      std::string cell = setting(i, key);
+      if (cell.size() > 40) cell = absl::StrCat(cell.substr(0, 39), "…");  // a script's arguments
+      for (char& c : cell) c = c == '\n' ? ' ' : c;
+      row.push_back(std::move(cell));
+    }
+    row.push_back(number(best(i)));
+    row.push_back(number(last(i)));
+    rows.push_back(std::move(row));
+  }
+  std::vector<size_t> width(header.size(), 0);
+  for (const auto& row : rows) {
+    for (size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t c = 0; c < row.size(); ++c) {
+      absl::StrAppend(&line, row[c]);
+      if (c + 1 < row.size()) line.append(width[c] - row[c].size() + 2, ' ');
+    }
+    std::cout << line << "\n";
+  }
+  return kExitOk;
+}
+
 // Downloads artifact `name` of job `id` into `dir`, checking its SHA-256.
 int DownloadOne(Client& client, const std::string& id, const std::string& name, const std::string& dir,
                 bool quiet_if_missing) {
@@ -1298,7 +1464,8 @@ int Run(int argc, char** argv) {
              "grid",
              "random",
              "trials",
-             "seed"},
+             "seed",
+             "metric"},
             {"wait", "all", "resume", "help", "follow", "allow-shared-pool", "validate-only",
              "print-token", "password-stdin", "admin", "unread"},
             {{"p", "param"}, {"o", "output"}, {"l", "label"}, {"h", "help"}, {"f", "follow"}});
@@ -1327,6 +1494,7 @@ int Run(int argc, char** argv) {
   }
   if (cmd == "list") return List(client, args);
   if (cmd == "sweep") return Sweep(client, args);
+  if (cmd == "compare") return Compare(client, args);
   if (cmd == "recipes") return Recipes(client, args);
   if (cmd == "health") return Health(client);
   if (cmd == "login") return Login(client, args);
