@@ -1,25 +1,26 @@
 #include "gateway/gateway.h"
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <mutex>
 #include <optional>
+#include <sstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "grpc/health/v1/health.grpc.pb.h"
-#include "libs/json/json.h"
-#include "libs/log/log.h"
-#include "libs/transcoding/openapi.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/rpc/status.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "libs/json/json.h"
+#include "libs/log/log.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
+#include "libs/transcoding/openapi.h"
 #include "protos/registry.h"
 
 namespace trainmesh::gateway {
@@ -71,8 +72,13 @@ enum class Format { kSse, kNdjson, kRaw };
 // written the previous one (flow control end to end).
 class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>, public BodyStream {
  public:
-  StreamCall(const transcoding::Route& route, Format format, absl::Duration heartbeat, telemetry::Gauge* open)
-      : route_(route), format_(format), heartbeat_(heartbeat), open_(open) {
+  StreamCall(const transcoding::Route& route, Format format, absl::Duration heartbeat,
+             telemetry::Gauge* open, std::shared_ptr<InFlightCalls> in_flight)
+      : in_flight_(std::move(in_flight)),
+        route_(route),
+        format_(format),
+        heartbeat_(heartbeat),
+        open_(open) {
     open_->Add(1);
   }
   ~StreamCall() override { open_->Add(-1); }
@@ -230,6 +236,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     return part;
   }
 
+  InFlightCall in_flight_;  // first: released last
   const transcoding::Route& route_;
   const Format format_;
   const absl::Duration heartbeat_;
@@ -262,6 +269,24 @@ HttpResponse ErrorResponse(const grpc::Status& status) {
     (void)google::protobuf::util::MessageToJsonString(body, &out.body);
   }
   return out;
+}
+
+InFlightCall::InFlightCall(std::shared_ptr<InFlightCalls> calls) : calls_(std::move(calls)) {
+  std::lock_guard<std::mutex> lock(calls_->mu);
+  ++calls_->count;
+}
+
+InFlightCall::~InFlightCall() {
+  std::lock_guard<std::mutex> lock(calls_->mu);
+  if (--calls_->count == 0) calls_->ended.notify_all();
+}
+
+Gateway::~Gateway() {
+  std::unique_lock<std::mutex> lock(in_flight_->mu);
+  while (!in_flight_->ended.wait_for(lock, std::chrono::seconds(10),
+                                     [this] { return in_flight_->count == 0; })) {
+    TM_LOG(Warning, "waiting for backend calls to end").With("calls", in_flight_->count);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Gateway>> Gateway::Create(GatewayOptions options) {
@@ -315,6 +340,8 @@ std::string Gateway::MetricsText() const {
 
 void Gateway::Ready(std::function<void(HttpResponse)> done) {
   struct Probe {
+    explicit Probe(std::shared_ptr<InFlightCalls> calls) : in_flight(std::move(calls)) {}
+    InFlightCall in_flight;  // first: released last
     std::mutex mu;
     size_t pending = 0;
     std::map<std::string, std::string> states;  // endpoint -> SERVING or why not
@@ -328,7 +355,7 @@ void Gateway::Ready(std::function<void(HttpResponse)> done) {
     done(HttpResponse{200, "application/json", "{\"backends\":{},\"status\":\"READY\"}"});
     return;
   }
-  auto probe = std::make_shared<Probe>();
+  auto probe = std::make_shared<Probe>(in_flight_);
   probe->done = std::move(done);
   probe->pending = channels_.size();
   for (const auto& [endpoint, channel] : channels_) {
@@ -473,11 +500,13 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   }
 
   struct Call {
+    explicit Call(std::shared_ptr<InFlightCalls> calls) : in_flight(std::move(calls)) {}
+    InFlightCall in_flight;  // first: released last
     grpc::ClientContext context;
     grpc::ByteBuffer request, response;
     std::function<void(HttpResponse)> done;
   };
-  auto call = std::make_shared<Call>();
+  auto call = std::make_shared<Call>(in_flight_);
   call->done = std::move(done);
   if (!request.authorization.empty()) call->context.AddMetadata("authorization", request.authorization);
   if (!request.request_id.empty()) call->context.AddMetadata("x-request-id", request.request_id);
@@ -593,7 +622,8 @@ void Gateway::Stream(const HttpRequest& request, const transcoding::Route& route
     response.content_type = "application/x-ndjson";
   }
   response.headers = {{"Cache-Control", "no-cache"}, {"X-Accel-Buffering", "no"}};
-  auto call = std::make_shared<StreamCall>(route, format, options_.heartbeat, open_streams_);
+  auto call =
+      std::make_shared<StreamCall>(route, format, options_.heartbeat, open_streams_, in_flight_);
   call->Start(stub->second.get(), request, *message, call);
   response.stream = std::move(call);
   done(std::move(response));

@@ -5,6 +5,7 @@
 // google.rpc.Status body (details included: field violations, retry info).
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
@@ -43,9 +44,33 @@ struct GatewayOptions {
   absl::Duration heartbeat = absl::Seconds(15);
 };
 
+// Backend calls still running. Their completions use the gateway (its routes,
+// its metrics), so the gateway is not destroyed before the last one ends.
+struct InFlightCalls {
+  std::mutex mu;
+  std::condition_variable ended;
+  int64_t count = 0;
+};
+
+// Counts one backend call for as long as it lives; held as the first member of
+// what a call owns, so it is released after everything else of the call.
+class InFlightCall {
+ public:
+  explicit InFlightCall(std::shared_ptr<InFlightCalls> calls);
+  ~InFlightCall();
+  InFlightCall(const InFlightCall&) = delete;
+  InFlightCall& operator=(const InFlightCall&) = delete;
+
+ private:
+  std::shared_ptr<InFlightCalls> calls_;
+};
+
 class Gateway {
  public:
   static absl::StatusOr<std::unique_ptr<Gateway>> Create(GatewayOptions options);
+  // Waits for the backend calls still running (an HTTP server's shutdown
+  // cancels those of its streams; unary calls end by their deadline).
+  ~Gateway();
 
   // Answers `request` through `done`, on this thread or a gRPC one.
   void Handle(const HttpRequest& request, std::function<void(HttpResponse)> done);
@@ -64,6 +89,7 @@ class Gateway {
   // /metrics: Prometheus text.
   std::string MetricsText() const;
 
+  std::shared_ptr<InFlightCalls> in_flight_ = std::make_shared<InFlightCalls>();
   telemetry::Registry registry_;
   telemetry::Family<telemetry::Counter>* requests_ = &registry_.AddCounter(
       "trainmesh_gateway_requests_total", "HTTP requests by route and status code.", {"route", "code"});
