@@ -72,7 +72,10 @@ class Gateway {
   // cancels those of its streams; unary calls end by their deadline).
   ~Gateway();
 
-  // Answers `request` through `done`, on this thread or a gRPC one.
+  // Answers `request` through `done`, on this thread or a gRPC one. A
+  // streamed answer (HttpResponse::stream) runs until it ends or its reader
+  // calls Cancel(); a reader that drops it must cancel it, or the gateway's
+  // destructor waits for it.
   void Handle(const HttpRequest& request, std::function<void(HttpResponse)> done);
 
   const transcoding::Router& router() const { return router_; }

@@ -1,15 +1,14 @@
 #include "libs/http/http_server.h"
 
+#include <algorithm>
+#include <array>
+#include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-
-#include <algorithm>
-#include <array>
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -23,6 +22,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "libs/log/log.h"
 
 namespace trainmesh::httpd {
 namespace {
@@ -308,7 +308,9 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 struct HttpServer::Impl {
-  Impl(Options o, Handler h) : ioc(o.threads), acceptor(ioc) {
+  // The acceptor works on a strand: its accept handler and the close at
+  // shutdown never run at once.
+  Impl(Options o, Handler h) : ioc(o.threads), acceptor(net::make_strand(ioc)) {
     state.options = std::move(o);
     state.handler = std::move(h);
   }
@@ -373,15 +375,18 @@ namespace {
 // Stops accepting and asks every open session to drain. The listener is
 // closed on an I/O thread (the acceptor is not thread-safe) and waited for:
 // once this returns, a new connection is refused, not left in the backlog.
-void StopSessions(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& state, bool hard) {
+void StopSessions(tcp::acceptor& acceptor, ServerState& state, bool hard) {
   auto closed = std::make_shared<std::promise<void>>();
   std::future<void> done = closed->get_future();
-  net::post(ioc, [&acceptor, closed] {
+  net::post(acceptor.get_executor(), [&acceptor, closed] {
     beast::error_code ec;
     acceptor.close(ec);
     closed->set_value();
   });
-  done.wait_for(std::chrono::seconds(5));  // the I/O threads run until Shutdown stops them
+  // The I/O threads run until Shutdown stops them, so this is quick.
+  if (done.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+    TM_LOG(Warning, "the HTTP listener did not close within 5 s");
+  }
   std::vector<std::shared_ptr<Session>> open;
   {
     std::lock_guard<std::mutex> lock(state.mu);
@@ -397,7 +402,7 @@ void StopSessions(net::io_context& ioc, tcp::acceptor& acceptor, ServerState& st
 
 bool HttpServer::Drain(absl::Duration grace) {
   if (impl_ == nullptr || impl_->threads.empty()) return true;
-  StopSessions(impl_->ioc, impl_->acceptor, impl_->state, /*hard=*/false);
+  StopSessions(impl_->acceptor, impl_->state, /*hard=*/false);
   std::unique_lock<std::mutex> lock(impl_->state.mu);
   return impl_->state.idle.wait_for(lock, absl::ToChronoNanoseconds(grace),
                                     [this] { return impl_->state.sessions.empty(); });
@@ -413,7 +418,7 @@ void HttpServer::Shutdown() {
   // Every connection is closed, and the threads run until each session is
   // gone: a backend answer still on its way (bounded by the call deadline)
   // must find its session's executor alive.
-  StopSessions(impl_->ioc, impl_->acceptor, impl_->state, /*hard=*/true);
+  StopSessions(impl_->acceptor, impl_->state, /*hard=*/true);
   {
     std::unique_lock<std::mutex> lock(impl_->state.mu);
     impl_->state.idle.wait(lock, [this] { return impl_->state.sessions.empty(); });

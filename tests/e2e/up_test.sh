@@ -184,6 +184,11 @@ set -e
 echo "$err" | grep -q "job 2 of 2 (steps=0)" && echo "$err" | grep -q "job.hyperparameters.steps: must be >= 1" \
   && echo "$err" | grep -q "nothing was submitted" || fail "invalid sweep: $err"
 [ "$(tc list -l sweep=bad-1 -o json | field ".get('jobs', [])")" = "[]" ] || fail "an invalid sweep submitted jobs"
+# Without --name, the same sweep gets the same name (so a rerun submits nothing twice).
+named=$(sweep --grid steps=10,20 --validate-only | tail -n 1)
+[[ $named =~ ^valid:\ 2\ jobs\ in\ sweep\ sweep-[0-9a-f]{8}$ ]] || fail "default sweep name: $named"
+[ "$named" = "$(sweep --grid steps=10,20 --validate-only | tail -n 1)" ] || fail "the default name is not stable"
+[ "$named" != "$(sweep --grid steps=10,30 --validate-only | tail -n 1)" ] || fail "two sweeps share a name"
 # Random draws, seeded: the same values twice; --validate-only submits nothing.
 draws=$(sweep --random learning_rate=1e-4:1e-2:log --trials 3 --seed 5 --name rnd --validate-only)
 [ "$draws" = "$(sweep --random learning_rate=1e-4:1e-2:log --trials 3 --seed 5 --name rnd --validate-only)" ] \

@@ -169,7 +169,13 @@ absl::StatusOr<std::vector<SweepPoint>> ExpandSweep(const SweepSpec& spec, size_
         } else {
           v = r.low + unit(rng) * (r.high - r.low);
         }
-        point.emplace_back(r.key, FormatNumber(v, r.integer));
+        std::string text = FormatNumber(v, r.integer);
+        // Six digits may round a draw just past a bound: then print it whole.
+        double shown = 0;
+        if (!r.integer && absl::SimpleAtod(text, &shown) && (shown < r.low || shown > r.high)) {
+          text = absl::StrFormat("%.17g", v);
+        }
+        point.emplace_back(r.key, std::move(text));
       }
       points.push_back(std::move(point));
     }

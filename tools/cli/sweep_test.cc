@@ -94,6 +94,21 @@ TEST(SweepTest, RandomDrawsStayInRangeAndRepeatWithTheSeed) {
   EXPECT_NE(*ExpandSweep(spec, 1000), *points);
 }
 
+TEST(SweepTest, DrawsArePrintedInsideTheirRange) {
+  // Six significant digits would round every draw here to 0.123457, past HIGH.
+  SweepSpec spec;
+  spec.random = {{.key = "x", .low = 0.1234567, .high = 0.1234568}};
+  spec.trials = 20;
+  auto points = ExpandSweep(spec, 100);
+  ASSERT_TRUE(points.ok()) << points.status();
+  for (const SweepPoint& p : *points) {
+    double v;
+    ASSERT_TRUE(absl::SimpleAtod(p[0].second, &v)) << p[0].second;
+    EXPECT_GE(v, 0.1234567) << p[0].second;
+    EXPECT_LE(v, 0.1234568) << p[0].second;
+  }
+}
+
 TEST(SweepTest, LimitsAndRepeatedKeys) {
   SweepSpec spec;
   spec.grid = {{"a", {"1", "2", "3", "4"}}, {"b", {"1", "2", "3", "4"}}};

@@ -38,6 +38,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
@@ -622,6 +624,13 @@ int Notifications(Client& client, const Args& args) {
   return kExitOk;
 }
 
+// 64-bit FNV-1a: a stable digest (the same on every machine and run).
+uint64_t Fnv1a(absl::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
 constexpr size_t kMaxSweepJobs = 256;
 constexpr size_t kMaxCompared = 8;  // the dashboard's compare page
 
@@ -654,8 +663,23 @@ int Sweep(Client& client, const Args& args) {
   if (args.Has("seed") && !absl::SimpleAtoi(args.Get("seed"), &spec.seed)) {
     return UsageError("--seed: a non-negative integer");
   }
+  // Without --name, the name is a digest of the sweep itself: the same
+  // command names the same sweep, so running it again submits nothing twice.
+  std::string fingerprint;
+  {
+    google::protobuf::io::StringOutputStream out(&fingerprint);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    base.SerializeToCodedStream(&coded);
+  }
+  for (const char* flag : {"grid", "random", "trials", "seed"}) {
+    for (const std::string& value : args.All(flag))
+      absl::StrAppend(&fingerprint, "\x1f", flag, "=", value);
+  }
   const std::string name =
-      args.Get("name", absl::FormatTime("sweep-%Y%m%d-%H%M%S", absl::Now(), absl::UTCTimeZone()));
+      args.Get("name", absl::StrFormat("sweep-%08x", Fnv1a(fingerprint) & 0xffffffff));
+  // Without --seed, draws differ from sweep to sweep but repeat for a name.
+  if (!args.Has("seed")) spec.seed = Fnv1a(name);
   if (name.empty() || name.size() > 64 ||
       !std::all_of(name.begin(), name.end(), [](char c) { return absl::ascii_isgraph(c); })) {
     return UsageError("--name: 1 to 64 printable characters without spaces");
@@ -710,7 +734,8 @@ int Sweep(Client& client, const Args& args) {
     grpc::Status s = client.jobs().CreateJob(client.Context().get(), requests[i], &created[i]);
     if (!s.ok()) {
       std::cerr << "job " << i + 1 << " of " << requests.size() << " was not submitted; run the "
-                << "same command again to submit the rest (none twice)\n";
+                << "same command again (the sweep is " << name
+                << ") to submit the rest, none twice\n";
       return ReportError(s, client.connection().endpoint);
     }
   }
@@ -978,6 +1003,7 @@ int Compare(Client& client, const Args& args) {
     return UsageError("compare takes job ids or -l KEY=VALUE");
   std::vector<Job> jobs;
   for (const std::string& id : args.positional) {
+    if (std::any_of(jobs.begin(), jobs.end(), [&](const Job& j) { return j.id() == id; })) continue;
     trainmesh::v1::GetJobRequest request;
     request.set_id(id);
     Job& job = jobs.emplace_back();
@@ -992,7 +1018,12 @@ int Compare(Client& client, const Args& args) {
       trainmesh::v1::ListJobsResponse response;
       grpc::Status s = client.jobs().ListJobs(client.Context().get(), request, &response);
       if (!s.ok()) return ReportError(s, client.connection().endpoint);
-      jobs.insert(jobs.end(), response.jobs().begin(), response.jobs().end());
+      for (const Job& job : response.jobs()) {
+        if (std::none_of(jobs.begin(), jobs.end(),
+                         [&](const Job& j) { return j.id() == job.id(); })) {
+          jobs.push_back(job);
+        }
+      }
       request.set_page_token(response.next_page_token());
     } while (!request.page_token().empty() && jobs.size() < 1000);
   }
@@ -1073,8 +1104,9 @@ int Compare(Client& client, const Args& args) {
       f["job"].set_string_value(jobs[i].id());
       f["state"].set_string_value(StateName(jobs[i].state()));
       f["metric"].set_string_value(metric);
-      if (best(i)) f["best"].set_number_value(*best(i));
-      if (last(i)) f["last"].set_number_value(*last(i));
+      // JSON has no NaN: a value that is not finite is left out.
+      if (best(i) && std::isfinite(*best(i))) f["best"].set_number_value(*best(i));
+      if (last(i) && std::isfinite(*last(i))) f["last"].set_number_value(*last(i));
       auto& settings = *f["settings"].mutable_struct_value()->mutable_fields();
       for (const std::string& key : differing) settings[key].set_string_value(setting(i, key));
       std::cout << (r ? "," : "") << Json(row);

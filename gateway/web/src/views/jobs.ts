@@ -37,10 +37,35 @@ export function jobsPage(root: HTMLElement): Page {
   const older = h("button", { disabled: true }, "Older →");
   const newer = h("button", { disabled: true }, "← Newer");
   const compare = h("button", { "data-testid": "compare", disabled: true }, "Compare");
+  // Picks every job on this page (up to the compare limit), or none; shows
+  // whether the page's jobs are all, some or none of the picks.
+  const pickAll = h("input", {
+    type: "checkbox",
+    "aria-label": "Pick every job on this page to compare",
+    "data-testid": "pick-all",
+    onchange: (e: Event) => {
+      const on = (e.target as HTMLInputElement).checked;
+      for (const job of jobs) {
+        if (!on) picked.delete(job.id);
+        else if (picked.size < MAX_COMPARED) picked.add(job.id);
+      }
+      for (const box of body.querySelectorAll<HTMLInputElement>("input[data-pick]")) {
+        box.checked = picked.has(box.dataset.pick!);
+      }
+      drawCompare();
+    },
+  });
   const drawCompare = () => {
     compare.textContent = picked.size > 0 ? `Compare (${picked.size})` : "Compare";
     compare.disabled = picked.size < 2;
     compare.title = picked.size < 2 ? `Pick 2 to ${MAX_COMPARED} jobs` : "";
+    // At the limit, the other boxes are disabled (and enabled again below it).
+    for (const box of body.querySelectorAll<HTMLInputElement>("input[data-pick]")) {
+      box.disabled = !box.checked && picked.size >= MAX_COMPARED;
+    }
+    const onPage = jobs.filter((j) => picked.has(j.id)).length;
+    pickAll.checked = jobs.length > 0 && onPage === jobs.length;
+    pickAll.indeterminate = onPage > 0 && onPage < jobs.length;
   };
   compare.addEventListener("click", () => navigate(`/compare?jobs=${[...picked].join(",")}`));
   drawCompare();
@@ -68,10 +93,6 @@ export function jobsPage(root: HTMLElement): Page {
         if ((e.target as HTMLInputElement).checked) picked.add(job.id);
         else picked.delete(job.id);
         drawCompare();
-        // At the limit, the other boxes are disabled (and enabled again below it).
-        for (const box of body.querySelectorAll<HTMLInputElement>("input[data-pick]")) {
-          box.disabled = !box.checked && picked.size >= MAX_COMPARED;
-        }
       },
     });
     pick.dataset.pick = job.id;
@@ -99,10 +120,12 @@ export function jobsPage(root: HTMLElement): Page {
       }),
     );
     status.textContent = jobs.length === 0 ? "No jobs here yet." : "";
-    pickAll.checked = jobs.length > 0 && jobs.every((j) => picked.has(j.id));
+    drawCompare();
   };
 
+  let loads = 0;  // only the latest load's answer is drawn
   const load = async (index: number) => {
+    const mine = ++loads;
     const q = new URLSearchParams({ pageSize: String(PAGE) });
     if (tokens[index]) q.set("pageToken", tokens[index]);
     for (const s of selected) q.append("states", s);
@@ -112,7 +135,7 @@ export function jobsPage(root: HTMLElement): Page {
     labelInput.removeAttribute("aria-invalid");
     try {
       const r = await api<{ jobs?: Job[]; nextPageToken?: string }>("GET", `/v1/jobs?${q}`);
-      if (disposed) return;
+      if (disposed || mine !== loads) return;
       jobs = r.jobs ?? [];
       tokens.length = index + 1;
       if (r.nextPageToken) tokens.push(r.nextPageToken);
@@ -121,6 +144,13 @@ export function jobsPage(root: HTMLElement): Page {
       newer.disabled = index === 0;
       draw();
     } catch (e) {
+      if (disposed || mine !== loads) return;
+      // Nothing of an earlier filter stays on screen (or can be picked).
+      jobs = [];
+      tokens.length = 1;
+      page = 0;
+      older.disabled = newer.disabled = true;
+      draw();
       const bad = e instanceof ApiError ? e.violations.find((v) => v.field.startsWith("labels")) : undefined;
       if (bad) {
         labelError.textContent = `${bad.description} (e.g. sweep=lr-1)`;
@@ -162,7 +192,8 @@ export function jobsPage(root: HTMLElement): Page {
     const q = new URLSearchParams();
     for (const x of selected) q.append("state", x);
     for (const l of labels) q.append("label", l);
-    history.replaceState(null, "", `/jobs${q.size ? `?${q}` : ""}`);
+    const query = q.toString();
+    history.replaceState(null, "", `/jobs${query ? `?${query}` : ""}`);
   };
   const labelInput = h("input", {
     id: "label-filter",
@@ -181,25 +212,6 @@ export function jobsPage(root: HTMLElement): Page {
     remember();
     void load(0);
   });
-  // Picks every job on this page (up to the compare limit), or none.
-  const pickAll = h("input", {
-    type: "checkbox",
-    "aria-label": "Pick every job on this page to compare",
-    "data-testid": "pick-all",
-    onchange: (e: Event) => {
-      const on = (e.target as HTMLInputElement).checked;
-      for (const job of jobs) {
-        if (!on) picked.delete(job.id);
-        else if (picked.size < MAX_COMPARED) picked.add(job.id);
-      }
-      for (const box of body.querySelectorAll<HTMLInputElement>("input[data-pick]")) {
-        box.checked = picked.has(box.dataset.pick!);
-        box.disabled = !box.checked && picked.size >= MAX_COMPARED;
-      }
-      drawCompare();
-    },
-  });
-
   const filters = h(
     "fieldset",
     { class: "filters" },
