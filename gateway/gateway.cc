@@ -22,6 +22,7 @@
 #include "libs/status/grpc_status.h"
 #include "libs/transcoding/openapi.h"
 #include "protos/registry.h"
+#include "libs/tls/tls.h"
 
 namespace trainmesh::gateway {
 namespace {
@@ -65,6 +66,42 @@ const google::protobuf::FieldDescriptor* Int64Field(const google::protobuf::Desc
              : nullptr;
 }
 
+// What the gateway copies into a backend call's metadata, checked against what
+// gRPC accepts in an ASCII header value (bytes 0x20-0x7E; it aborts the
+// process on anything else) and against sane lengths. OK or INVALID_ARGUMENT
+// naming the HTTP header or query parameter.
+absl::Status CheckForwarded(const HttpRequest& request, absl::string_view authorization_source) {
+  constexpr size_t kMaxAuthorization = 8 << 10;
+  constexpr size_t kMaxRequestId = 128;
+  auto printable = [](absl::string_view value) {
+    for (const char c : value) {
+      if (c < 0x20 || c > 0x7e) return false;
+    }
+    return true;
+  };
+  status::FieldViolations violations;
+  if (!printable(request.authorization)) {
+    violations.Add(std::string(authorization_source), "may hold only printable ASCII characters");
+  } else if (request.authorization.size() > kMaxAuthorization) {
+    violations.Add(std::string(authorization_source), absl::StrCat("must be at most ", kMaxAuthorization, " bytes"));
+  }
+  if (!printable(request.request_id)) {
+    violations.Add("X-Request-Id", "may hold only printable ASCII characters");
+  } else if (request.request_id.size() > kMaxRequestId) {
+    violations.Add("X-Request-Id", absl::StrCat("must be at most ", kMaxRequestId, " bytes"));
+  }
+  return violations.ToStatus("request headers cannot be forwarded");
+}
+
+// The metadata of every backend call made for `request` (after CheckForwarded).
+void AddMetadata(const HttpRequest& request, grpc::ClientContext* context) {
+  if (!request.authorization.empty()) context->AddMetadata("authorization", request.authorization);
+  if (!request.request_id.empty()) context->AddMetadata("x-request-id", request.request_id);
+  // Who is calling, for the services' per-client limits (login throttling);
+  // they believe it only from the gateway's own address.
+  if (!request.client_address.empty()) context->AddMetadata("x-forwarded-for", request.client_address);
+}
+
 enum class Format { kSse, kNdjson, kRaw };
 
 // A server-streaming call to a backend, pulled by the HTTP session: one
@@ -89,8 +126,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   void Start(grpc::GenericStub* stub, const HttpRequest& http, const Message& request,
              std::shared_ptr<StreamCall> self) {
     self_ = std::move(self);  // until OnDone
-    if (!http.authorization.empty()) context_.AddMetadata("authorization", http.authorization);
-    if (!http.request_id.empty()) context_.AddMetadata("x-request-id", http.request_id);
+    AddMetadata(http, &context_);
     request_ = Buffer(request);
     stub->PrepareBidiStreamingCall(&context_, route_.grpc_path, grpc::StubOptions(), this);
     AddHold();
@@ -314,7 +350,10 @@ Gateway::Gateway(GatewayOptions options, transcoding::Router router)
                 "their models. Every route is the REST form of a gRPC method (google.api.http)."});
   for (const auto& [name, endpoint] : options_.backends) {
     auto& channel = channels_[endpoint];
-    if (channel == nullptr) channel = grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials());
+    if (channel == nullptr) {
+      channel = options_.channel_factory ? options_.channel_factory(endpoint)
+                                         : tls::Channel(endpoint);
+    }
     stubs_[name] = std::make_unique<grpc::GenericStub>(channel);
   }
 }
@@ -470,6 +509,7 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   }
   HttpRequest effective = request;
   std::string effective_query = query;
+  absl::string_view authorization_source = "Authorization";
   if (route->method->server_streaming()) {
     // A browser's EventSource cannot set headers: a streaming GET may carry
     // its bearer token as ?access_token=.
@@ -480,12 +520,18 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
         if (effective.authorization.empty() &&
             transcoding::PercentDecode(pair.substr(std::strlen("access_token=")), true, &token)) {
           effective.authorization = absl::StrCat("Bearer ", token);
+          authorization_source = "access_token";
         }
         continue;
       }
       absl::StrAppend(&kept, kept.empty() ? "" : "&", pair);
     }
     effective_query = std::move(kept);
+  }
+  // Before any backend call: a value gRPC cannot carry is the client's error.
+  if (absl::Status s = CheckForwarded(effective, authorization_source); !s.ok()) {
+    done(ErrorResponse(status::ToGrpcStatus(s)));
+    return;
   }
   std::unique_ptr<Message> message = New(route->method->input_type());
   if (absl::Status s = transcoding::BuildRequest(*match, effective_query, request.body, message.get()); !s.ok()) {
@@ -508,8 +554,7 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   };
   auto call = std::make_shared<Call>(in_flight_);
   call->done = std::move(done);
-  if (!request.authorization.empty()) call->context.AddMetadata("authorization", request.authorization);
-  if (!request.request_id.empty()) call->context.AddMetadata("x-request-id", request.request_id);
+  AddMetadata(effective, &call->context);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + options_.deadline));
   call->request = Buffer(*message);
   stub->second->UnaryCall(&call->context, route->grpc_path, grpc::StubOptions(), &call->request, &call->response,

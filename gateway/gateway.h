@@ -42,6 +42,9 @@ struct GatewayOptions {
   std::string web_root;
   // Interval of the SSE heartbeat comments on an idle stream.
   absl::Duration heartbeat = absl::Seconds(15);
+  // Opens the channel to a backend endpoint (tests and the fuzz target hand
+  // in in-process channels). Unset: an insecure channel to host:port.
+  std::function<std::shared_ptr<grpc::Channel>(const std::string& endpoint)> channel_factory;
 };
 
 // Backend calls still running. Their completions use the gateway (its routes,

@@ -288,6 +288,104 @@ TEST_F(GatewayTest, ErrorsAreGoogleRpcStatusBodiesWithEnvoysHttpCodes) {
   EXPECT_EQ(too_big.status, 413);
 }
 
+// One request written as raw bytes (headers a well-behaved client library
+// would refuse to send), its answer read back.
+Reply SendRaw(int port, const std::string& raw) {
+  net::io_context ioc;
+  net::ip::tcp::socket socket(ioc);
+  socket.connect(net::ip::tcp::endpoint(net::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  timeval timeout{30, 0};
+  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  net::write(socket, net::buffer(raw));
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  beast::error_code ec;
+  http::read(socket, buffer, res, ec);
+  if (ec) return Reply{0, ec.message(), "", {}};
+  return Reply{static_cast<int>(res.result_int()), res.body(), std::string(res[http::field::content_type]), {}};
+}
+
+TEST_F(GatewayTest, ValuesGrpcCannotCarryAreRefusedBeforeAnyBackendCall) {
+  // Each of these aborted the process (gRPC's invalid-metadata assertion)
+  // when copied into a backend call's metadata unchecked.
+  struct Case {
+    std::string raw;
+    std::string field;
+  };
+  const std::string get = "GET /v1/jobs HTTP/1.1\r\nHost: x\r\n";
+  const std::vector<Case> cases = {
+      {"GET /v1/jobs:watch?access_token=%0A HTTP/1.1\r\nHost: x\r\n\r\n", "access_token"},
+      {"GET /v1/jobs:watch?access_token=a%00b HTTP/1.1\r\nHost: x\r\n\r\n", "access_token"},
+      {get + "X-Request-Id: a\tb\r\nAuthorization: Bearer " + ada_.token + "\r\n\r\n", "X-Request-Id"},
+      {get + "Authorization: Bearer \x80\xff\r\n\r\n", "Authorization"},
+      {get + "Authorization: Bearer a\tb\r\n\r\n", "Authorization"},
+      {get + "X-Request-Id: " + std::string(200, 'r') + "\r\n\r\n", "X-Request-Id"},
+      {"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nX-Request-Id: r\xe9\r\n\r\n{}", "X-Request-Id"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.raw);
+    const Reply reply = SendRaw(server_->port(), c.raw);
+    ASSERT_EQ(reply.status, 400) << reply.body;
+    const google::rpc::Status status = StatusOf(reply);
+    EXPECT_EQ(status.code(), 3);
+    EXPECT_THAT(ViolatedFields(status), ::testing::ElementsAre(c.field));
+  }
+  // The process is up and a well-formed request with a request id works.
+  const Reply fine = SendRaw(server_->port(), get + "X-Request-Id: trace-1 (ok)\r\nAuthorization: Bearer " +
+                                                  ada_.token + "\r\n\r\n");
+  EXPECT_EQ(fine.status, 200) << fine.body;
+}
+
+TEST_F(GatewayTest, AnotherUsersJobIsNotFoundOnEveryMetricsRouteBeforeItReports) {
+  Client client(server_->port());
+  const Reply created = client.Send(
+      "POST", "/v1/jobs", R"({"model": "mlp-policy", "datasetUrl": "synthetic://reach"})", ada_.token);
+  ASSERT_EQ(created.status, 200) << created.body;
+  v1::Job job;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(created.body, &job).ok());
+  const testing::TestMesh::User bob = mesh_.AddUser("bob");
+  const std::string nobody = "00000000-0000-4000-8000-000000000000";
+  for (const std::string route : {"/metrics", "/metricNames", "/logs", "/cost", "/metrics:recent"}) {
+    SCOPED_TRACE(route);
+    // The owner reads an empty answer; anyone else, and any made-up id, 404.
+    EXPECT_EQ(client.Send("GET", "/v1/jobs/" + job.id() + route, "", ada_.token).status, 200);
+    const Reply theirs = client.Send("GET", "/v1/jobs/" + job.id() + route, "", bob.token);
+    EXPECT_EQ(theirs.status, 404) << theirs.body;
+    EXPECT_THAT(theirs.body, ::testing::Not(HasSubstr(ada_.user.id())));
+    EXPECT_EQ(client.Send("GET", "/v1/jobs/" + nobody + route, "", ada_.token).status, 404);
+  }
+  // Streams too: refused before the first byte.
+  for (const std::string route : {"/metrics:stream", "/logs:stream"}) {
+    SCOPED_TRACE(route);
+    StreamClient stream(server_->port(), "/v1/jobs/" + job.id() + route, bob.token, "application/x-ndjson");
+    ASSERT_TRUE(stream.ReadHead());
+    EXPECT_THAT(stream.head(), HasSubstr(" 404 "));
+  }
+}
+
+TEST(ParseRequestTest, ParsesAsASessionDoesWithItsLimits) {
+  auto request = httpd::ParseRequest(
+      "POST /v1/jobs?x=1 HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer k\r\nX-Request-Id: r\r\n"
+      "Accept: text/event-stream\r\nLast-Event-ID: 7\r\nOrigin: https://o\r\nContent-Length: 2\r\n\r\n{}");
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->method, "POST");
+  EXPECT_EQ(request->target, "/v1/jobs?x=1");
+  EXPECT_EQ(request->body, "{}");
+  EXPECT_EQ(request->authorization, "Bearer k");
+  EXPECT_EQ(request->request_id, "r");
+  EXPECT_EQ(request->accept, "text/event-stream");
+  EXPECT_EQ(request->last_event_id, "7");
+  EXPECT_EQ(request->origin, "https://o");
+  EXPECT_EQ(httpd::ParseRequest("GET / HTTP/1.1\r\nHost: h\r\n").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(httpd::ParseRequest("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", 4).status().code(),
+            absl::StatusCode::kOutOfRange);
+  EXPECT_EQ(httpd::ParseRequest("GET / HTTP/1.1\r\nX: " + std::string(100, 'x') + "\r\n\r\n", 4, 32)
+                .status()
+                .code(),
+            absl::StatusCode::kOutOfRange);
+}
+
 TEST_F(GatewayTest, CorsForConfiguredOriginsOnlyAndJwksAtTheWellKnownPath) {
   Client client(server_->port());
   Reply preflight = client.Send("OPTIONS", "/v1/jobs", "", "", "https://app.example");

@@ -136,6 +136,106 @@ TEST(IdentityTest, RevokedApiKeyIsRefusedOnceTheCacheTtlHasPassed) {
   EXPECT_THAT(s.error_message(), ::testing::Not(HasSubstr(key.secret())));
 }
 
+// A WatchJobs stream of everything `credential` owns, from the start of time
+// (so a first message proves the stream was admitted).
+std::unique_ptr<grpc::ClientReader<Job>> WatchAll(TestMesh& mesh, grpc::ClientContext* ctx) {
+  trainmesh::v1::WatchJobsRequest request;
+  request.mutable_since()->set_seconds(1);
+  return mesh.jobs().WatchJobs(ctx, request);
+}
+
+TEST(IdentityTest, ARevokedKeyEndsTheStreamsItOpened) {
+  MeshOptions options;
+  options.api_key_cache_ttl = absl::Milliseconds(200);
+  options.streams.recheck = absl::Milliseconds(100);
+  TestMesh mesh(options);
+  TestMesh::User alice = mesh.AddUser("alice");
+  Job job;
+  ASSERT_TRUE(CreateJob(mesh, alice.token, &job).ok());
+  auto key = mesh.AddApiKey(alice, {"jobs:read"});
+  auto jobs_ctx = TestMesh::With(key.secret());
+  auto feed = WatchAll(mesh, jobs_ctx.get());
+  Job first;
+  ASSERT_TRUE(feed->Read(&first));
+  EXPECT_EQ(first.id(), job.id());
+  auto metrics_ctx = TestMesh::With(key.secret());
+  trainmesh::v1::StreamMetricsRequest metrics_request;
+  metrics_request.set_job_id(job.id());
+  auto points = mesh.metrics().StreamMetrics(metrics_ctx.get(), metrics_request);
+
+  trainmesh::v1::RevokeApiKeyRequest revoke;
+  revoke.set_id(key.api_key().id());
+  trainmesh::v1::ApiKey revoked;
+  ASSERT_TRUE(mesh.auth().RevokeApiKey(TestMesh::With(alice.token).get(), revoke, &revoked).ok());
+  // Both streams end by themselves (the contexts' deadlines are far later).
+  Job more;
+  while (feed->Read(&more)) {
+  }
+  grpc::Status s = feed->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_THAT(s.error_message(), HasSubstr("revoked"));
+  trainmesh::v1::MetricsStreamItem item;
+  while (points->Read(&item)) {
+  }
+  s = points->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+}
+
+TEST(IdentityTest, EachUserMayHoldOnlySoManyStreams) {
+  MeshOptions options;
+  options.streams.max_per_user = 2;
+  TestMesh mesh(options);
+  TestMesh::User alice = mesh.AddUser("alice");
+  TestMesh::User bob = mesh.AddUser("bob");
+  Job job;
+  ASSERT_TRUE(CreateJob(mesh, alice.token, &job).ok());
+  ASSERT_TRUE(CreateJob(mesh, bob.token, &job).ok());
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReader<Job>>> open;
+  for (int i = 0; i < 2; ++i) {
+    contexts.push_back(TestMesh::With(alice.token));
+    open.push_back(WatchAll(mesh, contexts.back().get()));
+    Job first;
+    ASSERT_TRUE(open.back()->Read(&first));
+  }
+  // A third is refused, with when to retry; bob's own streams are not affected.
+  auto third_ctx = TestMesh::With(alice.token);
+  auto third = WatchAll(mesh, third_ctx.get());
+  Job none;
+  EXPECT_FALSE(third->Read(&none));
+  grpc::Status refused = third->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(refused.error_message(), HasSubstr("open streams"));
+  auto bobs_ctx = TestMesh::With(bob.token);
+  auto bobs = WatchAll(mesh, bobs_ctx.get());
+  Job bobs_first;
+  EXPECT_TRUE(bobs->Read(&bobs_first));
+  // One of alice's ends: she may open another.
+  contexts[0]->TryCancel();
+  while (open[0]->Read(&none)) {
+  }
+  open[0]->Finish();
+  grpc::Status again;
+  for (int i = 0; i < 100; ++i) {  // the slot is given back when the server sees the stream done
+    auto ctx = TestMesh::With(alice.token);
+    auto stream = WatchAll(mesh, ctx.get());
+    if (stream->Read(&none)) {
+      again = grpc::Status::OK;
+      ctx->TryCancel();
+      while (stream->Read(&none)) {
+      }
+      stream->Finish();
+      break;
+    }
+    again = stream->Finish();
+    ASSERT_EQ(again.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << again.error_message();
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_TRUE(again.ok()) << again.error_message();
+  contexts[1]->TryCancel();
+  bobs_ctx->TryCancel();
+}
+
 TEST(IdentityTest, KeyRotationReachesTheJobsServiceWithoutRestart) {
   TestMesh mesh;
   TestMesh::User alice = mesh.AddUser("alice");

@@ -4,11 +4,15 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <memory>
 
 #include "absl/strings/ascii.h"
@@ -26,7 +30,8 @@ namespace {
 std::string Decode(absl::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && absl::ascii_isxdigit(s[i + 1]) && absl::ascii_isxdigit(s[i + 2])) {
+    if (s[i] == '%' && i + 2 < s.size() && absl::ascii_isxdigit(s[i + 1]) &&
+        absl::ascii_isxdigit(s[i + 2])) {
       out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
       i += 2;
     } else {
@@ -41,21 +46,193 @@ std::string RealPath(const std::string& path) {
   return realpath(path.c_str(), buf) != nullptr ? std::string(buf) : std::string();
 }
 
-struct Download {
-  FILE* file;
-  int64_t written = 0;
-  int64_t limit;
-  bool too_big = false;
+constexpr int kMaxRedirects = 5;
+// What is read (and dropped) of a redirect's or an error's body.
+constexpr int64_t kMaxDiscardBytes = 1 << 20;
+
+struct CurlUrlDeleter {
+  void operator()(CURLU* u) const { curl_url_cleanup(u); }
+};
+struct CurlDeleter {
+  void operator()(CURL* c) const { curl_easy_cleanup(c); }
 };
 
+// One request of a download: an http(s) URL as libcurl (which connects to
+// it) parses it. Errors name `host` only: the path and query may carry a
+// credential (a presigned URL).
+struct Target {
+  std::string url;
+  std::string host;  // "example.com", "127.0.0.1", "[::1]"
+};
+
+absl::StatusOr<Target> ParseTarget(const std::string& url) {
+  std::unique_ptr<CURLU, CurlUrlDeleter> u(curl_url());
+  if (u == nullptr) return absl::ResourceExhaustedError("out of memory");
+  if (curl_url_set(u.get(), CURLUPART_URL, url.c_str(), 0) != CURLUE_OK) {
+    return absl::InvalidArgumentError("the dataset URL is not a valid http(s) URL");
+  }
+  auto part = [&](CURLUPart which) {
+    char* text = nullptr;
+    std::string out;
+    if (curl_url_get(u.get(), which, &text, 0) == CURLUE_OK && text != nullptr) out = text;
+    curl_free(text);
+    return out;
+  };
+  const std::string scheme = absl::AsciiStrToLower(part(CURLUPART_SCHEME));
+  if (scheme != "http" && scheme != "https") {
+    return absl::InvalidArgumentError("the dataset URL must be http or https");
+  }
+  Target t{part(CURLUPART_URL), absl::AsciiStrToLower(part(CURLUPART_HOST))};
+  if (t.url.empty() || t.host.empty()) {
+    return absl::InvalidArgumentError("the dataset URL must name a host");
+  }
+  return t;
+}
+
+// State shared with libcurl's callbacks during one request.
+struct Transfer {
+  CURL* curl = nullptr;
+  const netpolicy::Policy* policy = nullptr;
+  bool host_allowed = false;  // by name: any address is reached
+  absl::Status refused;       // the first address the policy refused
+  FILE* file = nullptr;
+  int64_t written = 0;
+  int64_t limit = 0;
+  bool too_big = false;
+  int64_t discarded = 0;
+};
+
+// Every socket libcurl opens, for any request and any address of a host
+// (after it resolved the name, on every redirect), passes here: the address
+// checked is the one connected to, so a name resolving inward, now or on a
+// second lookup, is refused like a literal address.
+curl_socket_t OpenSocket(void* user, curlsocktype purpose, curl_sockaddr* address) {
+  auto* t = static_cast<Transfer*>(user);
+  absl::Status s;
+  if (purpose != CURLSOCKTYPE_IPCXN) {
+    s = absl::PermissionDeniedError("only outgoing connections are made");
+  } else if (!t->host_allowed) {
+    sockaddr_storage copy{};
+    std::memcpy(&copy, &address->addr, std::min<size_t>(address->addrlen, sizeof(copy)));
+    s = netpolicy::CheckAddress(reinterpret_cast<const sockaddr&>(copy), *t->policy);
+  }
+  if (!s.ok()) {
+    if (t->refused.ok()) t->refused = s;
+    return CURL_SOCKET_BAD;
+  }
+  return socket(address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+}
+
 size_t Write(char* data, size_t size, size_t n, void* user) {
-  auto* d = static_cast<Download*>(user);
-  if (d->written + static_cast<int64_t>(size * n) > d->limit) {
-    d->too_big = true;
+  auto* t = static_cast<Transfer*>(user);
+  const int64_t bytes = static_cast<int64_t>(size * n);
+  long code = 0;
+  curl_easy_getinfo(t->curl, CURLINFO_RESPONSE_CODE, &code);
+  if (code < 200 || code > 299) {
+    // A redirect's or an error's body: not the dataset, never kept or shown.
+    t->discarded += bytes;
+    return t->discarded > kMaxDiscardBytes ? 0 : size * n;
+  }
+  if (t->written + bytes > t->limit) {
+    t->too_big = true;
     return 0;
   }
-  d->written += static_cast<int64_t>(size * n);
-  return fwrite(data, size, n, d->file);
+  t->written += bytes;
+  return fwrite(data, size, n, t->file);
+}
+
+// Downloads `url` into `path`, following at most kMaxRedirects redirects, each
+// one re-checked (scheme, host name, the addresses connected to).
+absl::Status Download(const std::string& url, const std::string& path,
+                      const DatasetOptions& options) {
+  auto first = ParseTarget(url);
+  if (!first.ok()) return first.status();
+  Target target = *first;
+  auto fail = [&](absl::StatusCode code, absl::string_view why) {
+    std::string where = absl::StrCat("fetching dataset from ", first->host);
+    if (target.host != first->host) absl::StrAppend(&where, " (redirected to ", target.host, ")");
+    return absl::Status(code, absl::StrCat(where, ": ", why));
+  };
+  std::unique_ptr<FILE, int (*)(FILE*)> file(fopen(path.c_str(), "wb"), fclose);
+  if (file == nullptr) return absl::UnavailableError("cannot write to the dataset cache");
+  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
+  if (curl == nullptr) return absl::ResourceExhaustedError("cannot start a download");
+  Transfer t;
+  t.curl = curl.get();
+  t.policy = &options.address_policy;
+  t.file = file.get();
+  t.limit = options.max_download_bytes;
+  CURL* c = curl.get();
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Write);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, OpenSocket);
+  curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, &t);
+  // Redirects are followed here, one checked hop at a time.
+  curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  // A proxy would connect on our behalf to an address never checked here.
+  curl_easy_setopt(c, CURLOPT_PROXY, "");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+  const absl::Time deadline = absl::Now() + options.download_timeout;
+  for (int hop = 0;; ++hop) {
+    t.host_allowed = netpolicy::HostAllowed(
+        options.address_policy, absl::StripSuffix(absl::StripPrefix(target.host, "["), "]"));
+    t.refused = absl::OkStatus();
+    t.discarded = 0;
+    const int64_t left_ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (left_ms <= 0) return fail(absl::StatusCode::kNotFound, "timed out");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(left_ms));
+    curl_easy_setopt(c, CURLOPT_URL, target.url.c_str());
+    const CURLcode rc = curl_easy_perform(c);
+    if (!t.refused.ok()) return fail(t.refused.code(), t.refused.message());
+    if (t.too_big) {
+      return fail(absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("the dataset is larger than the ", options.max_download_bytes,
+                               "-byte download limit"));
+    }
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 200 && code <= 299) {
+      if (rc == CURLE_WRITE_ERROR)
+        return absl::UnavailableError("cannot write to the dataset cache");
+      if (rc != CURLE_OK) return fail(absl::StatusCode::kNotFound, curl_easy_strerror(rc));
+      if (fflush(file.get()) != 0)
+        return absl::UnavailableError("cannot write to the dataset cache");
+      return absl::OkStatus();
+    }
+    if (code == 0) return fail(absl::StatusCode::kNotFound, curl_easy_strerror(rc));
+    if (code < 300 || code > 399) {
+      return fail(absl::StatusCode::kNotFound, absl::StrCat("HTTP ", code));
+    }
+    char* location = nullptr;
+    curl_easy_getinfo(c, CURLINFO_REDIRECT_URL, &location);
+    if (location == nullptr || *location == '\0') {
+      return fail(absl::StatusCode::kNotFound, absl::StrCat("HTTP ", code, " without a Location"));
+    }
+    if (hop == kMaxRedirects) {
+      return fail(absl::StatusCode::kNotFound,
+                  absl::StrCat("more than ", kMaxRedirects, " redirects"));
+    }
+    auto next = ParseTarget(location);
+    if (!next.ok()) {
+      return fail(absl::StatusCode::kInvalidArgument,
+                  absl::StrCat("HTTP ", code, " redirects to a URL that is not http(s)"));
+    }
+    target = *std::move(next);
+  }
+}
+
+// The content pin of an http(s) dataset URL: its fragment, "sha256=" and 64
+// hex digits (lowercased); "" when the URL has no fragment.
+absl::StatusOr<std::string> Pin(absl::string_view fragment) {
+  absl::string_view hex = fragment;
+  if (!absl::ConsumePrefix(&hex, "sha256=") || hex.size() != 64 ||
+      !std::all_of(hex.begin(), hex.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
+    return absl::InvalidArgumentError(
+        "the dataset URL's fragment must be a content pin: #sha256=<64 hex digits>");
+  }
+  return absl::AsciiStrToLower(hex);
 }
 
 absl::StatusOr<Source> Fetch(const std::string& url, const std::string& expected_sha,
@@ -64,47 +241,34 @@ absl::StatusOr<Source> Fetch(const std::string& url, const std::string& expected
   mkdir(options.cache_dir.c_str(), 0755);
   unsigned char digest[32];
   EVP_Digest(url.data(), url.size(), digest, nullptr, EVP_sha256(), nullptr);
-  const std::string key = absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), 16));
+  const std::string key =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(digest), 16));
   const std::string path = absl::StrCat(options.cache_dir, "/", key);
   struct stat st;
   if (stat(path.c_str(), &st) == 0) {
-    if (expected_sha.empty() || artifacts::Sha256File(path).value_or("") == expected_sha) return Source{path, "", {}};
+    if (expected_sha.empty() || artifacts::Sha256File(path).value_or("") == expected_sha) {
+      return Source{path, "", {}};
+    }
   }
   const std::string partial = absl::StrCat(path, ".", getpid(), ".part");
-  Download d{fopen(partial.c_str(), "wb"), 0, options.max_download_bytes};
-  if (d.file == nullptr) return absl::UnavailableError("cannot write to the dataset cache");
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, Write);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &d);
-  curl_easy_setopt(curl.get(), CURLOPT_FOLLOWLOCATION, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_MAXREDIRS, 5L);
-  curl_easy_setopt(curl.get(), CURLOPT_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl.get(), CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT_MS,
-                   static_cast<long>(absl::ToInt64Milliseconds(options.download_timeout)));
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_FAILONERROR, 1L);
-  const CURLcode rc = curl_easy_perform(curl.get());
-  fclose(d.file);
-  if (d.too_big) {
+  if (absl::Status s = Download(url, partial, options); !s.ok()) {
     unlink(partial.c_str());
-    return absl::InvalidArgumentError(absl::StrCat("dataset ", url, " is larger than the ",
-                                                   options.max_download_bytes, "-byte limit"));
-  }
-  if (rc != CURLE_OK) {
-    unlink(partial.c_str());
-    return absl::NotFoundError(absl::StrCat("cannot download dataset ", url, ": ", curl_easy_strerror(rc)));
+    return s;
   }
   if (!expected_sha.empty()) {
     const std::string got = artifacts::Sha256File(partial).value_or("");
     if (got != expected_sha) {
       unlink(partial.c_str());
-      return absl::InvalidArgumentError(absl::StrCat("dataset ", url, " has sha256 ", got,
-                                                     ", not the expected ", expected_sha));
+      auto target = ParseTarget(url);
+      return absl::InvalidArgumentError(
+          absl::StrCat("fetching dataset from ", target.ok() ? target->host : "its host",
+                       ": its sha256 is ", got, ", not the pinned ", expected_sha));
     }
   }
-  rename(partial.c_str(), path.c_str());
+  if (rename(partial.c_str(), path.c_str()) != 0) {
+    unlink(partial.c_str());
+    return absl::UnavailableError("cannot write to the dataset cache");
+  }
   return Source{path, "", {}};
 }
 
@@ -123,14 +287,16 @@ absl::StatusOr<double> Source::Number(const std::string& key, double fallback) c
 
 absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options) {
   const size_t sep = url.find("://");
-  if (sep == absl::string_view::npos) return absl::InvalidArgumentError("dataset URL has no scheme");
+  if (sep == absl::string_view::npos)
+    return absl::InvalidArgumentError("dataset URL has no scheme");
   const std::string scheme = absl::AsciiStrToLower(url.substr(0, sep));
   absl::string_view rest = url.substr(sep + 3);
   if (scheme == "synthetic") {
     Source s;
     s.generator = std::string(rest.substr(0, rest.find('?')));
     if (rest.find('?') != absl::string_view::npos) {
-      for (absl::string_view kv : absl::StrSplit(rest.substr(rest.find('?') + 1), '&', absl::SkipEmpty())) {
+      for (absl::string_view kv :
+           absl::StrSplit(rest.substr(rest.find('?') + 1), '&', absl::SkipEmpty())) {
         std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
         s.params[Decode(p.first)] = Decode(p.second);
       }
@@ -145,7 +311,8 @@ absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& opti
     const std::string wanted = absl::StrCat(options.data_root, "/", Decode(rest));
     const std::string real = RealPath(wanted);
     if (real.empty()) {
-      return absl::NotFoundError(absl::StrCat("dataset ", url, " does not exist under the data root"));
+      return absl::NotFoundError(
+          absl::StrCat("dataset ", url, " does not exist under the data root"));
     }
     // Symlinks and ".." are resolved first: the file must really be inside.
     if (root.empty() || !absl::StartsWith(real, absl::StrCat(root, "/"))) {
@@ -154,79 +321,35 @@ absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& opti
     return Source{real, "", {}};
   }
   if (scheme == "http" || scheme == "https") {
-    std::string fetch(url);
+    const size_t hash = url.find('#');
     std::string sha;
-    if (size_t hash = fetch.find("#sha256="); hash != std::string::npos) {
-      sha = absl::AsciiStrToLower(fetch.substr(hash + 8));
-      fetch = fetch.substr(0, hash);
+    if (hash != absl::string_view::npos) {
+      auto pin = Pin(url.substr(hash + 1));
+      if (!pin.ok()) return pin.status();
+      sha = *std::move(pin);
     }
-    return Fetch(fetch, sha, options);
+    return Fetch(std::string(url.substr(0, hash)), sha, options);
   }
   return absl::InvalidArgumentError(absl::StrCat("dataset scheme ", scheme, " is not supported"));
 }
 
 absl::StatusOr<Table> ReadCsv(const std::string& path, size_t max_rows) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  Table t;
-  std::vector<std::string> row;
-  std::string field;
-  bool quoted = false, any = false;
-  auto end_row = [&] {
-    row.push_back(std::move(field));
-    field.clear();
-    if (!(row.size() == 1 && row[0].empty())) {
-      if (t.header.empty()) {
-        t.header = std::move(row);
-      } else {
-        t.rows.push_back(std::move(row));
-      }
-    }
-    row.clear();
-  };
-  char c;
-  while (in.get(c)) {
-    any = true;
-    if (quoted) {
-      if (c == '"') {
-        if (in.peek() == '"') {
-          field.push_back('"');
-          in.get(c);
-        } else {
-          quoted = false;
-        }
-      } else {
-        field.push_back(c);
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == ',') {
-      row.push_back(std::move(field));
-      field.clear();
-    } else if (c == '\n') {
-      end_row();
-      if (t.rows.size() > max_rows) return absl::InvalidArgumentError("CSV has too many rows");
-    } else if (c != '\r') {
-      field.push_back(c);
-    }
-  }
-  if (any && (!field.empty() || !row.empty())) end_row();
-  if (t.header.empty()) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
-  for (size_t i = 0; i < t.rows.size(); ++i) {
-    if (t.rows[i].size() != t.header.size()) {
-      return absl::InvalidArgumentError(absl::StrCat("CSV row ", i + 2, " has ", t.rows[i].size(),
-                                                     " fields; the header has ", t.header.size()));
-    }
-  }
-  return t;
+  auto text = ReadText(path, std::numeric_limits<int64_t>::max());
+  if (!text.ok()) return text.status();
+  CsvLimits limits;
+  limits.max_rows = max_rows;
+  return ParseCsv(*text, limits);
 }
 
 absl::StatusOr<std::string> ReadText(const std::string& path, int64_t max_bytes) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  struct stat st;
+  if (!in || stat(path.c_str(), &st) != 0)
+    return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  // Sized by the file, not the limit: a small file costs little.
   std::string text;
-  text.resize(static_cast<size_t>(max_bytes));
-  in.read(text.data(), max_bytes);
+  text.resize(static_cast<size_t>(std::clamp<int64_t>(st.st_size, 0, max_bytes)));
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
   return text;
 }

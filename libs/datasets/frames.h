@@ -1,7 +1,8 @@
 // Tabular and array data in memory (torch-free): what the recipes read once a
-// dataset is resolved. Columns are numeric or text; matrices are row-major
-// float32. Synthetic generators are deterministic functions of their
-// parameters (including `seed`), so a dataset URL names one dataset.
+// dataset is resolved (the types and parsers are in formats.h). Columns are
+// numeric or text; matrices are row-major float32. Synthetic generators are
+// deterministic functions of their parameters (including `seed`), so a
+// dataset URL names one dataset.
 #pragma once
 
 #include <cstdint>
@@ -11,45 +12,16 @@
 
 #include "absl/status/statusor.h"
 #include "libs/datasets/datasets.h"
+#include "libs/datasets/formats.h"
 
 namespace trainmesh::datasets {
-
-struct Column {
-  std::string name;
-  bool numeric = true;
-  std::vector<double> numbers;      // when numeric (NaN for an empty cell)
-  std::vector<std::string> texts;   // when not
-  size_t size() const { return numeric ? numbers.size() : texts.size(); }
-};
-
-struct Frame {
-  std::vector<Column> columns;
-  size_t rows() const { return columns.empty() ? 0 : columns[0].size(); }
-  // nullptr when absent.
-  const Column* Find(const std::string& name) const;
-};
-
-// A column is numeric when every non-empty cell parses as a number.
-Frame FromTable(const Table& table);
-
-struct Matrix {
-  int64_t rows = 0;
-  int64_t cols = 0;
-  std::vector<float> data;  // row-major
-};
-
-// Observation/action pairs for behaviour cloning.
-struct Demonstrations {
-  Matrix obs;
-  Matrix act;
-};
 
 // From a CSV whose columns are named obs_* and act_*, or an .npz archive
 // (numpy.savez, uncompressed) with arrays "obs" and "act".
 absl::StatusOr<Demonstrations> ReadDemonstrations(const std::string& path);
 
-// The named arrays of an uncompressed .npz (float32/float64/int32/int64
-// little-endian, C order, 1-D or 2-D); 1-D arrays become one column.
+// The named arrays of an uncompressed .npz file (see ParseNpz); NOT_FOUND
+// when it cannot be read.
 absl::StatusOr<std::map<std::string, Matrix>> ReadNpz(const std::string& path);
 
 // synthetic://reach?samples=&obs_dim=&noise=&seed= — a planar two-link arm

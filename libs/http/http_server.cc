@@ -34,6 +34,21 @@ using tcp = net::ip::tcp;
 
 class Session;
 
+// What the handler sees of a parsed request: the one conversion, shared by
+// the sessions and ParseRequest.
+HttpRequest ToRequest(const http::request<http::string_body>& req) {
+  HttpRequest request;
+  request.method = std::string(req.method_string());
+  request.target = std::string(req.target());
+  request.body = req.body();
+  request.authorization = std::string(req[http::field::authorization]);
+  request.request_id = std::string(req["x-request-id"]);
+  request.origin = std::string(req[http::field::origin]);
+  request.accept = std::string(req[http::field::accept]);
+  request.last_event_id = std::string(req["last-event-id"]);
+  return request;
+}
+
 // What every session shares: options, the handler, and the registry that
 // lets a drain reach every open connection.
 struct ServerState {
@@ -92,15 +107,10 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return Close(true);  // end of stream, timeout, reset, malformed
     const auto& req = parser_->get();
     keep_alive_ = req.keep_alive();
-    HttpRequest request;
-    request.method = std::string(req.method_string());
-    request.target = std::string(req.target());
-    request.body = req.body();
-    request.authorization = std::string(req[http::field::authorization]);
-    request.request_id = std::string(req["x-request-id"]);
-    request.origin = std::string(req[http::field::origin]);
-    request.accept = std::string(req[http::field::accept]);
-    request.last_event_id = std::string(req["last-event-id"]);
+    HttpRequest request = ToRequest(req);
+    beast::error_code peer_error;
+    const tcp::endpoint peer = stream_.socket().remote_endpoint(peer_error);
+    if (!peer_error) request.client_address = peer.address().to_string();
     stream_.expires_never();
     state_.handler(request, [self = shared_from_this()](HttpResponse response) {
       net::post(self->stream_.get_executor(),
@@ -430,6 +440,38 @@ void HttpServer::Shutdown() {
   // The posted close may not have run before the stop: no thread runs now.
   beast::error_code ec;
   impl_->acceptor.close(ec);
+}
+
+}  // namespace trainmesh::httpd
+
+namespace trainmesh::httpd {
+
+absl::StatusOr<HttpRequest> ParseRequest(absl::string_view bytes, size_t body_limit, size_t header_limit) {
+  http::request_parser<http::string_body> parser;
+  parser.eager(true);
+  parser.body_limit(body_limit);
+  parser.header_limit(static_cast<std::uint32_t>(header_limit));
+  beast::error_code ec;
+  size_t used = 0;
+  // Fed as a session's buffer would fill: the parser may take part of it.
+  while (used < bytes.size() && !parser.is_done()) {
+    const size_t n = parser.put(net::buffer(bytes.data() + used, bytes.size() - used), ec);
+    if (ec == http::error::need_more) {
+      ec = {};
+      if (n == 0) break;
+    } else if (ec) {
+      break;
+    }
+    used += n;
+  }
+  // put_eof is only for a message that has begun (Beast asserts it).
+  if (!ec && !parser.is_done() && parser.got_some()) {
+    parser.put_eof(ec);
+  }
+  if (ec == http::error::body_limit) return absl::OutOfRangeError("request body too large");
+  if (ec == http::error::header_limit) return absl::OutOfRangeError("request headers too large");
+  if (ec || !parser.is_done()) return absl::InvalidArgumentError(absl::StrCat("malformed request: ", ec.message()));
+  return ToRequest(parser.get());
 }
 
 }  // namespace trainmesh::httpd

@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace trainmesh::httpd {
@@ -25,6 +27,7 @@ struct HttpRequest {
   std::string origin;         // the Origin header (CORS)
   std::string accept;         // the Accept header (stream formats)
   std::string last_event_id;  // the Last-Event-ID header (SSE resume)
+  std::string client_address;  // the TCP peer's IP address ("" when unknown)
 };
 
 class BodyStream;
@@ -100,5 +103,11 @@ class HttpServer {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// One whole request from raw bytes, parsed and converted exactly as a
+// session does with the same limits (for fuzzing and tests of the edge).
+// OUT_OF_RANGE past a limit, INVALID_ARGUMENT when malformed or incomplete.
+absl::StatusOr<HttpRequest> ParseRequest(absl::string_view bytes, size_t body_limit = 1 << 20,
+                                         size_t header_limit = 16 << 10);
 
 }  // namespace trainmesh::httpd

@@ -9,6 +9,7 @@
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
+#include "libs/tls/tls.h"
 
 ABSL_FLAG(std::string, auth_endpoint, "127.0.0.1:7002", "gRPC address of the auth service.");
 ABSL_FLAG(std::string, service_api_key, "",
@@ -92,7 +93,7 @@ std::string ServiceCredential() { return absl::GetFlag(FLAGS_service_api_key); }
 
 absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForService(
     const ServiceIdentityOptions& o) {
-  auto channel = grpc::CreateChannel(o.auth_endpoint, grpc::InsecureChannelCredentials());
+  auto channel = tls::Channel(o.auth_endpoint);
   std::shared_ptr<trainmesh::v1::AuthService::Stub> stub =
       trainmesh::v1::AuthService::NewStub(channel);
   const std::string credential = o.service_api_key;

@@ -53,6 +53,17 @@ ParameterSpec String(const std::string& name, std::optional<std::string> default
   return p;
 }
 
+ParameterSpec Bool(const std::string& name, bool default_value, const std::string& group,
+                   const std::string& help) {
+  ParameterSpec p;
+  p.set_name(name);
+  p.set_type(ParameterSpec::BOOL);
+  p.mutable_default_value()->set_bool_value(default_value);
+  p.set_group(group);
+  p.set_help(help);
+  return p;
+}
+
 ParameterSpec IntList(const std::string& name, std::vector<int> default_value, double min,
                       double max, int min_items, int max_items, const std::string& group,
                       const std::string& help) {
@@ -89,16 +100,16 @@ void AddTrainingParameters(Recipe* r, double default_steps, double default_batch
       Int("steps", default_steps, 1, kMaxSteps, "training", "Optimizer steps to train for.");
   *r->add_parameters() =
       Int("batch_size", default_batch, 1, 65536, "training", "Examples per optimizer step.");
-  *r->add_parameters() = Float("learning_rate", default_lr, 1e-8, 10, "training",
-                               "Optimizer learning rate.");
+  *r->add_parameters() =
+      Float("learning_rate", default_lr, 1e-8, 10, "training", "Optimizer learning rate.");
   *r->add_parameters() = Int("seed", 0, 0, 2147483647, "training",
                              "Random seed for initialisation, shuffling and data splits.");
   *r->add_parameters() =
       Int("checkpoint_every", 500, 0, kMaxSteps, "training",
           "Save a checkpoint every this many steps (0: only at the end). A requeued or "
           "resumed job continues from the latest one.");
-  *r->add_parameters() = Float("val_fraction", 0.1, 0, 0.5, "data",
-                               "Share of the dataset held out for validation.");
+  *r->add_parameters() =
+      Float("val_fraction", 0.1, 0, 0.5, "data", "Share of the dataset held out for validation.");
 }
 
 std::vector<Recipe> Build() {
@@ -112,13 +123,12 @@ std::vector<Recipe> Build() {
         "case). The dataset is a CSV or synthetic set of (observation, action) rows; the loss "
         "is the mean squared error against the demonstrated actions.");
     AddTrainingParameters(&r, 1000, 64, 1e-3);
-    *r.add_parameters() = IntList("hidden_sizes", {256, 256}, 1, 8192, 1, 16, "model",
-                                  "Width of each hidden layer.");
+    *r.add_parameters() =
+        IntList("hidden_sizes", {256, 256}, 1, 8192, 1, 16, "model", "Width of each hidden layer.");
     *r.add_parameters() = String("activation", "relu", {"relu", "tanh", "gelu"}, "model",
                                  "Activation between hidden layers.");
     *r.add_parameters() = Float("dropout", 0, 0, 0.9, "model", "Dropout after each hidden layer.");
-    *r.add_parameters() =
-        Float("weight_decay", 0, 0, 1, "training", "AdamW weight decay.");
+    *r.add_parameters() = Float("weight_decay", 0, 0, 1, "training", "AdamW weight decay.");
     r.add_dataset_examples("synthetic://reach?samples=20000&obs_dim=8&act_dim=2");
     r.add_dataset_examples("synthetic://pendulum?samples=50000");
     r.add_dataset_examples("file:///demos/pick_place.csv");
@@ -146,8 +156,8 @@ std::vector<Recipe> Build() {
     *r.add_parameters() = String("base_job", "", {}, "lora",
                                  "Id of a COMPLETED lora-lm job whose model is fine-tuned. "
                                  "Empty: train a base model from scratch.");
-    *r.add_parameters() = Int("warmup_steps", 100, 0, kMaxSteps, "training",
-                              "Linear learning-rate warm-up steps.");
+    *r.add_parameters() =
+        Int("warmup_steps", 100, 0, kMaxSteps, "training", "Linear learning-rate warm-up steps.");
     *r.add_parameters() =
         Float("grad_clip", 1.0, 0, 1000, "training", "Clip the gradient norm (0: off).");
     r.add_dataset_examples("synthetic://text?bytes=2000000");
@@ -163,15 +173,15 @@ std::vector<Recipe> Build() {
         "Classification or regression on a CSV with a header row, with train, validation and "
         "test splits; numeric columns are standardised and text columns one-hot encoded.");
     AddTrainingParameters(&r, 1000, 128, 1e-3);
-    *r.add_parameters() = String("target_column", "", {}, "data",
-                                 "Column to predict. Empty: the last column.");
+    *r.add_parameters() =
+        String("target_column", "", {}, "data", "Column to predict. Empty: the last column.");
     *r.add_parameters() =
         String("task", "auto", {"auto", "classification", "regression"}, "data",
                "auto: classification when the target is text or has few distinct integers.");
     *r.add_parameters() =
         Float("test_fraction", 0.1, 0, 0.5, "data", "Share of the dataset held out for test.");
-    *r.add_parameters() = IntList("hidden_sizes", {128, 64}, 1, 8192, 1, 16, "model",
-                                  "Width of each hidden layer.");
+    *r.add_parameters() =
+        IntList("hidden_sizes", {128, 64}, 1, 8192, 1, 16, "model", "Width of each hidden layer.");
     *r.add_parameters() = Float("dropout", 0.1, 0, 0.9, "model", "Dropout after hidden layers.");
     *r.add_parameters() = Float("weight_decay", 1e-4, 0, 1, "training", "AdamW weight decay.");
     r.add_dataset_examples("synthetic://blobs?rows=10000&features=16&classes=4");
@@ -195,8 +205,12 @@ std::vector<Recipe> Build() {
                               "Kill the command after this long (0: no limit).");
     *r.add_parameters() = Int("total_steps", 0, 0, 1e12, "script",
                               "Steps the script will report, for progress and ETA (0: unknown).");
-    *r.add_parameters() = Int("seed", 0, 0, 2147483647, "script",
-                              "Passed to the command as TRAINMESH_SEED.");
+    *r.add_parameters() =
+        Int("seed", 0, 0, 2147483647, "script", "Passed to the command as TRAINMESH_SEED.");
+    *r.add_parameters() =
+        Bool("network", false, "script",
+             "Let the command reach the network. Only agents started with --allow_script_network "
+             "grant it; on others the job fails. Off: the sandbox has only its own loopback.");
     r.add_dataset_examples("synthetic://none");
     r.add_dataset_examples("https://example.com/data.parquet");
     out.push_back(std::move(r));

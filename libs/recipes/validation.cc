@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "libs/recipes/recipes.h"
 
 namespace trainmesh::recipes {
@@ -19,6 +20,14 @@ using trainmesh::v1::ParameterSpec;
 constexpr size_t kMaxStringBytes = 4096;
 constexpr size_t kMaxUrlBytes = 2048;
 constexpr double kMaxExactInt = 9007199254740992.0;  // 2^53
+// How libs/datasets reads an http(s) dataset URL's content pin: its fragment
+// (never sent), "sha256=" and 64 hex digits.
+constexpr char kPinGrammar[] = "#sha256=<64 hex digits>";
+
+bool IsSha256Pin(absl::string_view s) {
+  return absl::ConsumePrefix(&s, "sha256=") && s.size() == 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isxdigit(c); });
+}
 
 std::string FormatNumber(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrCat(static_cast<int64_t>(v));
@@ -236,7 +245,27 @@ void ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view u
   }
   if (scheme == "http" || scheme == "https") {
     absl::string_view host = rest.substr(0, rest.find_first_of("/?#"));
-    if (host.empty()) violations->Add(field, "must name a host");
+    if (host.empty()) {
+      violations->Add(field, "must name a host");
+      return;
+    }
+    const size_t hash = rest.find('#');
+    if (hash != absl::string_view::npos && !IsSha256Pin(rest.substr(hash + 1))) {
+      violations->Add(field, absl::StrCat("may end only in a content pin, ", kPinGrammar));
+      return;
+    }
+    // A pin written as a query parameter would be sent and pin nothing.
+    const absl::string_view before_fragment = rest.substr(0, hash);
+    if (const size_t q = before_fragment.find('?'); q != absl::string_view::npos) {
+      for (absl::string_view kv : absl::StrSplit(before_fragment.substr(q + 1), '&')) {
+        if (IsSha256Pin(kv)) {
+          violations->Add(field, absl::StrCat("pins its content in the query, which is sent and "
+                                              "pins nothing: write ",
+                                              kPinGrammar));
+          return;
+        }
+      }
+    }
     return;
   }
   // synthetic://<name>?k=v&…

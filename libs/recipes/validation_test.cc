@@ -149,5 +149,28 @@ TEST(DatasetUrlTest, RejectsWithReasons) {
   EXPECT_EQ(Dataset(kTabular, "ftp://x")[0].field, "job.dataset_url");
 }
 
+// The pin grammar libs/datasets reads (and the README shows): the fragment.
+TEST(DatasetUrlTest, Sha256PinsAreFragments) {
+  auto first = [](const std::vector<FieldViolation>& v) {
+    return v.empty() ? std::string() : v[0].description;
+  };
+  const std::string hex(64, 'a');
+  EXPECT_THAT(Dataset(kTabular, "https://example.com/a.csv#sha256=" + hex), IsEmpty());
+  EXPECT_THAT(Dataset(kTabular, "https://example.com/a.csv?x=1#sha256=" + std::string(64, 'F')),
+              IsEmpty());
+  for (const std::string& fragment :
+       {std::string("#sha256=abc"), "#sha256=" + hex + "0", "#sha256=" + std::string(64, 'g'),
+        std::string("#x"), std::string("#"), "#SHA256=" + hex}) {
+    EXPECT_EQ(first(Dataset(kTabular, "https://example.com/a.csv" + fragment)),
+              "may end only in a content pin, #sha256=<64 hex digits>")
+        << fragment;
+  }
+  EXPECT_EQ(first(Dataset(kTabular, "https://example.com/a.csv?x=1&sha256=" + hex)),
+            "pins its content in the query, which is sent and pins nothing: write "
+            "#sha256=<64 hex digits>");
+  // Another query parameter of that name is the server's business.
+  EXPECT_THAT(Dataset(kTabular, "https://example.com/a.csv?sha256=latest"), IsEmpty());
+}
+
 }  // namespace
 }  // namespace trainmesh::recipes

@@ -4,7 +4,7 @@
 
 namespace trainmesh::server {
 
-Executor::Executor(int threads, std::string name) {
+Executor::Executor(int threads, std::string name, size_t max_queued) : max_queued_(max_queued) {
   if (threads < 1) threads = 1;
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this] { Loop(); });
@@ -19,6 +19,14 @@ bool Executor::Submit(std::function<void()> task) {
   if (stopping_) return false;
   tasks_.push_back(std::move(task));
   return true;
+}
+
+Executor::Admission Executor::Offer(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) return Admission::kStopped;
+  if (max_queued_ > 0 && tasks_.size() >= max_queued_) return Admission::kFull;
+  tasks_.push_back(std::move(task));
+  return Admission::kQueued;
 }
 
 size_t Executor::queued() const {

@@ -15,7 +15,10 @@ namespace trainmesh::server {
 
 class Executor {
  public:
-  explicit Executor(int threads, std::string name = "worker");
+  // `max_queued`: the most calls Offer lets wait (0: no bound). The default
+  // is about a second of calls at typical service latencies.
+  static constexpr size_t kDefaultMaxQueued = 1024;
+  explicit Executor(int threads, std::string name = "worker", size_t max_queued = kDefaultMaxQueued);
   // Runs what was queued, then joins the threads.
   ~Executor();
   Executor(const Executor&) = delete;
@@ -23,6 +26,12 @@ class Executor {
 
   // Queues `task`. Returns false (and drops it) after Shutdown().
   bool Submit(std::function<void()> task);
+
+  // Queues a client's call unless `max_queued` already wait: a replica past
+  // its capacity sheds load at once (the caller retries elsewhere or later)
+  // instead of queueing without end. Internal work uses Submit.
+  enum class Admission { kQueued, kFull, kStopped };
+  Admission Offer(std::function<void()> task);
 
   // Stops accepting work, finishes what is queued and joins. Idempotent.
   void Shutdown();
@@ -36,6 +45,7 @@ class Executor {
   std::deque<std::function<void()>> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;
+  const size_t max_queued_;
 };
 
 }  // namespace trainmesh::server

@@ -4,14 +4,20 @@
 
 #include <signal.h>
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "libs/http/http_server.h"
 #include "libs/log/log.h"
+#include "libs/tls/tls.h"
 #include "libs/server/server_metrics.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:0", "host:port the gRPC server listens on.");
@@ -22,6 +28,14 @@ ABSL_FLAG(std::string, metrics_listen, "",
 ABSL_FLAG(bool, rpc_metrics, true,
           "Count and time every RPC for /metrics (turned off only to measure what it costs).");
 ABSL_FLAG(int, max_message_bytes, 16 << 20, "Largest gRPC message accepted.");
+ABSL_FLAG(int, max_streams_per_user, 100,
+          "Server streams one user may hold open on this replica (watches, live metrics and logs, downloads).");
+ABSL_FLAG(absl::Duration, stream_recheck, absl::Seconds(30),
+          "How often an open stream's credential is checked again (a revoked key ends its streams).");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain this process's gRPC servers present (TLS); empty: plaintext.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (a file: never put key material on a command line).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "PEM CA certificates this process trusts when it calls other services (TLS); empty: plaintext.");
 
 namespace trainmesh::server {
 
@@ -33,6 +47,10 @@ ServerOptions ServerOptionsFromFlags() {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   options.rpc_metrics = absl::GetFlag(FLAGS_rpc_metrics);
   return options;
+}
+
+StreamGuards::Options StreamGuardOptionsFromFlags() {
+  return {.max_per_user = absl::GetFlag(FLAGS_max_streams_per_user), .recheck = absl::GetFlag(FLAGS_stream_recheck)};
 }
 
 GrpcServer::GrpcServer(ServerOptions options) : options_(std::move(options)) {}
@@ -49,7 +67,7 @@ absl::Status GrpcServer::Start() {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options_.address, grpc::InsecureServerCredentials(), &port_);
+  builder.AddListeningPort(options_.address, tls::ProcessServerCredentials(), &port_);
   builder.SetMaxReceiveMessageSize(options_.max_message_bytes);
   builder.SetMaxSendMessageSize(options_.max_message_bytes);
   // Detect dead clients of long-lived streams.
@@ -73,15 +91,21 @@ absl::Status GrpcServer::Start() {
     http.threads = 1;
     http.body_limit = 4 << 10;
     telemetry::Registry* registry = options_.registry;
+    const std::atomic<bool>* serving = &serving_;
     metrics_http_ = std::make_unique<httpd::HttpServer>(
-        http, [registry](const httpd::HttpRequest& request, std::function<void(httpd::HttpResponse)> done) {
+        http, [registry, serving](const httpd::HttpRequest& request, std::function<void(httpd::HttpResponse)> done) {
           const std::string path = request.target.substr(0, request.target.find('?'));
           if (request.method != "GET") {
             done({405, "text/plain", "GET only\n", {{"Allow", "GET"}}, nullptr});
           } else if (path == "/metrics") {
             done({200, "text/plain; version=0.0.4; charset=utf-8", registry->Render(), {}, nullptr});
+          } else if (path == "/healthz") {
+            // The gRPC health status for probes that cannot speak TLS gRPC
+            // (a kubelet's gRPC probe is plaintext only).
+            const bool up = serving->load();
+            done({up ? 200 : 503, "text/plain", up ? "SERVING\n" : "NOT_SERVING\n", {}, nullptr});
           } else {
-            done({404, "text/plain", "not found: /metrics serves the metrics\n", {}, nullptr});
+            done({404, "text/plain", "not found: /metrics serves the metrics, /healthz the health\n", {}, nullptr});
           }
         });
     if (absl::Status s = metrics_http_->Start(); !s.ok()) {
@@ -94,6 +118,7 @@ absl::Status GrpcServer::Start() {
   auto* health = server_->GetHealthCheckService();
   health->SetServingStatus(true);
   for (auto& [service, name] : services_) health->SetServingStatus(name, true);
+  serving_ = true;
   TM_LOG(Info, "serving").With("address", options_.address).With("port", port_).With("metrics_port", metrics_port());
   return absl::OkStatus();
 }
@@ -105,6 +130,7 @@ void GrpcServer::Shutdown() {
   shut_down_ = true;
   TM_LOG(Info, "draining")
       .With("drain_timeout_ms", absl::ToInt64Milliseconds(options_.drain_timeout));
+  serving_ = false;
   auto* health = server_->GetHealthCheckService();
   health->SetServingStatus(false);
   for (auto& [service, name] : services_) health->SetServingStatus(name, false);
@@ -137,9 +163,31 @@ int GrpcServer::WaitForTerminationSignal() {
 std::vector<char*> StartProcess(int argc, char** argv, const std::string& service,
                                 const std::string& description) {
   BlockTerminationSignals();
+  // A secret on a command line is readable by every user of the machine
+  // (/proc/PID/cmdline, ps): keys come from the environment or a file.
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg(argv[i]);
+    if (!absl::ConsumePrefix(&arg, "--")) continue;
+    arg = arg.substr(0, arg.find('='));
+    if (absl::EndsWith(arg, "api_key") || arg == "page_token_secret") {
+      std::fprintf(stderr,
+                   "%s: --%s must not be given on the command line (anyone on the machine can read it); "
+                   "set TRAINMESH_%s in the environment%s\n",
+                   service.c_str(), std::string(arg).c_str(), absl::AsciiStrToUpper(arg).c_str(),
+                   arg == "agent_api_key" ? " or use --agent_api_key_file" : "");
+      std::exit(2);
+    }
+  }
   std::vector<char*> args =
       config::ParseFlags(argc, argv, description + "\nEvery flag can also be set as TRAINMESH_<FLAG_NAME>.");
   log::Init(service);
+  const tls::TlsFiles files{.ca_file = absl::GetFlag(FLAGS_tls_ca),
+                           .cert_file = absl::GetFlag(FLAGS_tls_cert),
+                           .key_file = absl::GetFlag(FLAGS_tls_key)};
+  if (absl::Status s = tls::Configure(files); !s.ok()) Fail("bad TLS configuration", s);
+  TM_LOG(Info, "transport")
+      .With("serves", files.cert_file.empty() ? "plaintext" : "TLS")
+      .With("calls", files.ca_file.empty() ? "plaintext" : "TLS");
   return args;
 }
 

@@ -7,6 +7,7 @@
 // /metrics on that address.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/server/stream_guard.h"
 #include "libs/telemetry/metrics.h"
 
 namespace trainmesh::httpd {
@@ -40,6 +42,10 @@ struct ServerOptions {
 // --drain_timeout and --max_message_bytes, which every service binary has.
 ServerOptions ServerOptionsFromFlags();
 
+// Stream limits from the flags --max_streams_per_user and --stream_recheck,
+// which every service with server streams has.
+StreamGuards::Options StreamGuardOptionsFromFlags();
+
 class GrpcServer {
  public:
   explicit GrpcServer(ServerOptions options);
@@ -56,7 +62,8 @@ class GrpcServer {
   // Binds and starts. UNAVAILABLE when the address cannot be bound.
   absl::Status Start();
   int port() const { return port_; }
-  // The /metrics endpoint's port (0: none).
+  // The /metrics endpoint's port (0: none); it also serves /healthz (200
+  // while serving, 503 once draining) for probes that cannot speak TLS gRPC.
   int metrics_port() const;
 
   // Health NOT_SERVING, drain hooks, then Shutdown with the drain deadline.
@@ -75,6 +82,7 @@ class GrpcServer {
   std::unique_ptr<httpd::HttpServer> metrics_http_;
   int port_ = 0;
   bool shut_down_ = false;
+  std::atomic<bool> serving_{false};
 };
 
 // Blocks SIGTERM and SIGINT in this thread and every thread it starts later;

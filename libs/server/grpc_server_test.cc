@@ -246,5 +246,22 @@ TEST(GrpcServerMetrics, CountsTimesAndServesEveryRpcByMethodAndCode) {
   EXPECT_FALSE(httpd::Get("127.0.0.1", server.metrics_port(), "/metrics").ok());
 }
 
+TEST(GrpcServerMetrics, HealthzFollowsTheServingStatusForPlaintextProbes) {
+  telemetry::Registry registry;
+  GrpcServer server(ServerOptions{.address = "127.0.0.1:0", .metrics_address = "127.0.0.1:0", .registry = &registry});
+  int during_drain = 0;
+  server.OnDrain([&] {
+    absl::StatusOr<httpd::GetResult> got = httpd::Get("127.0.0.1", server.metrics_port(), "/healthz");
+    during_drain = got.ok() ? got->status : -1;
+  });
+  ASSERT_TRUE(server.Start().ok());
+  absl::StatusOr<httpd::GetResult> up = httpd::Get("127.0.0.1", server.metrics_port(), "/healthz");
+  ASSERT_TRUE(up.ok()) << up.status();
+  EXPECT_EQ(up->status, 200);
+  EXPECT_EQ(up->body, "SERVING\n");
+  server.Shutdown();
+  EXPECT_EQ(during_drain, 503);
+}
+
 }  // namespace
 }  // namespace trainmesh::server

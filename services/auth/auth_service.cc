@@ -56,7 +56,11 @@ google::protobuf::Timestamp ToProto(absl::Time t) {
 }  // namespace
 
 AuthService::AuthService(AuthStore* store, AuthOptions options)
-    : store_(store), options_(std::move(options)), page_tokens_(options_.page_token_secret) {
+    : store_(store),
+      options_(std::move(options)),
+      page_tokens_(options_.page_token_secret),
+      name_throttle_(options_.login_name_throttle),
+      address_throttle_(options_.login_address_throttle) {
   // A real hash, so that an unknown user costs as much as a wrong password.
   dummy_hash_ = HashPassword("not-a-password", options_.password).value_or("");
 }
@@ -107,6 +111,11 @@ absl::StatusOr<trainmesh::v1::User> AuthService::CreateUser(
   return created;
 }
 
+absl::StatusOr<trainmesh::v1::User> AuthService::GetUser(const trainmesh::v1::GetUserRequest& request) {
+  if (request.id().empty() || request.id().size() > 200) return status::InvalidField("id", "must be a user id");
+  return store_->UserById(request.id());
+}
+
 absl::StatusOr<trainmesh::v1::ListUsersResponse> AuthService::ListUsers(
     const trainmesh::v1::ListUsersRequest& request) {
   FieldViolations v;
@@ -130,16 +139,32 @@ absl::StatusOr<trainmesh::v1::ListUsersResponse> AuthService::ListUsers(
 }
 
 absl::StatusOr<trainmesh::v1::LoginResponse> AuthService::Login(
-    const trainmesh::v1::LoginRequest& request) {
+    const trainmesh::v1::LoginRequest& request, const std::string& client) {
+  // Caps first: argon2 never runs on a megabyte of "password".
+  FieldViolations v;
+  if (request.name().size() > 256) v.Add("name", "must be at most 256 bytes");
+  if (request.password().size() > kMaxPassword) {
+    v.Add("password", absl::StrCat("must be at most ", kMaxPassword, " bytes"));
+  }
+  TM_RETURN_IF_ERROR(v.ToStatus("invalid login"));
+  // Refused guessers cost no hashing either.
+  const std::string name_key = absl::AsciiStrToLower(request.name());
+  TM_RETURN_IF_ERROR(name_throttle_.Check(name_key, "user name"));
+  if (!client.empty()) TM_RETURN_IF_ERROR(address_throttle_.Check(client, "client address"));
   absl::StatusOr<StoredUser> user = store_->UserByName(request.name());
   if (!user.ok() && user.status().code() != absl::StatusCode::kNotFound) return user.status();
   // The same work and the same answer whether the name or the password is wrong.
   const bool match =
       VerifyPassword(request.password(), user.ok() ? user->password_hash : dummy_hash_);
   if (!user.ok() || !match) {
-    TM_LOG(Info, "login refused").With("user", request.name());
+    name_throttle_.Failure(name_key);
+    if (!client.empty()) address_throttle_.Failure(client);
+    TM_LOG(Info, "login refused").With("user", request.name()).With("client", client);
     return absl::UnauthenticatedError("wrong user name or password");
   }
+  // Only the name's count is cleared: one valid account must not reset the
+  // count of an address that guesses at others.
+  name_throttle_.Success(name_key);
   identity::Claims claims;
   claims.subject = user->user.id();
   claims.name = user->user.name();
@@ -209,6 +234,30 @@ absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
     v.Add("api_key.expire_time", "must be in the future");
   }
   TM_RETURN_IF_ERROR(v.ToStatus("invalid API key"));
+  // A key never mints a broader or longer-lived key: a leaked narrow key stays
+  // narrow and dies when it would have. A signed-in user (password or an
+  // identity provider) holds the user's whole authority and may make any key
+  // the user may hold; job tokens and services make none.
+  if (caller.kind() == Principal::JOB) {
+    return absl::PermissionDeniedError("a job token cannot create API keys");
+  }
+  if (caller.kind() == Principal::API_KEY) {
+    for (const std::string& s : key.scopes()) {
+      if (!HasScope(caller, s)) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("an API key cannot create a key with scope ", s, ", which it does not hold itself"));
+      }
+    }
+    if (caller.has_expire_time()) {
+      if (!key.has_expire_time()) {
+        *key.mutable_expire_time() = caller.expire_time();  // dies with its maker
+      } else if (TimeUtil::TimestampToMicroseconds(key.expire_time()) >
+                 TimeUtil::TimestampToMicroseconds(caller.expire_time())) {
+        return absl::PermissionDeniedError(
+            "an API key cannot create a key that expires after it does (api_key.expire_time)");
+      }
+    }
+  }
   identity::NewApiKey fresh = identity::GenerateApiKey();
   key.set_owner(caller.subject());
   key.set_prefix(fresh.prefix);

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "libs/identity/jwt.h"
 #include "libs/identity/keys.h"
+#include "libs/identity/rate_limiter.h"
 #include "libs/identity/verifier.h"
 #include "libs/pagination/page_token.h"
 #include "services/auth/auth_store.h"
@@ -29,6 +30,10 @@ struct AuthOptions {
   absl::Duration key_refresh = absl::Seconds(30);
   PasswordParams password;
   std::string page_token_secret;
+  // Wrong logins: per user name, and per client address (looser: one
+  // address may be a whole office behind NAT).
+  identity::FailureThrottle::Options login_name_throttle{.free_failures = 5};
+  identity::FailureThrottle::Options login_address_throttle{.free_failures = 30};
 };
 
 class AuthService {
@@ -45,8 +50,15 @@ class AuthService {
   absl::StatusOr<trainmesh::v1::User> CreateUser(const trainmesh::v1::CreateUserRequest& request);
   absl::StatusOr<trainmesh::v1::ListUsersResponse> ListUsers(
       const trainmesh::v1::ListUsersRequest& request);
-  // UNAUTHENTICATED with one message for a wrong name or password.
-  absl::StatusOr<trainmesh::v1::LoginResponse> Login(const trainmesh::v1::LoginRequest& request);
+  // NOT_FOUND for an unknown id (a user of an external identity provider has
+  // none here: the mesh defaults apply to them).
+  absl::StatusOr<trainmesh::v1::User> GetUser(const trainmesh::v1::GetUserRequest& request);
+  // UNAUTHENTICATED with one message for a wrong name or password;
+  // RESOURCE_EXHAUSTED (with RetryInfo, before any password hashing) while
+  // the name or the client's address `client` ("" when unknown) has failed
+  // too often; INVALID_ARGUMENT for a name or password past the length caps.
+  absl::StatusOr<trainmesh::v1::LoginResponse> Login(const trainmesh::v1::LoginRequest& request,
+                                                     const std::string& client = "");
   absl::StatusOr<trainmesh::v1::Jwks> GetJwks();
   absl::StatusOr<trainmesh::v1::RotateSigningKeyResponse> RotateSigningKey();
   // The caller's own keys. Scopes beyond jobs:read, jobs:write and agent need
@@ -86,6 +98,8 @@ class AuthService {
   pagination::PageTokenCodec page_tokens_;
   std::shared_ptr<identity::TokenVerifier> verifier_;
   std::string dummy_hash_;  // verified against when a user does not exist
+  identity::FailureThrottle name_throttle_;
+  identity::FailureThrottle address_throttle_;
   absl::Mutex mu_;
   std::optional<identity::SigningKey> key_ ABSL_GUARDED_BY(mu_);
   absl::Time key_read_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();

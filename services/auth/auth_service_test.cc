@@ -56,16 +56,18 @@ class AuthServiceTest : public ::testing::Test {
   }
 
   absl::StatusOr<trainmesh::v1::LoginResponse> Login(const std::string& name,
-                                                    const std::string& password) {
+                                                    const std::string& password,
+                                                    const std::string& client = "") {
     trainmesh::v1::LoginRequest request;
     request.set_name(name);
     request.set_password(password);
-    return service_->Login(request);
+    return service_->Login(request, client);
   }
 
   Principal As(const trainmesh::v1::User& user, std::vector<std::string> scopes) {
     Principal p;
     p.set_subject(user.id());
+    p.set_kind(Principal::USER);
     for (auto& s : scopes) p.add_scopes(s);
     return p;
   }
@@ -212,6 +214,85 @@ TEST_F(AuthServiceTest, KeyScopesAndExpiry) {
   EXPECT_TRUE(service_->ResolveApiKey(soon->secret()).ok());
   Sql("UPDATE auth.api_keys SET expires_at = now() - INTERVAL '1 second' WHERE expires_at IS NOT NULL");
   EXPECT_THAT(service_->ResolveApiKey(soon->secret()).status().message(), HasSubstr("expired"));
+}
+
+TEST_F(AuthServiceTest, WrongLoginsAreThrottledPerNameAndPerAddress) {
+  CreateUser("alice");
+  CreateUser("bob");
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(Login("alice", "wrong-guess", "198.51.100.7").status().code(), absl::StatusCode::kUnauthenticated);
+  }
+  // The 6th try within the minute is refused before any password check: even
+  // the right password, from any address.
+  absl::Status refused = Login("alice", "alice-password", "203.0.113.9").status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(refused.message(), HasSubstr("user name"));
+  EXPECT_TRUE(refused.GetPayload("type.googleapis.com/google.rpc.RetryInfo").has_value());
+  EXPECT_EQ(Login("ALICE", "alice-password").status().code(), absl::StatusCode::kResourceExhausted);
+  // Another user is not locked out by alice's guesser.
+  EXPECT_TRUE(Login("bob", "bob-password", "203.0.113.9").ok());
+
+  // One address guessing many names is stopped by its own count.
+  for (int i = 0; i < 30; ++i) {
+    (void)Login(absl::StrCat("user", i), "wrong-guess", "192.0.2.1");
+  }
+  absl::Status sprayed = Login("bob", "bob-password", "192.0.2.1").status();
+  EXPECT_EQ(sprayed.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(sprayed.message(), HasSubstr("client address"));
+  EXPECT_TRUE(Login("bob", "bob-password", "203.0.113.9").ok());
+}
+
+TEST_F(AuthServiceTest, OversizedCredentialsAreRefusedBeforeHashing) {
+  CreateUser("alice");
+  absl::Status s = Login("alice", std::string(2 << 20, 'p')).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status::FieldViolationsOf(s), ::testing::Contains(::testing::Field(
+                                                &status::FieldViolation::field, "password")));
+  EXPECT_EQ(Login(std::string(300, 'a'), "alice-password").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(Login("alice", "alice-password").ok());
+}
+
+TEST_F(AuthServiceTest, AKeyCannotMintABroaderOrLongerLivedKey) {
+  trainmesh::v1::User alice = CreateUser("alice");
+  trainmesh::v1::CreateApiKeyRequest narrow;
+  narrow.mutable_api_key()->add_scopes("jobs:read");
+  narrow.mutable_api_key()->mutable_expire_time()->set_seconds(absl::ToUnixSeconds(absl::Now() + absl::Hours(1)));
+  auto made = service_->CreateApiKey(As(alice, {"jobs:read", "jobs:write"}), narrow);
+  ASSERT_TRUE(made.ok()) << made.status();
+  absl::StatusOr<Principal> key = service_->ResolveApiKey(made->secret());
+  ASSERT_TRUE(key.ok()) << key.status();
+
+  // Broader: a scope the key does not hold.
+  trainmesh::v1::CreateApiKeyRequest broader;
+  broader.mutable_api_key()->add_scopes("jobs:write");
+  absl::Status s = service_->CreateApiKey(*key, broader).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("jobs:write"));
+  // Defaults (read + write) are broader too.
+  EXPECT_EQ(service_->CreateApiKey(*key, {}).status().code(), absl::StatusCode::kPermissionDenied);
+  // Longer-lived: an expiry after its own.
+  trainmesh::v1::CreateApiKeyRequest longer;
+  longer.mutable_api_key()->add_scopes("jobs:read");
+  longer.mutable_api_key()->mutable_expire_time()->set_seconds(absl::ToUnixSeconds(absl::Now() + absl::Hours(48)));
+  s = service_->CreateApiKey(*key, longer).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("expires after"));
+  // The same scopes without an expiry: made, and it dies with its maker.
+  trainmesh::v1::CreateApiKeyRequest same;
+  same.mutable_api_key()->add_scopes("jobs:read");
+  auto child = service_->CreateApiKey(*key, same);
+  ASSERT_TRUE(child.ok()) << child.status();
+  EXPECT_EQ(child->api_key().expire_time().seconds(), key->expire_time().seconds());
+  // Nothing was stored for the refused requests: the maker and its one child.
+  auto listed = service_->ListApiKeys(As(alice, {"jobs:read"}), {});
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->api_keys_size(), 2);
+  // A job token makes no keys at all.
+  Principal job;
+  job.set_kind(Principal::JOB);
+  job.set_subject(alice.id());
+  job.add_scopes("jobs:read");
+  EXPECT_EQ(service_->CreateApiKey(job, same).status().code(), absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(AuthServiceTest, AuthenticateSaysWhyACredentialIsRefused) {

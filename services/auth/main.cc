@@ -10,6 +10,8 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -30,6 +32,10 @@
 
 ABSL_FLAG(int, db_pool_size, 8, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 8, "Threads that run RPC work.");
+ABSL_FLAG(int, login_workers, 2,
+          "Threads that check passwords (argon2), apart from the other calls so logins cannot starve them.");
+ABSL_FLAG(std::vector<std::string>, trusted_proxies, std::vector<std::string>({"127.0.0.1", "::1"}),
+          "Peer addresses (the gateway's) whose x-forwarded-for names the client that login throttling counts.");
 ABSL_FLAG(std::string, signing_alg, "RS256", "Algorithm of new signing keys: RS256 or ES256.");
 ABSL_FLAG(absl::Duration, access_token_ttl, absl::Hours(1), "Lifetime of login tokens.");
 ABSL_FLAG(absl::Duration, job_token_ttl, absl::Minutes(15), "Lifetime of job tokens.");
@@ -164,12 +170,18 @@ int main(int argc, char** argv) {
   if (bootstrap) return Bootstrap(service);
 
   server::Executor executor(absl::GetFlag(FLAGS_workers), "auth-worker");
-  auth::AuthServer auth_server(&service, &executor, authenticator->get());
+  // Few logins wait: past that, a flood is answered RESOURCE_EXHAUSTED at once.
+  server::Executor login_executor(absl::GetFlag(FLAGS_login_workers), "auth-login",
+                                  static_cast<size_t>(16 * absl::GetFlag(FLAGS_login_workers)));
+  auth::AuthServer auth_server(&service, &executor, authenticator->get(),
+                               {.login_executor = &login_executor,
+                                .trusted_proxies = absl::GetFlag(FLAGS_trusted_proxies)});
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&auth_server, "trainmesh.v1.AuthService");
   if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();
   grpc_server.Shutdown();
+  login_executor.Shutdown();
   executor.Shutdown();
   TM_LOG(Info, "bye");
   return 0;

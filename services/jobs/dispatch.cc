@@ -8,6 +8,7 @@
 #include "libs/log/log.h"
 #include "services/jobs/state_machine.h"
 #include "trainmesh/v1/scheduler.grpc.pb.h"
+#include "libs/tls/tls.h"
 
 namespace trainmesh::jobs {
 namespace {
@@ -41,7 +42,7 @@ pg::OutboxRelay::Deliver DeliverToScheduler(JobStore* store, const std::string& 
                                             const std::string& credential) {
   std::shared_ptr<trainmesh::v1::SchedulerService::Stub> stub =
       trainmesh::v1::SchedulerService::NewStub(
-          grpc::CreateChannel(scheduler_endpoint, grpc::InsecureChannelCredentials()));
+          tls::Channel(scheduler_endpoint));
   return [store, stub, credential](int64_t, const std::string& kind,
                                    const std::string& payload) -> Delivery {
     const std::string& job_id = payload;

@@ -23,9 +23,9 @@ constexpr int kResyncLimit = 1000;
 // when the hub names them (or everything updated since a time, on a resync).
 class Feed : public WritePump<Job> {
  public:
-  Feed(JobStore* store, server::Executor* executor, EventHub* hub, Authorize authorize,
+  Feed(JobStore* store, server::Executor* executor, EventHub* hub, server::StreamGuards* guards, Authorize authorize,
        std::optional<absl::Time> since)
-      : WritePump(executor, hub, std::move(authorize),
+      : WritePump(executor, hub, guards, std::move(authorize),
                   "server is shutting down; reconnect with since = the last update_time received"),
         store_(store),
         since_(since) {}
@@ -121,13 +121,13 @@ absl::Status Feed::Fetch(const trainmesh::v1::Principal& caller) {
 }  // namespace
 
 grpc::ServerWriteReactor<Job>* StartFeed(JobStore* store, server::Executor* executor, EventHub* hub,
-                                         std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
+                                         server::StreamGuards* guards, std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
                                          const trainmesh::v1::WatchJobsRequest& request) {
   std::optional<absl::Time> since;
   if (request.has_since()) {
     since = absl::FromUnixMicros(google::protobuf::util::TimeUtil::TimestampToMicroseconds(request.since()));
   }
-  return std::make_shared<Feed>(store, executor, hub, std::move(authorize), since)->Start();
+  return std::make_shared<Feed>(store, executor, hub, guards, std::move(authorize), since)->Start();
 }
 
 }  // namespace trainmesh::jobs

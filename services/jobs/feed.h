@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/server/executor.h"
+#include "libs/server/stream_guard.h"
 #include "services/jobs/jobs_service.h"
 #include "services/jobs/watch.h"
 #include "trainmesh/v1/jobs.pb.h"
@@ -19,7 +20,7 @@ namespace trainmesh::jobs {
 // Starts a WatchJobs stream; `authorize` runs on the executor before anything
 // is read. The returned reactor owns itself.
 grpc::ServerWriteReactor<trainmesh::v1::Job>* StartFeed(
-    JobStore* store, server::Executor* executor, EventHub* hub,
+    JobStore* store, server::Executor* executor, EventHub* hub, server::StreamGuards* guards,
     std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
     const trainmesh::v1::WatchJobsRequest& request);
 

@@ -29,9 +29,9 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
   DownloadReactor(grpc::CallbackServerContext* context,
                   const trainmesh::v1::DownloadArtifactRequest* request, JobsService* service,
                   const identity::Authenticator* auth, const artifacts::ArtifactStore* store,
-                  server::Executor* executor)
+                  server::Executor* executor, server::StreamGuards* guards)
       : context_(context), request_(request), service_(service), auth_(auth), store_(store),
-        executor_(executor) {
+        executor_(executor), guards_(guards) {
     Next();
   }
   void OnWriteDone(bool ok) override {
@@ -53,6 +53,17 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
     static const auto& method = identity::MethodOf("trainmesh.v1.JobService", "DownloadArtifact");
     if (path_.empty()) {
       absl::StatusOr<Principal> caller = auth_->Authorize(*context_, method);
+      if (caller.ok() && guards_ != nullptr) {
+        // A download holds one of the caller's stream slots; it ends by itself,
+        // so a lapsed credential does not cut it.
+        auto guard = guards_->Open(
+            *caller, [] { return absl::OkStatus(); }, [](absl::Status) {});
+        if (guard.ok()) {
+          guard_ = *std::move(guard);
+        } else {
+          caller = guard.status();
+        }
+      }
       absl::StatusOr<trainmesh::v1::Job> job =
           caller.ok() ? service_->ArtifactOf(*caller, *request_) : caller.status();
       name_ = request_->name().empty() ? "model.pt" : request_->name();
@@ -68,8 +79,6 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
       in_.seekg(0, std::ios::end);
       total_ = in_.tellg();
       in_.seekg(0);
-      absl::StatusOr<std::string> sha = artifacts::Sha256File(path_);
-      sha_ = sha.ok() ? *sha : "";
     }
     chunk_.Clear();
     chunk_.set_name(name_);
@@ -80,8 +89,11 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
     in_.read(data->data(), kChunk);
     data->resize(static_cast<size_t>(in_.gcount()));
     offset_ += static_cast<int64_t>(data->size());
-    if (offset_ >= total_) {
-      chunk_.set_sha256(sha_);
+    // Hashed as sent: the first byte goes out at once, whatever the size, and
+    // the digest on the last chunk is of exactly the bytes that were sent.
+    hash_.Update(*data);
+    if (offset_ >= total_ || data->empty()) {
+      chunk_.set_sha256(hash_.HexDigest());
       StartWriteAndFinish(&chunk_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
@@ -94,7 +106,10 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
   const identity::Authenticator* auth_;
   const artifacts::ArtifactStore* store_;
   server::Executor* executor_;
-  std::string name_, path_, sha_;
+  server::StreamGuards* guards_;
+  std::unique_ptr<server::StreamGuards::Guard> guard_;
+  std::string name_, path_;
+  artifacts::Sha256 hash_;
   std::ifstream in_;
   int64_t total_ = 0, offset_ = 0;
   trainmesh::v1::ArtifactChunk chunk_;
@@ -104,7 +119,7 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
 
 grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk>* JobsServer::DownloadArtifact(
     grpc::CallbackServerContext* context, const trainmesh::v1::DownloadArtifactRequest* request) {
-  return new DownloadReactor(context, request, service_, auth_, artifacts_, executor_);
+  return new DownloadReactor(context, request, service_, auth_, artifacts_, executor_, guards_);
 }
 
 grpc::ServerUnaryReactor* JobsServer::CreateJob(grpc::CallbackServerContext* context,
@@ -221,7 +236,7 @@ grpc::ServerWriteReactor<trainmesh::v1::Job>* JobsServer::WatchJobs(
   static const auto& method = Method("WatchJobs");
   const identity::Authenticator* auth = auth_;
   return StartFeed(
-      service_->store(), executor_, hub_,
+      service_->store(), executor_, hub_, guards_,
       [auth, context]() {
         absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
         if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
@@ -239,7 +254,7 @@ grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
   }
   const identity::Authenticator* auth = auth_;
   return StartWatch(
-      service_, executor_, hub_,
+      service_, executor_, hub_, guards_,
       [auth, context]() {
         absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
         if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
@@ -257,6 +272,14 @@ grpc::ServerUnaryReactor* JobControlServer::ReportJobStatus(
                              [this, request](const Principal& caller) {
                                return service_->ReportJobStatus(caller, *request);
                              });
+}
+
+grpc::ServerUnaryReactor* JobControlServer::GetJobOwner(grpc::CallbackServerContext* context,
+                                                        const trainmesh::v1::GetJobOwnerRequest* request,
+                                                        trainmesh::v1::JobOwner* response) {
+  static const auto& method = identity::MethodOf("trainmesh.v1.JobControlService", "GetJobOwner");
+  return server::HandleUnary(context, *executor_, *auth_, method, response,
+                             [this, request](const Principal&) { return service_->GetJobOwner(*request); });
 }
 
 }  // namespace trainmesh::jobs

@@ -5,6 +5,7 @@
 #include "libs/artifacts/artifact_store.h"
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
+#include "libs/server/stream_guard.h"
 #include "services/jobs/jobs_service.h"
 #include "services/jobs/watch.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
@@ -13,11 +14,13 @@ namespace trainmesh::jobs {
 
 class JobsServer final : public trainmesh::v1::JobService::CallbackService {
  public:
+  // `guards` (may be null): per-user stream slots, and streams ended when
+  // their credential lapses.
   JobsServer(JobsService* service, server::Executor* executor,
              const identity::Authenticator* authenticator, EventHub* hub,
-             const artifacts::ArtifactStore* artifacts = nullptr)
+             const artifacts::ArtifactStore* artifacts = nullptr, server::StreamGuards* guards = nullptr)
       : service_(service), executor_(executor), auth_(authenticator), hub_(hub),
-        artifacts_(artifacts) {}
+        artifacts_(artifacts), guards_(guards) {}
 
   grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context,
                                       const trainmesh::v1::CreateJobRequest* request,
@@ -69,6 +72,7 @@ class JobsServer final : public trainmesh::v1::JobService::CallbackService {
   const identity::Authenticator* auth_;
   EventHub* hub_;
   const artifacts::ArtifactStore* artifacts_;
+  server::StreamGuards* guards_;
 };
 
 class JobControlServer final : public trainmesh::v1::JobControlService::CallbackService {
@@ -80,6 +84,9 @@ class JobControlServer final : public trainmesh::v1::JobControlService::Callback
   grpc::ServerUnaryReactor* ReportJobStatus(grpc::CallbackServerContext* context,
                                             const trainmesh::v1::ReportJobStatusRequest* request,
                                             trainmesh::v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetJobOwner(grpc::CallbackServerContext* context,
+                                        const trainmesh::v1::GetJobOwnerRequest* request,
+                                        trainmesh::v1::JobOwner* response) override;
 
  private:
   JobsService* service_;

@@ -494,6 +494,17 @@ absl::StatusOr<Job> JobsService::ReportJobStatus(
       });
 }
 
+absl::StatusOr<trainmesh::v1::JobOwner> JobsService::GetJobOwner(const trainmesh::v1::GetJobOwnerRequest& request) {
+  FieldViolations v;
+  CheckId(request.id(), "id", &v);
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  TM_ASSIGN_OR_RETURN(StoredJob stored, store_->Get(std::nullopt, request.id()));
+  trainmesh::v1::JobOwner owner;
+  owner.set_id(stored.job.id());
+  owner.set_owner(stored.job.owner());
+  return owner;
+}
+
 absl::StatusOr<Job> JobsService::ArtifactOf(const Principal& caller,
                                             const trainmesh::v1::DownloadArtifactRequest& request) {
   FieldViolations v;

@@ -75,6 +75,10 @@ class JobsService {
   absl::StatusOr<trainmesh::v1::Job> ReportJobStatus(
       const Principal& caller, const trainmesh::v1::ReportJobStatusRequest& request);
 
+  // Any user's job's owner, for other services (the method needs scope
+  // "internal"). NOT_FOUND when there is no such job.
+  absl::StatusOr<trainmesh::v1::JobOwner> GetJobOwner(const trainmesh::v1::GetJobOwnerRequest& request);
+
   // For DownloadArtifact: the caller's job, which must have a final model.
   absl::StatusOr<trainmesh::v1::Job> ArtifactOf(const Principal& caller,
                                                 const trainmesh::v1::DownloadArtifactRequest& request);

@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
       [&hub] { hub.PublishAll(); });
   listener.Start();
 
-  jobs::JobsServer jobs_server(&service, &executor, authenticator->get(), &hub, artifacts.get());
+  server::StreamGuards stream_guards(server::StreamGuardOptionsFromFlags());
+  jobs::JobsServer jobs_server(&service, &executor, authenticator->get(), &hub, artifacts.get(), &stream_guards);
   jobs::JobControlServer control_server(&service, &executor, authenticator->get());
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
   grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");

@@ -6,13 +6,14 @@
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
+#include "libs/tls/tls.h"
 
 namespace trainmesh::jobs {
 
 std::function<absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse>(const std::string&)>
 RecentMetricsFrom(const std::string& endpoint, const std::string& credential) {
   std::shared_ptr<trainmesh::v1::MetricsService::Stub> stub = trainmesh::v1::MetricsService::NewStub(
-      grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials()));
+      tls::Channel(endpoint));
   return [stub, credential](const std::string& job_id)
              -> absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse> {
     grpc::ClientContext ctx;

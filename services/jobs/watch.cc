@@ -101,9 +101,9 @@ constexpr int kBatch = 500;
 // again whenever the hub says the job changed.
 class Watch : public WritePump<JobEvent> {
  public:
-  Watch(JobsService* service, server::Executor* executor, EventHub* hub, Authorize authorize, std::string job_id,
-        int64_t after_seq)
-      : WritePump(executor, hub, std::move(authorize),
+  Watch(JobsService* service, server::Executor* executor, EventHub* hub, server::StreamGuards* guards,
+        Authorize authorize, std::string job_id, int64_t after_seq)
+      : WritePump(executor, hub, guards, std::move(authorize),
                   "server is shutting down; reconnect with after_seq = the seq of the last event received"),
         service_(service),
         job_id_(std::move(job_id)),
@@ -164,10 +164,11 @@ class Watch : public WritePump<JobEvent> {
 }  // namespace
 
 grpc::ServerWriteReactor<JobEvent>* StartWatch(
-    JobsService* service, server::Executor* executor, EventHub* hub,
+    JobsService* service, server::Executor* executor, EventHub* hub, server::StreamGuards* guards,
     std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
     const trainmesh::v1::WatchJobRequest& request) {
-  return std::make_shared<Watch>(service, executor, hub, std::move(authorize), request.id(), request.after_seq())
+  return std::make_shared<Watch>(service, executor, hub, guards, std::move(authorize), request.id(),
+                                 request.after_seq())
       ->Start();
 }
 

@@ -18,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/server/executor.h"
+#include "libs/server/stream_guard.h"
 #include "services/jobs/jobs_service.h"
 #include "trainmesh/v1/jobs.pb.h"
 
@@ -65,7 +66,7 @@ class EventHub {
 // lookup) runs on the executor before anything is read; its error ends the
 // stream. The returned reactor owns itself.
 grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* StartWatch(
-    JobsService* service, server::Executor* executor, EventHub* hub,
+    JobsService* service, server::Executor* executor, EventHub* hub, server::StreamGuards* guards,
     std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
     const trainmesh::v1::WatchJobRequest& request);
 

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/server/executor.h"
+#include "libs/server/stream_guard.h"
 #include "libs/status/grpc_status.h"
 #include "services/jobs/watch.h"
 #include "trainmesh/v1/auth.pb.h"
@@ -35,8 +36,11 @@ class WritePump : public std::enable_shared_from_this<WritePump<Message>> {
 
   // `drain_message`: the UNAVAILABLE message a draining server ends the
   // stream with (it says how to resume).
-  WritePump(server::Executor* executor, EventHub* hub, Authorize authorize, std::string drain_message)
-      : executor_(executor), hub_(hub), authorize_(std::move(authorize)),
+  // `guards` (may be null): the caller's stream slot and the end of the
+  // stream when its credential lapses.
+  WritePump(server::Executor* executor, EventHub* hub, server::StreamGuards* guards, Authorize authorize,
+            std::string drain_message)
+      : executor_(executor), hub_(hub), guards_(guards), authorize_(std::move(authorize)),
         drain_message_(std::move(drain_message)) {}
   virtual ~WritePump() = default;
 
@@ -54,6 +58,16 @@ class WritePump : public std::enable_shared_from_this<WritePump<Message>> {
    private:
     std::shared_ptr<WritePump> pump_;
   };
+
+  // Ends the stream with `why` (its credential lapsed).
+  void EndWith(absl::Status why) {
+    {
+      absl::MutexLock lock(&mu_);
+      pending_.clear();
+      if (!finish_with_.has_value()) finish_with_ = std::move(why);
+    }
+    Pump();
+  }
 
   // Makes the reactor, subscribes (before the first read, so nothing committed
   // meanwhile is missed) and starts the first fetch. Call once, on a pump
@@ -151,6 +165,17 @@ class WritePump : public std::enable_shared_from_this<WritePump<Message>> {
     absl::Status fetched;
     if (!caller_.has_value()) {
       absl::StatusOr<trainmesh::v1::Principal> caller = authorize_();
+      if (caller.ok() && guards_ != nullptr) {
+        absl::StatusOr<std::unique_ptr<server::StreamGuards::Guard>> guard = guards_->OpenFor(
+            *caller, [this] { return authorize_().status(); }, this->weak_from_this());
+        if (guard.ok()) {
+          std::unique_ptr<server::StreamGuards::Guard> late;  // the stream ended meanwhile
+          absl::MutexLock lock(&mu_);
+          (reactor_ != nullptr ? guard_ : late) = *std::move(guard);
+        } else {
+          caller = guard.status();
+        }
+      }
       if (caller.ok()) {
         caller_ = *std::move(caller);
         absl::MutexLock lock(&mu_);
@@ -198,17 +223,22 @@ class WritePump : public std::enable_shared_from_this<WritePump<Message>> {
   }
 
   void OnDone() {
+    std::unique_ptr<server::StreamGuards::Guard> guard;  // the slot is free as soon as the stream is
     hub_->Unsubscribe(subscription_);
     absl::MutexLock lock(&mu_);
     reactor_ = nullptr;
+    guard = std::move(guard_);
   }
 
   server::Executor* const executor_;
   EventHub* const hub_;
+  server::StreamGuards* const guards_;
   const Authorize authorize_;
   const std::string drain_message_;
   // Set by the first fetch; read by later ones only.
   std::optional<trainmesh::v1::Principal> caller_;
+  // Set with caller_; released in OnDone.
+  std::unique_ptr<server::StreamGuards::Guard> guard_ ABSL_GUARDED_BY(mu_);
   uint64_t subscription_ = 0;
 
   Reactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once done

@@ -6,6 +6,7 @@
 #include "absl/strings/str_split.h"
 #include "libs/config/config.h"
 #include "libs/identity/service_identity.h"
+#include "services/metrics/jobs_client.h"
 #include "libs/log/log.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
@@ -20,6 +21,8 @@
 
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and stream reads.");
+ABSL_FLAG(std::string, jobs_endpoint, "127.0.0.1:7001",
+          "gRPC address of the jobs service (whose job an id is, before the job has reported anything).");
 ABSL_FLAG(std::string, price_table, "cpu=0.05,cuda=2.50",
           "Price per device-hour: DEVICE=PRICE,… (exact device type, else its kind before ':', "
           "else \"default\").");
@@ -48,7 +51,9 @@ int main(int argc, char** argv) {
                            .size = absl::GetFlag(FLAGS_db_pool_size),
                            .prepared = metrics::MetricsStore::PreparedStatements()});
   metrics::MetricsStore store(&pool);
-  metrics::MetricsService service(&store, {.prices = *prices});
+  metrics::MetricsService service(
+      &store, {.prices = *prices,
+               .job_owner = metrics::JobOwnerFrom(absl::GetFlag(FLAGS_jobs_endpoint), identity::ServiceCredential())});
   server::Executor executor(absl::GetFlag(FLAGS_workers), "metrics-worker");
   metrics::PointFeed points(
       [&store](const std::string& job, int64_t after, int64_t until, int limit) {
@@ -81,6 +86,8 @@ int main(int argc, char** argv) {
 
   metrics::StreamLimits limits;
   limits.max_queued_items = static_cast<size_t>(absl::GetFlag(FLAGS_stream_queue_limit));
+  server::StreamGuards stream_guards(server::StreamGuardOptionsFromFlags());
+  limits.guards = &stream_guards;
   metrics::MetricsServer metrics_server(&service, &executor, authenticator->get(), &points, &logs,
                                         limits);
   server::GrpcServer grpc_server(server::ServerOptionsFromFlags());

@@ -241,6 +241,38 @@ TEST_F(MetricsServerTest, IngestThenQueryIsExactNonFiniteValuesIncluded) {
   EXPECT_EQ(lines.lines(0).seq(), 1);
 }
 
+TEST_F(MetricsServerTest, AQueryReturnsABoundedNumberOfSeries) {
+  trainmesh::v1::ReportMetricsRequest b;
+  b.set_job_id(kJob);
+  b.set_batch_seq(1);
+  for (int i = 0; i < 80; ++i) {
+    MetricPoint* p = b.add_points();
+    p->set_name(absl::StrCat("m", 100 + i));
+    p->set_step(1);
+    p->set_value(i);
+  }
+  grpc::Status status;
+  Report(JobToken(kJob, 1), {b}, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  trainmesh::v1::QueryMetricsRequest q;
+  q.set_job_id(kJob);
+  auto all = Query(Issuer().Token("alice"), q, &status);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(all.series_size(), 64);  // the first 64 by name
+  EXPECT_EQ(all.series(0).name(), "m100");
+  EXPECT_EQ(all.series(63).name(), "m163");
+  // The rest are reachable by name; asking for more than 64 at once is refused.
+  q.add_names("m179");
+  auto last = Query(Issuer().Token("alice"), q, &status);
+  ASSERT_TRUE(status.ok());
+  ASSERT_EQ(last.series_size(), 1);
+  EXPECT_EQ(last.series(0).points(0).value(), 79);
+  for (int i = 0; i < 64; ++i) q.add_names(absl::StrCat("m", 100 + i));
+  Query(Issuer().Token("alice"), q, &status);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("names"));
+}
+
 // One sample of the process's Prometheus metrics (0 when absent).
 double Sample(const std::string& key) {
   const auto samples = telemetry::ParseExposition(telemetry::Registry::Default().Render());

@@ -324,12 +324,12 @@ absl::StatusOr<std::vector<trainmesh::v1::MetricSeries>> MetricsStore::Query(con
         whole ? "SELECT name, run, count, first_step, last_step FROM metrics.summaries "
                 "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
                 "AND ($3::text IS NULL OR run = $3) AND $4::bigint >= 0 AND $5::bigint >= 0 "
-                "ORDER BY name, run"
+                "ORDER BY name, run LIMIT $6"
               : "SELECT name, run, count(*), min(step), max(step) FROM metrics.points "
                 "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
                 "AND ($3::text IS NULL OR run = $3) AND step >= $4 AND step <= $5 "
-                "GROUP BY name, run ORDER BY name, run",
-        q.job_id, names, q.run.has_value() ? q.run->c_str() : nullptr, q.min_step, q.max_step);
+                "GROUP BY name, run ORDER BY name, run LIMIT $6",
+        q.job_id, names, q.run.has_value() ? q.run->c_str() : nullptr, q.min_step, q.max_step, q.max_series);
     std::vector<trainmesh::v1::MetricSeries> out;
     for (const auto& s : series) {
       trainmesh::v1::MetricSeries m;

@@ -59,6 +59,9 @@ struct SeriesQuery {
   int64_t min_step = 0;
   int64_t max_step = INT64_MAX;
   int max_points = 2000;
+  // The first this many series by (name, run): one answer stays bounded
+  // whatever a script logged.
+  int max_series = 64;
 };
 
 class MetricsStore {

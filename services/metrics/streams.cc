@@ -255,9 +255,20 @@ class Stream : public Feed<typename Traits::Item>::Subscriber,
   }
 
   void OnDone() {
+    std::unique_ptr<server::StreamGuards::Guard> guard;  // released after the lock
     feed_->Remove(subscription_);
     absl::MutexLock lock(&mu_);
     reactor_ = nullptr;
+    guard = std::move(guard_);
+  }
+
+  // Ends the stream with `why` (its credential lapsed).
+  void EndWith(absl::Status why) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!finish_with_.has_value()) finish_with_ = std::move(why);
+    }
+    Pump();
   }
 
   // The server drains: end with a status that says how to resume.
@@ -363,6 +374,17 @@ class Stream : public Feed<typename Traits::Item>::Subscriber,
     if (!caller_.has_value()) {
       absl::StatusOr<Principal> caller = authorize_();
       absl::Status allowed = caller.ok() ? service_->CheckRead(*caller, job_id_) : caller.status();
+      if (allowed.ok() && limits_.guards != nullptr) {
+        auto guard = limits_.guards->OpenFor(*caller, [this] { return authorize_().status(); },
+                                             this->weak_from_this());
+        if (guard.ok()) {
+          std::unique_ptr<server::StreamGuards::Guard> late;  // the stream ended meanwhile
+          absl::MutexLock lock(&mu_);
+          (reactor_ != nullptr ? guard_ : late) = *std::move(guard);
+        } else {
+          allowed = guard.status();
+        }
+      }
       if (!allowed.ok()) {
         {
           absl::MutexLock lock(&mu_);
@@ -417,6 +439,7 @@ class Stream : public Feed<typename Traits::Item>::Subscriber,
   std::optional<Principal> caller_;  // set by the first read
 
   absl::Mutex mu_;
+  std::unique_ptr<server::StreamGuards::Guard> guard_ ABSL_GUARDED_BY(mu_);
   StreamReactor<Traits>* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::deque<ChunkPtr> queue_ ABSL_GUARDED_BY(mu_);
   size_t queued_items_ ABSL_GUARDED_BY(mu_) = 0;

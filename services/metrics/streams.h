@@ -28,6 +28,7 @@
 #include "grpcpp/grpcpp.h"
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
+#include "libs/server/stream_guard.h"
 #include "services/metrics/metrics_service.h"
 #include "trainmesh/v1/metrics.pb.h"
 
@@ -95,6 +96,9 @@ struct StreamLimits {
   // database.
   size_t max_queued_items = 50000;
   int read_batch = 5000;
+  // Per-user stream slots, and the end of a stream whose credential lapses
+  // (null: neither).
+  server::StreamGuards* guards = nullptr;
 };
 
 grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* StartMetricsStream(

@@ -6,6 +6,7 @@
 #include "libs/log/log.h"
 #include "services/scheduler/scheduler_metrics.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
+#include "libs/tls/tls.h"
 
 namespace trainmesh::scheduler {
 
@@ -54,7 +55,7 @@ pg::OutboxRelay::Deliver DeliverToJobs(const std::string& jobs_endpoint,
                                        const std::string& credential) {
   std::shared_ptr<trainmesh::v1::JobControlService::Stub> stub =
       trainmesh::v1::JobControlService::NewStub(
-          grpc::CreateChannel(jobs_endpoint, grpc::InsecureChannelCredentials()));
+          tls::Channel(jobs_endpoint));
   return [stub, credential](int64_t id, const std::string& kind,
                             const std::string& payload) -> pg::OutboxRelay::Delivery {
     trainmesh::v1::ReportJobStatusRequest report;

@@ -21,6 +21,7 @@
 #include "services/scheduler/scheduler_store.h"
 #include "services/scheduler/waiters.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
+#include "libs/tls/tls.h"
 
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and claims.");
@@ -57,8 +58,7 @@ int main(int argc, char** argv) {
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
 
   std::shared_ptr<trainmesh::v1::AuthService::Stub> auth = trainmesh::v1::AuthService::NewStub(
-      grpc::CreateChannel(identity::ServiceIdentityOptionsFromFlags().auth_endpoint,
-                          grpc::InsecureChannelCredentials()));
+      tls::Channel(identity::ServiceIdentityOptionsFromFlags().auth_endpoint));
   const absl::Duration token_ttl = absl::GetFlag(FLAGS_job_token_ttl);
   scheduler::SchedulerOptions options;
   options.max_running_per_user = absl::GetFlag(FLAGS_max_running_per_user);
@@ -93,6 +93,19 @@ int main(int argc, char** argv) {
     grpc::Status s = auth->RenewJobToken(&ctx, request, &token);
     if (!s.ok()) return absl::UnavailableError(absl::StrCat("auth service: ", s.error_message()));
     return token;
+  };
+
+  options.user_limit = [auth, credential](const std::string& owner) -> absl::StatusOr<int> {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + credential);
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    trainmesh::v1::GetUserRequest request;
+    request.set_id(owner);
+    trainmesh::v1::User user;
+    grpc::Status s = auth->GetUser(&ctx, request, &user);
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND) return absl::NotFoundError(s.error_message());
+    if (!s.ok()) return absl::UnavailableError(absl::StrCat("auth service: ", s.error_message()));
+    return user.max_running_jobs();
   };
 
   pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});

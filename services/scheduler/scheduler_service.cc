@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/artifacts/artifact_store.h"
 #include "libs/identity/authenticator.h"
 #include "libs/log/log.h"
 #include "libs/status/field_violations.h"
@@ -50,6 +51,15 @@ absl::StatusOr<int> ReportingAttempt(const trainmesh::v1::Principal& caller, con
   return caller.attempt();
 }
 
+// A checkpoint or model a trainer reports must be a file of the job it runs:
+// another job's would hand its owner someone else's weights (download, resume).
+absl::Status CheckOwnArtifact(const std::string& job_id, const trainmesh::v1::Artifact* artifact,
+                              const char* field) {
+  if (artifact == nullptr || artifact->uri().empty()) return absl::OkStatus();
+  if (artifacts::ArtifactStore::IsJobUri(artifact->uri(), job_id)) return absl::OkStatus();
+  return status::InvalidField(absl::StrCat(field, ".uri"), "must name a file of the job being reported");
+}
+
 }  // namespace
 
 absl::StatusOr<trainmesh::v1::EnqueueResponse> SchedulerService::Enqueue(
@@ -59,10 +69,40 @@ absl::StatusOr<trainmesh::v1::EnqueueResponse> SchedulerService::Enqueue(
       request.job().model().empty()) {
     return status::InvalidField("job", "must be the job with this id, its owner and recipe");
   }
+  RefreshOwnerLimit(request.job().owner());
   TM_ASSIGN_OR_RETURN(bool fresh, store_->Enqueue(request.job(), request.job().resume_from_checkpoint()));
   trainmesh::v1::EnqueueResponse response;
   response.set_newly_queued(fresh);
   return response;
+}
+
+void SchedulerService::RefreshOwnerLimit(const std::string& owner) {
+  if (!options_.user_limit) return;
+  const absl::Time now = absl::Now();
+  std::optional<int> known;
+  {
+    absl::MutexLock lock(&limits_mu_);
+    auto it = limits_.find(owner);
+    if (it != limits_.end()) {
+      if (now - it->second.learnt < options_.user_limit_ttl) return;
+      known = it->second.limit;
+    }
+  }
+  absl::StatusOr<int> limit = options_.user_limit(owner);
+  if (limit.status().code() == absl::StatusCode::kNotFound) limit = 0;  // the mesh default
+  if (!limit.ok()) {
+    TM_LOG(Warning, "cannot learn a user's concurrency limit").With("owner", owner).With("error", limit.status());
+    return;
+  }
+  if (known != *limit) {
+    if (absl::Status s = store_->SetOwnerLimit(owner, *limit); !s.ok()) {
+      TM_LOG(Warning, "cannot store a user's concurrency limit").With("owner", owner).With("error", s);
+      return;
+    }
+  }
+  absl::MutexLock lock(&limits_mu_);
+  if (limits_.size() >= 100000) limits_.clear();
+  limits_[owner] = KnownLimit{*limit, now};
 }
 
 absl::StatusOr<trainmesh::v1::CancelAssignmentResponse> SchedulerService::CancelAssignment(
@@ -84,6 +124,11 @@ absl::StatusOr<trainmesh::v1::Agent> SchedulerService::RegisterAgent(
   }
   if (!request.agent_id().empty() && !IsUuid(request.agent_id())) v.Add("agent_id", "must be a UUID");
   TM_RETURN_IF_ERROR(v.ToStatus("invalid agent"));
+  // The shared pool receives other users' jobs, their dataset URLs and job
+  // tokens: only an admin puts an agent there.
+  if (agent.shared_pool() && !HasScope(caller, "admin")) {
+    return absl::PermissionDeniedError("only an admin may put an agent in the shared pool (shared_pool)");
+  }
   if (agent.allow_shared_scripts() && !HasScope(caller, "admin")) {
     return absl::PermissionDeniedError(
         "only an admin may let an agent run other users' scripts (allow_shared_scripts)");
@@ -183,6 +228,8 @@ absl::StatusOr<trainmesh::v1::HeartbeatResponse> SchedulerService::Heartbeat(
       request.state() != Job::RUNNING) {
     return status::InvalidField("state", "must be INITIALIZING or RUNNING");
   }
+  TM_RETURN_IF_ERROR(CheckOwnArtifact(request.job_id(), request.has_checkpoint() ? &request.checkpoint() : nullptr,
+                                      "checkpoint"));
   TM_ASSIGN_OR_RETURN(
       HeartbeatResult beat,
       store_->Heartbeat(request.job_id(), attempt, request.has_progress() ? &request.progress() : nullptr,
@@ -207,6 +254,8 @@ absl::StatusOr<trainmesh::v1::HeartbeatResponse> SchedulerService::Heartbeat(
 absl::StatusOr<trainmesh::v1::CompleteJobResponse> SchedulerService::CompleteJob(
     const Principal& caller, const trainmesh::v1::CompleteJobRequest& request) {
   TM_ASSIGN_OR_RETURN(int attempt, ReportingAttempt(caller, request.job_id()));
+  TM_RETURN_IF_ERROR(CheckOwnArtifact(request.job_id(), request.has_artifact() ? &request.artifact() : nullptr,
+                                      "artifact"));
   TM_RETURN_IF_ERROR(store_->Complete(request.job_id(), attempt, request.artifact(),
                                       request.has_progress() ? &request.progress() : nullptr));
   TM_LOG(Info, "job completed").With("job_id", request.job_id()).With("attempt", attempt);
@@ -219,6 +268,8 @@ absl::StatusOr<trainmesh::v1::FailJobResponse> SchedulerService::FailJob(
   if (request.kind() == trainmesh::v1::ERROR_KIND_UNSPECIFIED) {
     return status::InvalidField("kind", "must say whether the failure is the user's or the infrastructure's");
   }
+  TM_RETURN_IF_ERROR(CheckOwnArtifact(request.job_id(), request.has_checkpoint() ? &request.checkpoint() : nullptr,
+                                      "checkpoint"));
   TM_ASSIGN_OR_RETURN(bool requeued,
                       store_->Fail(request.job_id(), attempt, request.error().substr(0, 64 << 10),
                                    request.kind(), request.has_checkpoint() ? &request.checkpoint() : nullptr));
@@ -235,6 +286,8 @@ absl::StatusOr<trainmesh::v1::FailJobResponse> SchedulerService::FailJob(
 absl::StatusOr<trainmesh::v1::ReleaseJobResponse> SchedulerService::ReleaseJob(
     const Principal& caller, const trainmesh::v1::ReleaseJobRequest& request) {
   TM_ASSIGN_OR_RETURN(int attempt, ReportingAttempt(caller, request.job_id()));
+  TM_RETURN_IF_ERROR(CheckOwnArtifact(request.job_id(), request.has_checkpoint() ? &request.checkpoint() : nullptr,
+                                      "checkpoint"));
   TM_RETURN_IF_ERROR(store_->Release(request.job_id(), attempt,
                                      request.has_checkpoint() ? &request.checkpoint() : nullptr,
                                      request.reason().empty() ? "released" : request.reason()));

@@ -6,7 +6,9 @@
 #include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/scheduler/scheduler_store.h"
 #include "trainmesh/v1/auth.pb.h"
@@ -29,6 +31,12 @@ struct SchedulerOptions {
       mint;
   // A fresh token with the same binding.
   std::function<absl::StatusOr<trainmesh::v1::JobToken>(const std::string& token)> renew;
+  // The user's own limit on jobs running at once (User.max_running_jobs, 0:
+  // the mesh default), from the auth service; NOT_FOUND for owners it does
+  // not know (users of external identity providers). Asked at enqueue, at
+  // most once per `user_limit_ttl` per owner.
+  std::function<absl::StatusOr<int>(const std::string& owner)> user_limit;
+  absl::Duration user_limit_ttl = absl::Minutes(1);
 };
 
 class SchedulerService {
@@ -74,8 +82,18 @@ class SchedulerService {
   const SchedulerOptions& options() const { return options_; }
 
  private:
+  // Brings the owner's own concurrency limit into the store when it is not
+  // known or was learnt too long ago; an auth outage leaves the last one.
+  void RefreshOwnerLimit(const std::string& owner);
+
   SchedulerStore* store_;
   SchedulerOptions options_;
+  absl::Mutex limits_mu_;
+  struct KnownLimit {
+    int limit;
+    absl::Time learnt;
+  };
+  absl::flat_hash_map<std::string, KnownLimit> limits_ ABSL_GUARDED_BY(limits_mu_);
 };
 
 }  // namespace trainmesh::scheduler

@@ -2,12 +2,15 @@
 // share, limits, isolation, fencing, leases and timeouts.
 #include "services/scheduler/scheduler_service.h"
 
+#include <atomic>
+#include <map>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/status/field_violations.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/testing/test_cluster.h"
 #include "libs/server/executor.h"
@@ -44,6 +47,14 @@ class SchedulerTest : public ::testing::Test {
       trainmesh::v1::JobToken t;
       t.set_token(absl::StrCat("token:", job.id(), ":", attempt, ":", agent));
       return absl::StatusOr<trainmesh::v1::JobToken>(t);
+    };
+    // Users' own limits as the auth service would answer (carol: 3, dave: 1;
+    // anyone else has none there).
+    options.user_limit = [this](const std::string& owner) -> absl::StatusOr<int> {
+      ++limit_lookups_;
+      if (owner == "carol") return 3;
+      if (owner == "dave") return 1;
+      return absl::NotFoundError("no such user");
     };
     service_ = std::make_unique<SchedulerService>(store_.get(), options);
   }
@@ -93,7 +104,9 @@ class SchedulerTest : public ::testing::Test {
     request.mutable_agent()->set_allow_scripts(true);
     request.mutable_agent()->set_max_concurrent_jobs(8);
     for (auto& r : recipes) request.mutable_agent()->mutable_capabilities()->add_recipes(r);
-    auto agent = service_->RegisterAgent(User(owner), request);
+    // Only an admin puts an agent in the shared pool.
+    auto agent = service_->RegisterAgent(
+        shared_pool ? User(owner, {"agent", "admin"}) : User(owner), request);
     EXPECT_TRUE(agent.ok()) << agent.status();
     return *agent;
   }
@@ -121,6 +134,7 @@ class SchedulerTest : public ::testing::Test {
     pqxx::nontransaction(conn).exec(sql);
   }
 
+  std::atomic<int> limit_lookups_{0};
   std::string dsn_;
   std::unique_ptr<pg::ConnectionPool> pool_;
   std::unique_ptr<SchedulerStore> store_;
@@ -182,6 +196,61 @@ TEST_F(SchedulerTest, ScriptsRunOnlyOnTheOwnersAgents) {
             absl::StatusCode::kPermissionDenied);
 }
 
+TEST_F(SchedulerTest, OnlyAnAdminPutsAnAgentInTheSharedPool) {
+  trainmesh::v1::RegisterAgentRequest request;
+  request.mutable_agent()->set_name("mallory-agent");
+  request.mutable_agent()->set_shared_pool(true);
+  const absl::Status refused = service_->RegisterAgent(User("mallory"), request).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(refused.message(), HasSubstr("shared pool"));
+  // Nothing was registered: mallory has no agent to poll with.
+  auto agents = service_->ListAgents(User("mallory"), trainmesh::v1::ListAgentsRequest());
+  ASSERT_TRUE(agents.ok());
+  for (const auto& a : agents->agents()) EXPECT_NE(a.owner(), "mallory");
+  // An admin's registration works, and alice's shared job reaches it.
+  trainmesh::v1::Agent pool = Register("ops", /*shared_pool=*/true);
+  const std::string shared = Enqueue("alice", 0, /*shared=*/true);
+  EXPECT_EQ(Acquire(pool)->job().id(), shared);
+}
+
+TEST_F(SchedulerTest, ReportsNameOnlyFilesOfTheirOwnJob) {
+  trainmesh::v1::Agent agent = Register("mallory");
+  const std::string victim = Enqueue("alice");
+  const std::string id = Enqueue("mallory");
+  auto a = Acquire(agent);
+  ASSERT_TRUE(a.has_value());
+  ASSERT_EQ(a->job().id(), id);
+  const std::string stolen = absl::StrCat("artifact:", victim, "/model.pt");
+  trainmesh::v1::HeartbeatRequest beat;
+  beat.set_job_id(id);
+  beat.set_state(Job::RUNNING);
+  for (const std::string& uri : {stolen, std::string("artifact:") + id + "/../" + victim + "/model.pt",
+                                 std::string("/etc/shadow"), std::string("artifact:") + id + "/"}) {
+    SCOPED_TRACE(uri);
+    beat.mutable_checkpoint()->set_uri(uri);
+    const absl::Status s = service_->Heartbeat(TokenOf(*a), beat).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status::FieldViolationsOf(s), ::testing::Contains(::testing::Field(
+                                                  &status::FieldViolation::field, "checkpoint.uri")));
+  }
+  trainmesh::v1::FailJobRequest fail;
+  fail.set_job_id(id);
+  fail.set_kind(trainmesh::v1::ERROR_KIND_INFRA);
+  fail.mutable_checkpoint()->set_uri(stolen);
+  EXPECT_EQ(service_->FailJob(TokenOf(*a), fail).status().code(), absl::StatusCode::kInvalidArgument);
+  trainmesh::v1::ReleaseJobRequest release;
+  release.set_job_id(id);
+  release.mutable_checkpoint()->set_uri(stolen);
+  EXPECT_EQ(service_->ReleaseJob(TokenOf(*a), release).status().code(), absl::StatusCode::kInvalidArgument);
+  trainmesh::v1::CompleteJobRequest complete;
+  complete.set_job_id(id);
+  complete.mutable_artifact()->set_uri(stolen);
+  EXPECT_EQ(service_->CompleteJob(TokenOf(*a), complete).status().code(), absl::StatusCode::kInvalidArgument);
+  // Its own file is accepted, and the refused reports changed nothing.
+  complete.mutable_artifact()->set_uri(absl::StrCat("artifact:", id, "/model.pt"));
+  EXPECT_TRUE(service_->CompleteJob(TokenOf(*a), complete).ok());
+}
+
 TEST_F(SchedulerTest, RecipeCapabilitiesFilter) {
   trainmesh::v1::Agent lm_only = Register("alice", false, {"lora-lm"});
   Enqueue("alice", 0, false, "tabular");
@@ -214,6 +283,36 @@ TEST_F(SchedulerTest, PerUserLimitHoldsUnderConcurrentClaims) {
   (void)bob;
 }
 
+TEST_F(SchedulerTest, AUsersOwnConcurrencyLimitIsHonoured) {
+  std::vector<trainmesh::v1::Agent> agents;
+  for (int i = 0; i < 8; ++i) agents.push_back(Register("ops", true));
+  for (int i = 0; i < 4; ++i) Enqueue("carol", 0, true);  // her limit: 3, above the mesh's 2
+  for (int i = 0; i < 3; ++i) Enqueue("dave", 0, true);   // his: 1
+  for (int i = 0; i < 3; ++i) Enqueue("erin", 0, true);   // none: the mesh's 2
+  std::map<std::string, int> running;
+  for (const auto& agent : agents) {
+    if (auto got = Acquire(agent)) ++running[got->job().owner()];
+  }
+  EXPECT_EQ(running["carol"], 3);
+  EXPECT_EQ(running["dave"], 1);
+  EXPECT_EQ(running["erin"], 2);
+  // The queue position says why dave's next job waits, with his own limit.
+  std::string waiting;
+  pqxx::connection conn(dsn_);
+  for (const auto& row : pqxx::nontransaction(conn).exec(
+           "SELECT job_id::text FROM scheduler.queue WHERE owner = 'dave' AND state = 'QUEUED'")) {
+    waiting = row[0].as<std::string>();
+  }
+  ASSERT_FALSE(waiting.empty());
+  trainmesh::v1::GetQueuePositionRequest position;
+  position.set_job_id(waiting);
+  auto pos = service_->GetQueuePosition(User("dave"), position);
+  ASSERT_TRUE(pos.ok()) << pos.status();
+  EXPECT_THAT(pos->reason(), HasSubstr("1 of 1"));
+  // Learnt once per owner, not per job.
+  EXPECT_EQ(limit_lookups_.load(), 3);
+}
+
 TEST_F(SchedulerTest, ReportsAreFencedByAttempt) {
   trainmesh::v1::Agent agent = Register("alice");
   const std::string id = Enqueue("alice");
@@ -224,7 +323,7 @@ TEST_F(SchedulerTest, ReportsAreFencedByAttempt) {
   beat.set_job_id(id);
   beat.set_state(Job::RUNNING);
   beat.mutable_progress()->set_step(10);
-  beat.mutable_checkpoint()->set_uri("artifact:x/checkpoint-10.pt");
+  beat.mutable_checkpoint()->set_uri(absl::StrCat("artifact:", id, "/checkpoint-10.pt"));
   ASSERT_TRUE(service_->Heartbeat(TokenOf(first), beat).ok());
   EXPECT_EQ(OutboxCount("RUNNING"), 1);
   // The agent is lost: infra failure, requeued; a new attempt starts from the checkpoint.
@@ -237,7 +336,7 @@ TEST_F(SchedulerTest, ReportsAreFencedByAttempt) {
   EXPECT_TRUE(requeued->requeued());
   auto second = *Acquire(agent);
   EXPECT_EQ(second.attempt(), 2);
-  EXPECT_EQ(second.resume_from().uri(), "artifact:x/checkpoint-10.pt");
+  EXPECT_EQ(second.resume_from().uri(), absl::StrCat("artifact:", id, "/checkpoint-10.pt"));
   // The zombie of attempt 1 is refused everywhere.
   absl::Status zombie = service_->Heartbeat(TokenOf(first), beat).status();
   EXPECT_EQ(zombie.code(), absl::StatusCode::kFailedPrecondition);

@@ -150,6 +150,17 @@ absl::StatusOr<bool> SchedulerStore::Enqueue(const Job& job, bool resume_from_pr
   });
 }
 
+absl::Status SchedulerStore::SetOwnerLimit(const std::string& owner, int max_running) {
+  return pool_->Autocommit([&](pqxx::nontransaction& tx) {
+    tx.exec_params(
+        "INSERT INTO scheduler.owners AS o (owner, running, max_running) VALUES ($1, 0, NULLIF($2, 0)) "
+        "ON CONFLICT (owner) DO UPDATE SET max_running = EXCLUDED.max_running "
+        "WHERE o.max_running IS DISTINCT FROM EXCLUDED.max_running",
+        owner, std::max(0, max_running));
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<bool> SchedulerStore::Cancel(const std::string& job_id) {
   return pool_->InTransaction([&](pqxx::work& tx) -> absl::StatusOr<bool> {
     pqxx::result r = tx.exec_params(
@@ -277,7 +288,7 @@ absl::StatusOr<std::optional<std::pair<Claimed, std::string>>> SchedulerStore::C
           "AND (q.owner = $1 OR (q.allow_shared_pool AND $2)) "
           "AND (cardinality($3::text[]) = 0 OR q.model = ANY($3::text[])) "
           "AND (q.model <> 'script' OR ($4 AND (q.owner = $1 OR $5))) "
-          "AND coalesce(o.running, 0) < $6 "
+          "AND coalesce(o.running, 0) < coalesce(o.max_running, $6) "
           "AND NOT (q.owner = ANY($7::text[])) "
           // Priority, then the owner with the fewest running jobs, then age.
           "ORDER BY q.priority DESC, coalesce(o.running, 0) ASC, q.queued_at ASC "
@@ -290,7 +301,8 @@ absl::StatusOr<std::optional<std::pair<Claimed, std::string>>> SchedulerStore::C
       // The owner's row lock makes the limit exact under concurrent claims.
       pqxx::result slot = tx.exec_params(
           "INSERT INTO scheduler.owners AS o (owner, running) VALUES ($1, 1) "
-          "ON CONFLICT (owner) DO UPDATE SET running = o.running + 1 WHERE o.running < $2 "
+          "ON CONFLICT (owner) DO UPDATE SET running = o.running + 1 "
+          "WHERE o.running < coalesce(o.max_running, $2) "
           "RETURNING running",
           owner, max_running);
       if (slot.empty()) {
@@ -544,9 +556,12 @@ absl::StatusOr<trainmesh::v1::QueuePosition> SchedulerStore::QueuePosition(
             "scheduler.queue WHERE job_id::text = $1)))",
             job_id, owner, r[0][1].as<int>());
         pqxx::result running = tx.exec_params(
-            "SELECT coalesce((SELECT running FROM scheduler.owners WHERE owner = $1), 0)", owner);
+            "SELECT coalesce((SELECT running FROM scheduler.owners WHERE owner = $1), 0), "
+            "coalesce((SELECT max_running FROM scheduler.owners WHERE owner = $1), $2)",
+            owner, max_running);
         const int n_ahead = ahead[0][0].as<int>();
         const int n_running = running[0][0].as<int>();
+        max_running = running[0][1].as<int>();  // the owner's own limit, if any
         pos.set_jobs_ahead(n_ahead);
         pos.set_position(n_ahead + 1);
         if (pos.agents_online() == 0) {

@@ -74,6 +74,8 @@ class SchedulerStore {
   // Queues the job unless it was queued before (then false). A retry that
   // resumes starts from its predecessor's latest checkpoint.
   absl::StatusOr<bool> Enqueue(const trainmesh::v1::Job& job, bool resume_from_predecessor);
+  // The most of `owner`'s jobs that may run at once; 0: the mesh default.
+  absl::Status SetOwnerLimit(const std::string& owner, int max_running);
 
   // QUEUED: done at once. RUNNING: the agent is told at its next heartbeat.
   // Returns whether an agent runs it. Unknown jobs: nothing to do.

@@ -36,8 +36,8 @@ struct Agent::JobRun {
 
   const Assignment assignment;
   std::atomic<int> stop{training::kKeepGoing};
-  std::atomic<bool> lost{false};       // the scheduler gave the job to another attempt
-  std::atomic<bool> finished{false};   // training returned
+  std::atomic<bool> lost{false};      // the scheduler gave the job to another attempt
+  std::atomic<bool> finished{false};  // training returned
   MetricsReporter* reporter = nullptr;
 
   std::mutex mu;
@@ -57,12 +57,15 @@ namespace {
 struct TrainerCounters {
   telemetry::Registry& registry = telemetry::Registry::Default();
   telemetry::Counter& steps =
-      registry.AddCounter("trainmesh_trainer_steps_total", "Training steps done by this agent.", {}).With({});
+      registry.AddCounter("trainmesh_trainer_steps_total", "Training steps done by this agent.", {})
+          .With({});
   telemetry::Family<telemetry::Counter>& attempts = registry.AddCounter(
       "trainmesh_trainer_attempts_total",
-      "Job attempts this agent ended, by outcome (completed, failed, cancelled, preempted, lost).", {"outcome"});
+      "Job attempts this agent ended, by outcome (completed, failed, cancelled, preempted, lost).",
+      {"outcome"});
   TrainerCounters() {
-    for (const char* outcome : {"completed", "failed", "cancelled", "preempted", "lost"}) attempts.With({outcome});
+    for (const char* outcome : {"completed", "failed", "cancelled", "preempted", "lost"})
+      attempts.With({outcome});
   }
 };
 
@@ -73,10 +76,14 @@ TrainerCounters& Counters() {
 
 const char* OutcomeName(training::Outcome outcome) {
   switch (outcome) {
-    case training::Outcome::kCompleted: return "completed";
-    case training::Outcome::kCancelled: return "cancelled";
-    case training::Outcome::kPreempted: return "preempted";
-    case training::Outcome::kFailed: return "failed";
+    case training::Outcome::kCompleted:
+      return "completed";
+    case training::Outcome::kCancelled:
+      return "cancelled";
+    case training::Outcome::kPreempted:
+      return "preempted";
+    case training::Outcome::kFailed:
+      return "failed";
   }
   return "failed";
 }
@@ -122,11 +129,13 @@ class UsageSampler {
     trainmesh::v1::DeviceUsage u;
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
-    const double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+    const double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+                       1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
     const absl::Time now = absl::Now();
     const double wall = absl::ToDoubleSeconds(now - last_time_);
     const long cores = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
-    if (wall > 0 && last_cpu_ >= 0) u.set_cpu_utilization(std::min(1.0, (cpu - last_cpu_) / wall / cores));
+    if (wall > 0 && last_cpu_ >= 0)
+      u.set_cpu_utilization(std::min(1.0, (cpu - last_cpu_) / wall / cores));
     last_cpu_ = cpu;
     last_time_ = now;
     std::ifstream statm("/proc/self/statm");
@@ -147,7 +156,8 @@ class UsageSampler {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
+Agent::Agent(AgentOptions options,
+             std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
              std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics)
     : options_(std::move(options)),
       scheduler_(std::move(scheduler)),
@@ -164,7 +174,8 @@ std::string Agent::agent_id() const {
   return agent_id_;
 }
 
-grpc::ClientContext* Agent::NewContext(std::unique_ptr<grpc::ClientContext>& holder, absl::Duration deadline) const {
+grpc::ClientContext* Agent::NewContext(std::unique_ptr<grpc::ClientContext>& holder,
+                                       absl::Duration deadline) const {
   holder = std::make_unique<grpc::ClientContext>();
   holder->AddMetadata("authorization", absl::StrCat("Bearer ", options_.api_key));
   holder->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
@@ -201,7 +212,8 @@ absl::Status Agent::Register() {
     request.set_agent_id(id);
     std::unique_ptr<grpc::ClientContext> ctx;
     trainmesh::v1::Agent registered;
-    const grpc::Status s = scheduler_->RegisterAgent(NewContext(ctx, absl::Seconds(10)), request, &registered);
+    const grpc::Status s =
+        scheduler_->RegisterAgent(NewContext(ctx, absl::Seconds(10)), request, &registered);
     if (s.ok()) {
       {
         std::lock_guard<std::mutex> l(mu_);
@@ -224,7 +236,8 @@ absl::Status Agent::Register() {
       id.clear();
       continue;
     }
-    if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+    if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+        s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
         s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
       return absl::PermissionDeniedError(absl::StrCat("cannot register: ", s.error_message()));
     }
@@ -238,6 +251,23 @@ absl::Status Agent::Register() {
 }
 
 absl::Status Agent::Run() {
+  if (options_.allow_scripts) {
+    scriptrun::SandboxOptions sandbox;
+    sandbox.enabled = options_.sandbox;
+    sandbox.user = options_.script_user;
+    sandbox.limits = options_.script_limits;
+    script_policy_ =
+        DecideScriptPolicy(sandbox, options_.unsafe_scripts_without_sandbox, options_.work_root);
+    if (!script_policy_.refusal.empty()) {
+      TM_LOG(Error, "script jobs will be refused").With("error", script_policy_.refusal);
+    } else if (!script_policy_.warning.empty()) {
+      TM_LOG(Warning, "script jobs run without a sandbox").With("error", script_policy_.warning);
+    } else {
+      TM_LOG(Info, "script jobs run in a sandbox")
+          .With("user", options_.script_user)
+          .With("network", options_.allow_script_network ? "when the job asks" : "never");
+    }
+  }
   if (absl::Status s = Register(); !s.ok()) return absl::IsCancelled(s) ? absl::OkStatus() : s;
   std::vector<std::thread> slots;
   for (int i = 0; i < std::max(1, options_.slots); ++i) slots.emplace_back([this, i] { Slot(i); });
@@ -299,7 +329,8 @@ void Agent::Slot(int index) {
       continue;
     }
     if (stopping) return;
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND || s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
+    if (s.error_code() == grpc::StatusCode::NOT_FOUND ||
+        s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) {
       // Forgotten or draining: register again (the same id when it is still ours).
       TM_LOG(Warning, "the scheduler does not know this agent as active; registering again")
           .With("slot", index)
@@ -371,7 +402,8 @@ void Agent::HeartbeatLoop(JobRun& run) {
                       [&] { return run.finished.load() || run.state_changed; });
       if (run.finished.load()) break;
       run.state_changed = false;
-      request.set_state(run.running ? trainmesh::v1::Job::RUNNING : trainmesh::v1::Job::INITIALIZING);
+      request.set_state(run.running ? trainmesh::v1::Job::RUNNING
+                                    : trainmesh::v1::Job::INITIALIZING);
       *request.mutable_progress() = run.progress;
       if (run.checkpoint.has_value()) *request.mutable_checkpoint() = *run.checkpoint;
       request.set_job_token(run.token);
@@ -384,7 +416,8 @@ void Agent::HeartbeatLoop(JobRun& run) {
     last_tick = now;
     std::unique_ptr<grpc::ClientContext> ctx;
     trainmesh::v1::HeartbeatResponse response;
-    const grpc::Status s = scheduler_->Heartbeat(NewContext(ctx, absl::Seconds(10)), request, &response);
+    const grpc::Status s =
+        scheduler_->Heartbeat(NewContext(ctx, absl::Seconds(10)), request, &response);
     if (s.ok()) {
       if (!response.job_token().empty()) {
         std::lock_guard<std::mutex> l(run.mu);
@@ -406,7 +439,9 @@ void Agent::HeartbeatLoop(JobRun& run) {
       run.lost = true;
       run.stop = training::kCancel;
     } else {
-      TM_LOG(Warning, "heartbeat failed; training on").With("job_id", a.job().id()).With("error", s.error_message());
+      TM_LOG(Warning, "heartbeat failed; training on")
+          .With("job_id", a.job().id())
+          .With("error", s.error_message());
     }
   }
   run.reporter->AddDeviceSeconds(absl::ToDoubleSeconds(absl::Now() - last_tick));
@@ -423,20 +458,22 @@ void Agent::Execute(const Assignment& assignment) {
   running_.fetch_add(1);
   ReporterOptions reporter_options;
   reporter_options.device_type = device_type_;
-  MetricsReporter reporter(metrics_, job.id(), assignment.attempt(), [&run] { return run.Token(); },
-                           reporter_options);
+  MetricsReporter reporter(
+      metrics_, job.id(), assignment.attempt(), [&run] { return run.Token(); }, reporter_options);
   run.reporter = &reporter;
   TM_LOG(Info, "job claimed")
       .With("job_id", job.id())
       .With("attempt", assignment.attempt())
       .With("recipe", job.model())
       .With("resume_from", assignment.resume_from().uri());
-  reporter.Log(LogLine::SYSTEM, absl::StrCat("attempt ", assignment.attempt(), " on agent ", options_.name, " (",
-                                             device_type_, ")"));
+  reporter.Log(LogLine::SYSTEM, absl::StrCat("attempt ", assignment.attempt(), " on agent ",
+                                             options_.name, " (", device_type_, ")"));
   std::thread heartbeats([this, &run] { HeartbeatLoop(run); });
 
   training::Sink sink;
-  sink.metrics = [&](std::vector<trainmesh::v1::MetricPoint> points) { reporter.Points(std::move(points)); };
+  sink.metrics = [&](std::vector<trainmesh::v1::MetricPoint> points) {
+    reporter.Points(std::move(points));
+  };
   sink.log = [&](std::string line) { reporter.Log(LogLine::SYSTEM, std::move(line)); };
   // Steps counted so far: an attempt that resumes starts at its checkpoint's
   // step; steps done again after a rewind are not counted twice.
@@ -465,6 +502,11 @@ void Agent::Execute(const Assignment& assignment) {
       result.outcome = training::Outcome::kFailed;
       result.error_kind = trainmesh::v1::ERROR_KIND_USER;
       result.error = "this agent does not run scripts";
+    } else if (!script_policy_.refusal.empty()) {
+      // The agent's shortcoming, not the job's: another agent may run it.
+      result.outcome = training::Outcome::kFailed;
+      result.error_kind = trainmesh::v1::ERROR_KIND_INFRA;
+      result.error = script_policy_.refusal;
     } else {
       ScriptJobOptions o;
       o.job = job;
@@ -473,11 +515,13 @@ void Agent::Execute(const Assignment& assignment) {
       o.datasets = options_.datasets;
       o.store = &store_;
       o.work_root = options_.work_root;
-      o.user = options_.script_user;
-      o.memory_bytes = options_.script_memory_bytes;
+      o.sandbox = script_policy_.sandbox;
+      o.allow_network = options_.allow_script_network;
       o.stop = &run.stop;
       o.sink = sink;
-      o.output = [&](LogLine::Stream stream, std::string line) { reporter.Log(stream, std::move(line)); };
+      o.output = [&](LogLine::Stream stream, std::string line) {
+        reporter.Log(stream, std::move(line));
+      };
       o.chart = [&](trainmesh::v1::Chart chart) { reporter.Chart(std::move(chart)); };
       result = RunScriptJob(o);
     }
@@ -552,8 +596,8 @@ void Agent::Execute(const Assignment& assignment) {
         if (preempted) {
           reporter.Log(LogLine::SYSTEM,
                        checkpoint.has_value()
-                           ? absl::StrCat("agent shutting down: checkpointed at step ", checkpoint->step(),
-                                          "; the job goes back to the queue")
+                           ? absl::StrCat("agent shutting down: checkpointed at step ",
+                                          checkpoint->step(), "; the job goes back to the queue")
                            : "agent shutting down; the job goes back to the queue");
         }
         reporter.Finish(preempted ? absl::Seconds(5) : absl::Seconds(30));

@@ -19,6 +19,8 @@
 #include "absl/time/time.h"
 #include "libs/artifacts/artifact_store.h"
 #include "libs/datasets/datasets.h"
+#include "libs/scriptrun/script.h"
+#include "services/trainer/script_job.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
 #include "trainmesh/v1/scheduler.grpc.pb.h"
 
@@ -41,7 +43,14 @@ struct AgentOptions {
   // Fresh working directories for script jobs are made under it.
   std::string work_root;
   std::string script_user = "nobody";
-  int64_t script_memory_bytes = int64_t{16} << 30;
+  // Script jobs run in a bubblewrap sandbox (libs/scriptrun). Without one
+  // that works (probed at start) they are refused, unless the administrator
+  // chose to run them unconfined.
+  bool sandbox = true;
+  bool unsafe_scripts_without_sandbox = false;
+  // Jobs that ask for the network get it only where this is on.
+  bool allow_script_network = false;
+  scriptrun::Limits script_limits;
   absl::Duration acquire_wait = absl::Seconds(30);
   absl::Duration checkpoint_interval = absl::Minutes(5);
   // How long outcome reports are retried while the scheduler is unreachable.
@@ -51,7 +60,8 @@ struct AgentOptions {
 
 class Agent {
  public:
-  Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
+  Agent(AgentOptions options,
+        std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
         std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics);
   ~Agent();
 
@@ -74,13 +84,16 @@ class Agent {
   void HeartbeatLoop(JobRun& run);
   void Report(JobRun& run, const std::string& what,
               const std::function<grpc::Status(grpc::ClientContext*)>& call);
-  grpc::ClientContext* NewContext(std::unique_ptr<grpc::ClientContext>& holder, absl::Duration deadline) const;
+  grpc::ClientContext* NewContext(std::unique_ptr<grpc::ClientContext>& holder,
+                                  absl::Duration deadline) const;
 
   const AgentOptions options_;
   const std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler_;
   const std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics_;
   artifacts::ArtifactStore store_;
   std::string device_type_;
+  // Decided in Run() before the slots start; read-only after.
+  ScriptPolicy script_policy_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

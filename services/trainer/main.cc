@@ -5,22 +5,27 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/config/config.h"
 #include "libs/log/log.h"
 #include "libs/server/grpc_server.h"
 #include "libs/telemetry/metrics.h"
+#include "libs/tls/tls.h"
 #include "libs/training/training.h"
 #include "services/trainer/agent.h"
 
 ABSL_FLAG(std::string, scheduler_endpoint, "127.0.0.1:7003", "gRPC address of the scheduler.");
 ABSL_FLAG(std::string, metrics_endpoint, "127.0.0.1:7004", "gRPC address of the metrics service.");
 ABSL_FLAG(std::string, agent_api_key, "",
-          "API key with scope \"agent\"; jobs run as the key's owner may run them. Required.");
+          "API key with scope \"agent\"; jobs run as the key's owner may run them. From the environment "
+          "(TRAINMESH_AGENT_API_KEY) or --agent_api_key_file, never the command line. Required.");
+ABSL_FLAG(std::string, agent_api_key_file, "", "A file holding the agent's API key (e.g. a mounted secret).");
 ABSL_FLAG(std::string, name, "", "Name shown in agent lists (default: the host name).");
 ABSL_FLAG(std::string, state_file, "", "Keeps the agent id across restarts (empty: none).");
 ABSL_FLAG(int, slots, 1, "Jobs run at once.");
@@ -34,9 +39,33 @@ ABSL_FLAG(std::string, data_root, "", "Directory file:// dataset URLs are resolv
 ABSL_FLAG(std::string, artifact_root, "", "Artifact store (shared with the jobs service). Required.");
 ABSL_FLAG(std::string, cache_dir, "", "Where http(s) datasets are downloaded (default: under the work root).");
 ABSL_FLAG(int64_t, max_download_bytes, int64_t{2} << 30, "Largest http(s) dataset fetched.");
+ABSL_FLAG(std::vector<std::string>, dataset_allow_hosts, {},
+          "Host names http(s) datasets may be fetched from whatever they resolve to (by default "
+          "loopback, private, link-local and other inward addresses are refused).");
+ABSL_FLAG(std::vector<std::string>, dataset_allow_cidrs, {},
+          "Inward address blocks http(s) datasets may be fetched from, e.g. 10.0.0.0/8,fd00::/8.");
 ABSL_FLAG(std::string, work_root, "", "Working directories of script jobs (default: a temp dir).");
 ABSL_FLAG(std::string, script_user, "nobody", "Unprivileged user scripts run as when the agent is root.");
-ABSL_FLAG(int64_t, script_memory_bytes, int64_t{16} << 30, "Address-space limit of a script.");
+ABSL_FLAG(int64_t, script_memory_bytes, int64_t{16} << 30,
+          "Address-space limit of a script (per process).");
+ABSL_FLAG(bool, sandbox, true,
+          "Run script jobs in a bubblewrap sandbox: read-only system folders, only the job's "
+          "folders writable, private /tmp and /proc, no network, nothing of the agent in sight.");
+ABSL_FLAG(bool, unsafe_scripts_without_sandbox, false,
+          "Run script jobs even where the sandbox does not work (or with --sandbox=false): "
+          "unconfined, they see this machine's files and network. Off, such an agent refuses "
+          "script jobs.");
+ABSL_FLAG(bool, allow_script_network, false,
+          "Let script jobs that ask for it (hyperparameter network=true) reach the network; "
+          "others never do.");
+ABSL_FLAG(int, script_max_processes, 256, "Processes and threads a script job may have at once.");
+ABSL_FLAG(int, script_max_open_files, 1024, "Open files per process of a script job.");
+ABSL_FLAG(int64_t, script_cpu_seconds, 0,
+          "CPU seconds per process of a script job (0: no limit; timeout_seconds bounds the "
+          "wall time).");
+ABSL_FLAG(int64_t, script_max_output_bytes, int64_t{16} << 30,
+          "Bytes a script job may leave in its working and output folders; past it the job is "
+          "stopped.");
 ABSL_FLAG(absl::Duration, acquire_wait, absl::Seconds(30), "Long-poll length of AcquireJob.");
 ABSL_FLAG(absl::Duration, checkpoint_interval, absl::Minutes(5),
           "Checkpoint at least this often (also every checkpoint_every steps).");
@@ -47,6 +76,15 @@ int main(int argc, char** argv) {
                        "trainmesh trainer: an agent that claims jobs and trains them with LibTorch.");
   trainer::AgentOptions options;
   options.api_key = absl::GetFlag(FLAGS_agent_api_key);
+  if (const std::string file = absl::GetFlag(FLAGS_agent_api_key_file); !file.empty()) {
+    std::ifstream in(file);
+    std::string key;
+    if (!in || !std::getline(in, key) || absl::StripAsciiWhitespace(key).empty()) {
+      TM_LOG(Error, "bad configuration").With("error", "cannot read an API key from --agent_api_key_file");
+      return 2;
+    }
+    options.api_key = std::string(absl::StripAsciiWhitespace(key));
+  }
   options.artifact_root = absl::GetFlag(FLAGS_artifact_root);
   if (options.api_key.empty() || options.artifact_root.empty()) {
     TM_LOG(Error, "bad configuration").With("error", "--agent_api_key and --artifact_root are required");
@@ -76,8 +114,24 @@ int main(int argc, char** argv) {
   options.datasets.cache_dir = absl::GetFlag(FLAGS_cache_dir);
   if (options.datasets.cache_dir.empty()) options.datasets.cache_dir = options.work_root + "/datasets";
   options.datasets.max_download_bytes = absl::GetFlag(FLAGS_max_download_bytes);
+  auto address_policy = netpolicy::ParsePolicy(absl::GetFlag(FLAGS_dataset_allow_hosts),
+                                               absl::GetFlag(FLAGS_dataset_allow_cidrs));
+  if (!address_policy.ok()) {
+    TM_LOG(Error, "bad configuration").With("error", address_policy.status());
+    return 1;
+  }
+  options.datasets.address_policy = *std::move(address_policy);
+  options.datasets.address_policy.allow_hint =
+      "an operator can allow it with --dataset_allow_cidrs or --dataset_allow_hosts";
   options.script_user = absl::GetFlag(FLAGS_script_user);
-  options.script_memory_bytes = absl::GetFlag(FLAGS_script_memory_bytes);
+  options.sandbox = absl::GetFlag(FLAGS_sandbox);
+  options.unsafe_scripts_without_sandbox = absl::GetFlag(FLAGS_unsafe_scripts_without_sandbox);
+  options.allow_script_network = absl::GetFlag(FLAGS_allow_script_network);
+  options.script_limits.memory_bytes = absl::GetFlag(FLAGS_script_memory_bytes);
+  options.script_limits.max_processes = absl::GetFlag(FLAGS_script_max_processes);
+  options.script_limits.max_open_files = absl::GetFlag(FLAGS_script_max_open_files);
+  options.script_limits.cpu_seconds = absl::GetFlag(FLAGS_script_cpu_seconds);
+  options.script_limits.max_output_bytes = absl::GetFlag(FLAGS_script_max_output_bytes);
   options.acquire_wait = absl::GetFlag(FLAGS_acquire_wait);
   options.checkpoint_interval = absl::GetFlag(FLAGS_checkpoint_interval);
   std::filesystem::create_directories(options.work_root);
@@ -105,7 +159,7 @@ int main(int argc, char** argv) {
     // lease: gRPC's default backoff grows to two minutes.
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 250);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-    return grpc::CreateCustomChannel(endpoint, grpc::InsecureChannelCredentials(), args);
+    return tls::Channel(endpoint, args);
   };
   trainer::Agent agent(options, trainmesh::v1::SchedulerService::NewStub(channel(absl::GetFlag(FLAGS_scheduler_endpoint))),
                        trainmesh::v1::MetricsService::NewStub(channel(absl::GetFlag(FLAGS_metrics_endpoint))));

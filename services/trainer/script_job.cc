@@ -1,12 +1,12 @@
 #include "services/trainer/script_job.h"
 
-#include <pwd.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <signal.h>
 
+#include <cstdint>
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +15,7 @@
 #include "google/protobuf/util/time_util.h"
 #include "libs/json/json.h"
 #include "libs/lineproto/lineproto.h"
+#include "libs/scriptrun/outputs.h"
 #include "libs/scriptrun/script.h"
 
 namespace trainmesh::trainer {
@@ -25,6 +26,8 @@ using google::protobuf::Struct;
 using google::protobuf::util::TimeUtil;
 
 constexpr size_t kTailLines = 30;
+// Skipped outputs logged one by one; past this, only their number.
+constexpr size_t kSkipsLogged = 20;
 
 const google::protobuf::Value* Field(const Struct& s, const std::string& name) {
   auto it = s.fields().find(name);
@@ -45,15 +48,23 @@ training::RunResult InfraFailure(training::RunResult r, std::string error) {
   return r;
 }
 
-// Copies a file into the store (the working directory may be on another filesystem).
-absl::StatusOr<trainmesh::v1::Artifact> Import(artifacts::ArtifactStore& store, const std::string& job,
-                                               const std::string& name, const fs::path& from, int64_t step) {
-  auto scratch = store.ScratchPath(job, name);
-  if (!scratch.ok()) return scratch.status();
-  std::error_code ec;
-  fs::copy_file(from, *scratch, fs::copy_options::overwrite_existing, ec);
-  if (ec) return absl::UnavailableError(absl::StrCat("copying ", from.filename().string(), ": ", ec.message()));
-  return store.Adopt(job, name, *scratch, step);
+std::string Bytes(int64_t n) {
+  if (n >= (int64_t{1} << 30) && n % (int64_t{1} << 30) == 0) return absl::StrCat(n >> 30, " GiB");
+  if (n >= (int64_t{1} << 20) && n % (int64_t{1} << 20) == 0) return absl::StrCat(n >> 20, " MiB");
+  return absl::StrCat(n, " bytes");
+}
+
+std::string SignalHint(int signal) {
+  switch (signal) {
+    case SIGKILL:
+      return " (out of memory?)";
+    case SIGXCPU:
+      return " (it used up its CPU time, the agent's --script_cpu_seconds)";
+    case SIGXFSZ:
+      return " (a file grew past the size limit)";
+    default:
+      return "";
+  }
 }
 
 }  // namespace
@@ -80,26 +91,29 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
     for (const auto& a : args->list_value().values()) run.args.push_back(a.string_value());
   }
   const auto* timeout = Field(hp, "timeout_seconds");
-  if (timeout != nullptr && timeout->number_value() > 0) run.timeout = absl::Seconds(timeout->number_value());
+  if (timeout != nullptr && timeout->number_value() > 0)
+    run.timeout = absl::Seconds(timeout->number_value());
   const auto* total = Field(hp, "total_steps");
   const int64_t total_steps = total != nullptr ? static_cast<int64_t>(total->number_value()) : 0;
   const auto* seed = Field(hp, "seed");
+  const auto* network = Field(hp, "network");
+  const bool wants_network = network != nullptr && network->bool_value();
+  if (wants_network && !o.allow_network) {
+    return finish(UserFailure(
+        r,
+        "the job asks for the network (hyperparameters.network) but this agent does not "
+        "let scripts reach it (an administrator allows it with --allow_script_network); "
+        "submit it without network or to an agent that allows it"));
+  }
 
   // A fresh working directory, and the dataset where the script can read it.
   const fs::path work = fs::path(o.work_root) / absl::StrCat(o.job.id(), "-", o.attempt);
   std::error_code ec;
   fs::remove_all(work, ec);
   fs::create_directories(work / "output", ec);
-  if (ec) return finish(InfraFailure(r, absl::StrCat("cannot make a working directory: ", ec.message())));
-  chmod(work.c_str(), 0755);
-  if (geteuid() == 0 && !o.user.empty()) {
-    // The script writes its outputs as the unprivileged user.
-    if (passwd* pw = getpwnam(o.user.c_str()); pw != nullptr) {
-      if (chown((work / "output").c_str(), pw->pw_uid, pw->pw_gid) != 0) {
-        return finish(InfraFailure(r, "cannot hand the output directory to the script user"));
-      }
-    }
-  }
+  if (ec)
+    return finish(InfraFailure(r, absl::StrCat("cannot make a working directory: ", ec.message())));
+  // scriptrun hands both directories to the script's user.
   struct Cleanup {
     fs::path dir;
     ~Cleanup() {
@@ -111,15 +125,19 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   if (o.job.dataset_url().rfind("synthetic://", 0) != 0) {
     auto source = datasets::Resolve(o.job.dataset_url(), o.datasets);
     if (!source.ok()) {
-      return finish(absl::IsUnavailable(source.status()) || absl::IsDeadlineExceeded(source.status())
+      return finish(absl::IsUnavailable(source.status()) ||
+                            absl::IsDeadlineExceeded(source.status())
                         ? InfraFailure(r, std::string(source.status().message()))
                         : UserFailure(r, std::string(source.status().message())));
     }
     dataset_path = source->path;
   }
   run.workdir = work.string();
-  run.user = o.user;
-  run.memory_bytes = o.memory_bytes;
+  run.output_dir = (work / "output").string();
+  run.sandbox = o.sandbox;
+  run.sandbox.network = wants_network;
+  // The dataset file is the one thing of the host the script reads.
+  if (!dataset_path.empty()) run.sandbox.read_only.push_back(dataset_path);
   run.env = {
       {"PATH", "/usr/local/bin:/usr/bin:/bin"},
       {"HOME", work.string()},
@@ -131,14 +149,20 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
       {"TRAINMESH_DATASET_URL", o.job.dataset_url()},
       {"TRAINMESH_DATASET_PATH", dataset_path},
       {"TRAINMESH_OUTPUT_DIR", (work / "output").string()},
-      {"TRAINMESH_SEED", absl::StrCat(seed != nullptr ? static_cast<int64_t>(seed->number_value()) : 0)},
+      {"TRAINMESH_SEED",
+       absl::StrCat(seed != nullptr ? static_cast<int64_t>(seed->number_value()) : 0)},
       {"TRAINMESH_HYPERPARAMETERS", json::FromStruct(hp)},
   };
   if (!dataset_path.empty()) {
     // The unprivileged user must be able to read it.
     system_log(absl::StrCat("dataset at ", dataset_path));
   }
-  system_log(absl::StrCat("running ", run.command, run.args.empty() ? "" : " ", absl::StrJoin(run.args, " ")));
+  if (!run.sandbox.enabled) {
+    system_log(
+        "no sandbox: the script runs unconfined on this agent (--unsafe_scripts_without_sandbox)");
+  }
+  system_log(absl::StrCat("running ", run.command, run.args.empty() ? "" : " ",
+                          absl::StrJoin(run.args, " ")));
 
   std::deque<std::string> tail;
   std::map<std::string, double> last;  // the latest value of each metric
@@ -176,10 +200,13 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
         progress.set_step(step);
         const double elapsed = absl::ToDoubleSeconds(absl::Now() - began);
         if (total_steps > 0) {
-          progress.set_fraction(std::min(1.0, static_cast<double>(step) / static_cast<double>(total_steps)));
+          progress.set_fraction(
+              std::min(1.0, static_cast<double>(step) / static_cast<double>(total_steps)));
           if (step > 0 && step < total_steps) {
-            const double eta = elapsed / static_cast<double>(step) * static_cast<double>(total_steps - step);
-            *progress.mutable_eta() = TimeUtil::MillisecondsToDuration(static_cast<int64_t>(eta * 1000));
+            const double eta =
+                elapsed / static_cast<double>(step) * static_cast<double>(total_steps - step);
+            *progress.mutable_eta() =
+                TimeUtil::MillisecondsToDuration(static_cast<int64_t>(eta * 1000));
           }
         }
       }
@@ -202,43 +229,86 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   if (o.sink.progress) o.sink.progress(progress);
   absl::StatusOr<scriptrun::ScriptResult> result = scriptrun::Run(run, on_line, o.stop);
   if (!result.ok()) {
-    return finish(absl::IsInvalidArgument(result.status()) ? UserFailure(r, std::string(result.status().message()))
-                                                           : InfraFailure(r, std::string(result.status().message())));
+    return finish(absl::IsInvalidArgument(result.status())
+                      ? UserFailure(r, std::string(result.status().message()))
+                      : InfraFailure(r, std::string(result.status().message())));
   }
-  const std::string last_lines = tail.empty() ? "" : absl::StrCat("\nlast output:\n", absl::StrJoin(tail, "\n"));
+  const std::string last_lines =
+      tail.empty() ? "" : absl::StrCat("\nlast output:\n", absl::StrJoin(tail, "\n"));
+  const scriptrun::Limits& limits = run.sandbox.limits;
+  if (result->output_limit_exceeded) {
+    return finish(UserFailure(
+        r, absl::StrCat("the script left more than ", Bytes(limits.max_output_bytes),
+                        " (or more than ", limits.max_output_files,
+                        " files) in its working and output directories and was stopped; "
+                        "the agent's limit is --script_max_output_bytes",
+                        last_lines)));
+  }
   if (result->stopped) {
     const int stop = o.stop != nullptr ? o.stop->load() : 0;
-    r.outcome = stop == training::kPreempt ? training::Outcome::kPreempted : training::Outcome::kCancelled;
+    r.outcome =
+        stop == training::kPreempt ? training::Outcome::kPreempted : training::Outcome::kCancelled;
     system_log(absl::StrCat("script stopped at step ", step));
     return finish(r);
   }
   if (result->timed_out) {
-    return finish(UserFailure(r, absl::StrCat("the script ran past timeout_seconds (",
-                                              absl::FormatDuration(run.timeout), ") and was killed", last_lines)));
+    return finish(UserFailure(
+        r, absl::StrCat("the script ran past timeout_seconds (", absl::FormatDuration(run.timeout),
+                        ") and was killed", last_lines)));
   }
   if (result->signal != 0) {
     return finish(UserFailure(r, absl::StrCat("the script was killed by signal ", result->signal,
-                                              result->signal == 9 ? " (out of memory?)" : "", last_lines)));
+                                              SignalHint(result->signal), last_lines)));
   }
   if (result->exit_code != 0) {
-    return finish(UserFailure(r, absl::StrCat("the script exited with code ", result->exit_code, last_lines)));
+    return finish(UserFailure(
+        r, absl::StrCat("the script exited with code ", result->exit_code, last_lines)));
   }
 
-  // Completed: keep what it left in the output directory, and describe the run.
+  // Completed: keep what it left in the output directory (regular files of
+  // its user only, never through a link), and describe the run.
   std::optional<trainmesh::v1::Artifact> model;
-  for (const auto& entry : fs::directory_iterator(work / "output", ec)) {
-    if (!entry.is_regular_file()) continue;
-    const std::string name = entry.path().filename().string();
-    if (name == "model.json") continue;  // ours
-    auto stored = Import(*o.store, o.job.id(), name, entry.path(), step);
-    if (!stored.ok()) {
-      if (absl::IsInvalidArgument(stored.status())) {
-        system_log(absl::StrCat("skipped output file ", name, ": ", stored.status().message()));
-        continue;
-      }
-      return finish(InfraFailure(r, absl::StrCat("storing ", name, ": ", stored.status().message())));
+  std::vector<std::string> skipped;
+  scriptrun::CollectOptions collect;
+  collect.owner = result->uid;
+  if (limits.max_output_bytes > 0) collect.max_bytes = limits.max_output_bytes;
+  absl::StatusOr<scriptrun::CollectReport> report = scriptrun::CollectOutputs(
+      run.output_dir, collect, [&](const scriptrun::OutputFile& file) -> absl::Status {
+        if (file.name == "model.json") {  // ours
+          skipped.push_back("model.json: the agent writes it");
+          return absl::OkStatus();
+        }
+        // The script is gone: the file cannot grow past the size it had.
+        auto stored = o.store->PutFromFd(o.job.id(), file.name, file.fd, file.size, step);
+        if (absl::IsInvalidArgument(stored.status()) ||
+            absl::IsResourceExhausted(stored.status())) {
+          skipped.push_back(absl::StrCat(file.name, ": ", stored.status().message()));
+          return absl::OkStatus();
+        }
+        if (!stored.ok())
+          return absl::Status(stored.status().code(),
+                              absl::StrCat("storing ", file.name, ": ", stored.status().message()));
+        if (file.name == "model.pt") model = *stored;
+        return absl::OkStatus();
+      });
+  if (!report.ok()) {
+    if (absl::IsFailedPrecondition(report.status()) || absl::IsNotFound(report.status())) {
+      return finish(UserFailure(r, absl::StrCat("the script replaced its output directory: ",
+                                                report.status().message())));
     }
-    if (name == "model.pt") model = *stored;
+    return finish(InfraFailure(r, std::string(report.status().message())));
+  }
+  skipped.insert(skipped.end(), report->skipped.begin(), report->skipped.end());
+  for (size_t i = 0; i < skipped.size() && i < kSkipsLogged; ++i) {
+    system_log(absl::StrCat("skipped output ", skipped[i]));
+  }
+  if (skipped.size() > kSkipsLogged)
+    system_log(absl::StrCat("skipped ", skipped.size() - kSkipsLogged, " more outputs"));
+  if (report->over_limit) {
+    return finish(UserFailure(
+        r, absl::StrCat("the script's output files come to more than ", Bytes(collect.max_bytes),
+                        " or ", collect.max_files, " files; the agent kept the first ",
+                        report->collected.size())));
   }
   Struct meta;
   auto& f = *meta.mutable_fields();
@@ -256,7 +326,9 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
     if (std::isfinite(value)) (*metrics)[name].set_number_value(value);
   }
   auto described = o.store->Put(o.job.id(), "model.json", json::FromStruct(meta), step);
-  if (!described.ok()) return finish(InfraFailure(r, absl::StrCat("storing model.json: ", described.status().message())));
+  if (!described.ok())
+    return finish(
+        InfraFailure(r, absl::StrCat("storing model.json: ", described.status().message())));
   r.artifact = model.has_value() ? *model : *described;
   progress.set_step(step);
   if (total_steps > 0) progress.set_fraction(1.0);
@@ -264,6 +336,35 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   r.outcome = training::Outcome::kCompleted;
   system_log(absl::StrCat("script finished at step ", step));
   return finish(r);
+}
+
+}  // namespace trainmesh::trainer
+
+namespace trainmesh::trainer {
+
+ScriptPolicy DecideScriptPolicy(const scriptrun::SandboxOptions& wanted,
+                                bool unsafe_without_sandbox, const std::string& work_root) {
+  ScriptPolicy policy;
+  policy.sandbox = wanted;
+  const absl::Status probe =
+      wanted.enabled ? scriptrun::SandboxAvailable(wanted, work_root)
+                     : absl::FailedPreconditionError("the agent runs with --sandbox=false");
+  if (probe.ok()) return policy;
+  if (unsafe_without_sandbox) {
+    policy.sandbox.enabled = false;
+    policy.warning = absl::StrCat(
+        "script jobs run WITHOUT a sandbox (--unsafe_scripts_without_sandbox): they see this "
+        "machine's files and "
+        "network as the script user; ",
+        probe.message());
+    return policy;
+  }
+  policy.refusal = absl::StrCat(
+      "this agent does not run script jobs: they need a sandbox and it has none (", probe.message(),
+      "). An administrator can make bubblewrap work, or start the agent with "
+      "--unsafe_scripts_without_sandbox "
+      "to run scripts unconfined");
+  return policy;
 }
 
 }  // namespace trainmesh::trainer

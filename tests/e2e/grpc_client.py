@@ -3,7 +3,10 @@ mesh's protos. Submits a job, follows it with WatchJob until it ends, reads
 its metrics back, and checks that errors carry their google.rpc.Status
 details. Prints a JSON summary; exits non-zero on any mismatch.
 
-  python3 grpc_client.py STUBS_DIR JOBS_ENDPOINT METRICS_ENDPOINT API_KEY STEPS
+  python3 grpc_client.py STUBS_DIR JOBS_ENDPOINT METRICS_ENDPOINT API_KEY STEPS [CA_FILE]
+
+With CA_FILE the channels are TLS, verified against that CA (as tools/up runs
+the mesh); without it, plaintext.
 """
 import json
 import sys
@@ -24,8 +27,18 @@ def fail(message):
     sys.exit(1)
 
 
-jobs = jobs_pb2_grpc.JobServiceStub(grpc.insecure_channel(jobs_endpoint))
-metrics = metrics_pb2_grpc.MetricsServiceStub(grpc.insecure_channel(metrics_endpoint))
+ca_file = sys.argv[6] if len(sys.argv) > 6 and sys.argv[6] else None
+
+
+def channel(endpoint):
+    if ca_file is None:
+        return grpc.insecure_channel(endpoint)
+    with open(ca_file, "rb") as f:
+        return grpc.secure_channel(endpoint, grpc.ssl_channel_credentials(root_certificates=f.read()))
+
+
+jobs = jobs_pb2_grpc.JobServiceStub(channel(jobs_endpoint))
+metrics = metrics_pb2_grpc.MetricsServiceStub(channel(metrics_endpoint))
 
 # A bad request: INVALID_ARGUMENT with field violations in the status details.
 bad = jobs_pb2.Job(model="mlp-policy", dataset_url="ftp://nowhere")

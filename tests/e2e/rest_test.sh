@@ -102,7 +102,9 @@ protos=$root/protos
    trainmesh/v1/*.proto google/api/*.proto google/rpc/*.proto) || fail "python stubs"
 jobs_endpoint=$(sed -n 's/^TRAINMESH_ENDPOINT=//p' "$run/credentials.env")
 metrics_endpoint=$(sed -n 's/^TRAINMESH_METRICS_ENDPOINT=//p' "$run/credentials.env")
-summary=$(/usr/bin/python3 "$root/tests/e2e/grpc_client.py" "$stubs" "$jobs_endpoint" "$metrics_endpoint" "$key" 20) \
+tls_ca=$(sed -n 's/^TRAINMESH_TLS_CA=//p' "$run/credentials.env")
+[ -n "$tls_ca" ] || fail "tools/up ran the mesh without TLS"
+summary=$(/usr/bin/python3 "$root/tests/e2e/grpc_client.py" "$stubs" "$jobs_endpoint" "$metrics_endpoint" "$key" 20 "$tls_ca") \
   || fail "grpcio client (agent log: $(tail -5 "$run/agent1.log"))"
 id=$(echo "$summary" | field "['job']")
 echo "$summary" | grep -q '"RUNNING"' || fail "the watch never saw RUNNING: $summary"

@@ -56,8 +56,12 @@ gone() { [ ! -e "/proc/$1" ] || grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/
 # start_trainer NAME KEY: another agent beside the one tools/up started; its
 # pid in pids/NAME.pid, so tools/down stops it too.
 start_trainer() {
+  # The key from the environment, never the command line; the trainer's own
+  # TLS certificate, as tools/up gives its trainer.
+  TRAINMESH_AGENT_API_KEY="$2" TRAINMESH_TLS_CA="$run/tls/ca.pem" TRAINMESH_TLS_CERT="$run/tls/trainer.pem" \
+    TRAINMESH_TLS_KEY="$run/tls/trainer.key" \
   "$TRAINMESH_BUILD_DIR/services/trainer/trainer" --listen="127.0.0.1:$(free_port)" \
-    --agent_api_key="$2" --name="$1" --state_file="$run/$1.agent" \
+    --name="$1" --state_file="$run/$1.agent" \
     --scheduler_endpoint="127.0.0.1:$TRAINMESH_SCHEDULER_PORT" \
     --metrics_endpoint="127.0.0.1:$TRAINMESH_METRICS_PORT" --artifact_root="$run/artifacts" \
     --data_root="$run/data" --work_root="$run/work" >>"$run/logs/$1.log" 2>&1 &

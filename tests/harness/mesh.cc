@@ -1,5 +1,7 @@
 #include "tests/harness/mesh.h"
 
+#include "services/metrics/jobs_client.h"
+
 #include <stdexcept>
 
 #include "absl/strings/str_cat.h"
@@ -29,6 +31,7 @@ void Check(const absl::Status& s, const char* what) {
 }  // namespace
 
 TestMesh::TestMesh(MeshOptions options) {
+  stream_guards_ = std::make_unique<server::StreamGuards>(options.streams);
   dsn_ = pg::testing::TestCluster::Get().NewDatabase();
   Check(pg::Migrate(dsn_, "auth", auth::Migrations()), "auth migrations");
   Check(pg::Migrate(dsn_, "jobs", jobs::Migrations()), "jobs migrations");
@@ -98,8 +101,12 @@ TestMesh::TestMesh(MeshOptions options) {
   metrics_pool_ = std::make_unique<pg::ConnectionPool>(pg::PoolOptions{
       .dsn = dsn_, .size = 8, .prepared = metrics::MetricsStore::PreparedStatements()});
   metrics_store_ = std::make_unique<metrics::MetricsStore>(metrics_pool_.get());
+  // Whose job an id is comes from the jobs service (started below), over
+  // gRPC as in main().
   metrics_service_ = std::make_unique<metrics::MetricsService>(
-      metrics_store_.get(), metrics::MetricsOptions{.prices = *metrics::PriceTable::Parse("cpu=3.6", "USD")});
+      metrics_store_.get(),
+      metrics::MetricsOptions{.prices = *metrics::PriceTable::Parse("cpu=3.6", "USD"),
+                              .job_owner = [this](const std::string& id) { return job_owner_(id); }});
   auto metrics_auth = identity::AuthenticatorForService(identity_options);
   Check(metrics_auth.status(), "metrics authenticator");
   metrics_auth_ = *std::move(metrics_auth);
@@ -124,7 +131,7 @@ TestMesh::TestMesh(MeshOptions options) {
   metrics_listener_->Start();
   metrics_server_ = std::make_unique<metrics::MetricsServer>(
       metrics_service_.get(), metrics_executor_.get(), metrics_auth_.get(), point_feed_.get(),
-      log_feed_.get());
+      log_feed_.get(), metrics::StreamLimits{.guards = stream_guards_.get()});
   metrics_grpc_ = std::make_unique<server::GrpcServer>(
       server::ServerOptions{.address = "127.0.0.1:0", .drain_timeout = absl::Seconds(2)});
   metrics_grpc_->AddService(metrics_server_.get(), "trainmesh.v1.MetricsService");
@@ -149,12 +156,16 @@ TestMesh::TestMesh(MeshOptions options) {
       [this] { hub_.PublishAll(); });
   listener_->Start();
   jobs_server_ = std::make_unique<jobs::JobsServer>(jobs_service_.get(), jobs_executor_.get(),
-                                                    jobs_auth_.get(), &hub_);
+                                                    jobs_auth_.get(), &hub_, nullptr, stream_guards_.get());
   jobs_grpc_ = std::make_unique<server::GrpcServer>(
       server::ServerOptions{.address = "127.0.0.1:0", .drain_timeout = absl::Seconds(2)});
   jobs_grpc_->AddService(jobs_server_.get(), "trainmesh.v1.JobService");
+  job_control_server_ =
+      std::make_unique<jobs::JobControlServer>(jobs_service_.get(), jobs_executor_.get(), jobs_auth_.get());
+  jobs_grpc_->AddService(job_control_server_.get(), "trainmesh.v1.JobControlService");
   jobs_grpc_->OnDrain([this] { hub_.Drain(); });
   Check(jobs_grpc_->Start(), "jobs server");
+  job_owner_ = metrics::JobOwnerFrom(jobs_endpoint(), service_key_);
 
   auth_stub_ = trainmesh::v1::AuthService::NewStub(grpc::CreateChannel(
       absl::StrCat("127.0.0.1:", auth_grpc_->port()), grpc::InsecureChannelCredentials()));

@@ -4,6 +4,7 @@
 // auth with its own service key).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "libs/pg/pool.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
+#include "libs/server/stream_guard.h"
 #include "services/auth/auth_server.h"
 #include "services/auth/auth_service.h"
 #include "services/jobs/jobs_server.h"
@@ -29,6 +31,8 @@ namespace trainmesh::testing {
 struct MeshOptions {
   absl::Duration api_key_cache_ttl = absl::Seconds(10);
   std::map<std::string, identity::RateLimit> rate_limits;
+  // The jobs and metrics services' stream guards, as their mains make them.
+  server::StreamGuards::Options streams;
 };
 
 class TestMesh {
@@ -70,6 +74,9 @@ class TestMesh {
 
  private:
   std::string dsn_;
+  // Shared by the jobs and metrics services here; first, so it outlives
+  // every stream.
+  std::unique_ptr<server::StreamGuards> stream_guards_;
   // auth
   std::unique_ptr<pg::ConnectionPool> auth_pool_;
   std::unique_ptr<auth::AuthStore> auth_store_;
@@ -99,6 +106,8 @@ class TestMesh {
   std::unique_ptr<pg::Listener> listener_;
   std::unique_ptr<jobs::JobsServer> jobs_server_;
   std::unique_ptr<server::GrpcServer> jobs_grpc_;
+  std::unique_ptr<jobs::JobControlServer> job_control_server_;
+  std::function<absl::StatusOr<std::string>(const std::string&)> job_owner_;
   // clients
   std::unique_ptr<trainmesh::v1::AuthService::Stub> auth_stub_;
   std::unique_ptr<trainmesh::v1::JobService::Stub> jobs_stub_;

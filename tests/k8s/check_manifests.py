@@ -3,7 +3,20 @@
 
 - every container has a pinned image (a tag, never `latest`), and resource
   requests and limits for cpu and memory; every Deployment container has
-  readiness and liveness probes;
+  readiness and liveness probes; those of gRPC servers are GET /healthz on
+  the metrics port (their gRPC ports speak TLS, which kubelet gRPC probes
+  cannot);
+- TLS on every gRPC hop: every Deployment container sets TRAINMESH_TLS_CA to a
+  file of a mounted Secret; every gRPC server also sets TRAINMESH_TLS_CERT and
+  TRAINMESH_TLS_KEY to files of one mounted Secret, the services' (behind a
+  Service) from trainmesh-tls; the services' key is mounted into no other pod,
+  and trainers mount nothing of trainmesh-tls; the Ingress's certificate is
+  not kept in a Secret the mesh mounts;
+- no secret on a command line: no container has an --*api_key or
+  --page_token_secret argument (the binaries refuse them);
+- with the build directory: every *_endpoint a container's binary calls is a
+  Service the NetworkPolicies let that pod reach, and they let no pod reach a
+  gRPC port it never calls;
 - selectors match labels (Deployments, Services, PodDisruptionBudgets,
   NetworkPolicies); scale targets exist;
 - Service target ports and probe ports are ports the container declares, and
@@ -57,10 +70,15 @@ build = sys.argv[2] if len(sys.argv) > 2 else ""
 binary_flags = {}
 
 
-def flags_of(image):
-    """The flags of the binary an image runs (trainmesh/NAME[-cuda]:TAG), or all flags."""
+def binary_of(image):
+    """The binary an image runs (trainmesh/NAME[-cuda]:TAG)."""
     name = image.rsplit("/", 1)[-1].split(":")[0]
-    name = name[:-len("-cuda")] if name.endswith("-cuda") else name
+    return name[:-len("-cuda")] if name.endswith("-cuda") else name
+
+
+def flags_of(image):
+    """The flags of the binary an image runs, or all flags."""
+    name = binary_of(image)
     if name not in binary_flags:
         path = os.path.join(build, "gateway", "gateway") if name == "gateway" else \
             os.path.join(build, "services", name, name)
@@ -71,6 +89,11 @@ def flags_of(image):
         else:
             binary_flags[name] = flags
     return binary_flags[name]
+
+
+def own_flags_known(image):
+    """Whether flags_of(image) are the binary's own (its --helpfull)."""
+    return flags_of(image) is not flags
 
 # Series the mesh exports: metric names as string literals in the sources
 # (histograms also as _bucket, _sum and _count).
@@ -133,6 +156,105 @@ def admits(policy, pod_labels, namespace, port):
                     match_expressions(ns, {"kubernetes.io/metadata.name": namespace}):
                 return True
     return False
+
+
+def allowed(policies, target_labels, port, source_labels=None, namespace=None):
+    """Whether the NetworkPolicies let a pod of this namespace with source_labels
+    (or any pod of `namespace`) reach `port` of a pod with target_labels: no
+    Ingress policy selects the target, or one of those that do admits it."""
+    selecting = [p for p in policies if "Ingress" in p["spec"].get("policyTypes", ["Ingress"])
+                 and match_expressions(p["spec"]["podSelector"], target_labels)]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = [p.get("port") for p in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            if "from" not in rule:
+                return True
+            for peer in rule["from"]:
+                if "ipBlock" in peer:
+                    continue
+                ns, pods = peer.get("namespaceSelector"), peer.get("podSelector")
+                if namespace is None and ns is None and source_labels is not None \
+                        and match_expressions(pods, source_labels):
+                    return True
+                if namespace is not None and ns is not None and pods is None \
+                        and match_expressions(ns, {"kubernetes.io/metadata.name": namespace}):
+                    return True
+    return False
+
+
+def effective_env(container, config_maps):
+    """The container's TRAINMESH_* settings with literal values: its ConfigMaps
+    (envFrom), then its env. A value from a Secret or field reads as None."""
+    env = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref and ref.get("name") in config_maps:
+            env.update({source.get("prefix", "") + k: v for k, v in config_maps[ref["name"]].items()})
+    for e in container.get("env", []):
+        env[e["name"]] = e.get("value")
+    return env
+
+
+def setting(container, env, flag):
+    """A flag's value in the container: its --flag= argument, else TRAINMESH_<FLAG>."""
+    for arg in container.get("args", []):
+        if arg.startswith(f"--{flag}="):
+            return arg.split("=", 1)[1]
+    return env.get("TRAINMESH_" + flag.upper())
+
+
+def secret_sources(volume):
+    """[(Secret name, {file path: key} or None for every key)] a volume projects."""
+    if "secret" in volume:
+        sources = [volume["secret"]]
+    elif "projected" in volume:
+        sources = [s["secret"] for s in volume["projected"].get("sources", []) if "secret" in s]
+    else:
+        return []
+    return [(s.get("secretName", s.get("name")),
+             {i["path"]: i["key"] for i in s["items"]} if s.get("items") else None) for s in sources]
+
+
+def mounted_secret_keys(pod_spec, container):
+    """{(Secret name, key or "*" for every key)} a container mounts."""
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    out = set()
+    for m in container.get("volumeMounts", []):
+        for name, items in secret_sources(volumes.get(m["name"], {})):
+            if m.get("subPath"):
+                out.add((name, items.get(m["subPath"], m["subPath"]) if items else m["subPath"]))
+            else:
+                out.update({(name, k) for k in items.values()} if items is not None else {(name, "*")})
+    return out
+
+
+def secret_file(pod_spec, container, path):
+    """(Secret name, key) of the mounted Secret file at `path`, or None."""
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    for m in container.get("volumeMounts", []):
+        mount = m["mountPath"].rstrip("/")
+        if m.get("subPath"):
+            rel = m["subPath"] if path == mount else None
+        else:
+            rel = path[len(mount) + 1:] if path.startswith(mount + "/") else None
+        if not rel:
+            continue
+        for name, items in secret_sources(volumes.get(m["name"], {})):
+            if items is None:
+                return name, rel
+            if rel in items:
+                return name, items[rel]
+    return None
+
+
+# The Secret holding the services' certificate and key (and the CA).
+SERVICES_TLS = "trainmesh-tls"
+# Secret names on a command line: the binaries refuse these flags.
+SECRET_ARG = re.compile(r"--(\w*api_key|page_token_secret)(=|$)")
 
 
 # Where each API group's TypeScript types live (tests/k8s/package.json).
@@ -217,15 +339,20 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
             ports = {p["containerPort"] for p in c.get("ports", [])}
             named = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
             if w["kind"] == "Deployment":
-                for probe in ("readinessProbe", "livenessProbe"):
+                for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
                     if probe not in c:
-                        problem(overlay, w, f"container {c['name']}: no {probe}")
+                        if probe != "startupProbe":
+                            problem(overlay, w, f"container {c['name']}: no {probe}")
                         continue
                     p = c[probe]
                     port = (p.get("grpc") or p.get("httpGet") or p.get("tcpSocket") or {}).get("port")
                     port = named.get(port, port)
                     if port not in ports:
                         problem(overlay, w, f"container {c['name']}: {probe} port {port} is not a container port")
+            for arg in c.get("command", []) + c.get("args", []):
+                if SECRET_ARG.match(arg):
+                    problem(overlay, w, f"container {c['name']}: a secret on the command line "
+                            f"({arg.split('=', 1)[0]}; set it in env from a Secret)")
             own = flags_of(image)
             for arg in c.get("args", []):
                 m = re.match(r"--(\w+)(=(.*))?$", arg)
@@ -240,7 +367,8 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
             for env in c.get("env", []):
                 if env["name"].startswith("TRAINMESH_") and env["name"][10:].lower() not in own:
                     problem(overlay, w, f"container {c['name']}: env {env['name']} is no flag of its binary")
-                if "value" in env and re.search(r"KEY|SECRET|PASSWORD|DATABASE_URL", env["name"]):
+                if "value" in env and re.search(r"KEY|SECRET|PASSWORD|DATABASE_URL", env["name"]) \
+                        and not secret_file(spec, c, env["value"]):
                     problem(overlay, w, f"env {env['name']} carries a literal credential")
 
     for cm in by_kind.get("ConfigMap", []):
@@ -288,6 +416,109 @@ for overlay_dir in sorted(glob.glob(os.path.join(root, "k8s", "overlays", "*")))
         if sel and not any(match_expressions(sel, t["metadata"].get("labels", {})) for t in pods.values()) \
                 and "cnpg.io/cluster" not in sel.get("matchLabels", {}):
             problem(overlay, np, "podSelector matches no pods")
+    # TLS on every gRPC hop, and probes that do not need plaintext gRPC.
+    config_maps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in by_kind.get("ConfigMap", [])}
+    policies = by_kind.get("NetworkPolicy", [])
+    grpc_services = [svc for svc in by_kind.get("Service", [])
+                     if any(p.get("name") == "grpc" for p in svc["spec"]["ports"])]
+    mesh_tls = set()  # the Secrets the mesh's TLS files come from
+    for w in by_kind.get("Deployment", []):
+        template = w["spec"]["template"]
+        spec, labels = template["spec"], template["metadata"].get("labels", {})
+        behind_service = any(matches(svc["spec"]["selector"], labels) for svc in grpc_services)
+        for c in spec["containers"]:
+            env = effective_env(c, config_maps)
+            named = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
+            grpc_server = "grpc" in named
+            files = {}
+            for var in ("TRAINMESH_TLS_CA",) + (("TRAINMESH_TLS_CERT", "TRAINMESH_TLS_KEY") if grpc_server else ()):
+                if not env.get(var):
+                    problem(overlay, w, f"container {c['name']}: no {var}: its gRPC "
+                            f"{'server' if var != 'TRAINMESH_TLS_CA' else 'calls'} would be plaintext")
+                    continue
+                files[var] = secret_file(spec, c, env[var])
+                if files[var] is None:
+                    problem(overlay, w, f"container {c['name']}: {var}={env[var]} is no file of a mounted Secret")
+                else:
+                    mesh_tls.add(files[var][0])
+            cert, key = files.get("TRAINMESH_TLS_CERT"), files.get("TRAINMESH_TLS_KEY")
+            if cert and key and cert[0] != key[0]:
+                problem(overlay, w, f"container {c['name']}: its TLS certificate and key come from "
+                        f"different Secrets ({cert[0]}, {key[0]})")
+            if grpc_server and behind_service and cert and cert[0] != SERVICES_TLS:
+                problem(overlay, w, f"container {c['name']}: a service's certificate must be "
+                        f"{SERVICES_TLS}'s (it covers the services' DNS names), not {cert[0]}'s")
+            mounted = mounted_secret_keys(spec, c)
+            if binary_of(c.get("image", "")) == "trainer" and any(n == SERVICES_TLS for n, _ in mounted):
+                problem(overlay, w, f"container {c['name']}: a trainer mounts {SERVICES_TLS}, "
+                        "the services' Secret (give it trainmesh-trainer-tls)")
+            elif not behind_service and any(n == SERVICES_TLS and k != "ca.crt" for n, k in mounted):
+                problem(overlay, w, f"container {c['name']}: mounts the services' private key "
+                        f"({SERVICES_TLS}) but is no gRPC service (mount only its ca.crt)")
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                p = c.get(probe)
+                if p is None:
+                    continue
+                if "grpc" in p:
+                    problem(overlay, w, f"container {c['name']}: {probe} is a gRPC probe "
+                            "(kubelet gRPC probes are plaintext; the gRPC ports speak TLS)")
+                elif grpc_server:
+                    get = p.get("httpGet", {})
+                    port = named.get(get.get("port"), get.get("port"))
+                    if get.get("path") != "/healthz" or port != named.get("metrics"):
+                        problem(overlay, w, f"container {c['name']}: {probe} is not GET /healthz "
+                                "on its metrics port")
+    for ing in by_kind.get("Ingress", []):
+        for tls in ing["spec"].get("tls", []):
+            if tls.get("secretName") in mesh_tls | {SERVICES_TLS}:
+                problem(overlay, ing, f"its certificate's Secret {tls['secretName']} is the mesh's "
+                        "(cert-manager would replace the mesh's certificate with the public one)")
+
+    # The NetworkPolicies admit exactly the gRPC calls the binaries make (known
+    # only from their --helpfull: the *_endpoint flags each defines).
+    deployments_list = by_kind.get("Deployment", [])
+    if all(own_flags_known(c.get("image", "")) for w in deployments_list
+           for c in w["spec"]["template"]["spec"]["containers"]):
+        calls = set()  # (caller Deployment, callee Deployment, container port)
+        for w in deployments_list:
+            template = w["spec"]["template"]
+            for c in template["spec"]["containers"]:
+                env = effective_env(c, config_maps)
+                for flag in sorted(f for f in flags_of(c["image"]) if f.endswith("_endpoint")):
+                    value = setting(c, env, flag)
+                    if not value:
+                        continue
+                    host, _, port = value.rpartition(":")
+                    svc = next((s for s in by_kind.get("Service", []) if s["metadata"]["name"] == host.split(".")[0]), None)
+                    sp = svc and next((p for p in svc["spec"]["ports"] if p["port"] == int(port)), None)
+                    if not sp:
+                        problem(overlay, w, f"container {c['name']}: --{flag}={value} is no Service port")
+                        continue
+                    for callee in deployments_list:
+                        t = callee["spec"]["template"]
+                        if callee is w or not matches(svc["spec"]["selector"], t["metadata"].get("labels", {})):
+                            continue
+                        declared = {p.get("name"): p["containerPort"] for cc in t["spec"]["containers"] for p in cc.get("ports", [])}
+                        target = declared.get(sp.get("targetPort"), sp.get("targetPort", sp["port"]))
+                        calls.add((w["metadata"]["name"], callee["metadata"]["name"], target))
+                        if not allowed(policies, t["metadata"].get("labels", {}), target,
+                                       source_labels=template["metadata"].get("labels", {})):
+                            problem(overlay, w, f"container {c['name']}: calls {host}:{port} (--{flag}) but no "
+                                    f"NetworkPolicy lets it reach {callee['metadata']['name']}:{target}")
+        for callee in deployments_list:
+            t = callee["spec"]["template"]
+            grpc_ports = [p["containerPort"] for cc in t["spec"]["containers"] for p in cc.get("ports", [])
+                          if p.get("name") == "grpc"]
+            for caller in workloads:
+                if caller is callee:
+                    continue
+                for port in grpc_ports:
+                    if (caller["metadata"]["name"], callee["metadata"]["name"], port) not in calls and \
+                            allowed(policies, t["metadata"].get("labels", {}), port,
+                                    source_labels=caller["spec"]["template"]["metadata"].get("labels", {})):
+                        problem(overlay, callee, f"NetworkPolicies let {caller['kind']}/{caller['metadata']['name']} "
+                                f"reach gRPC port {port}, which it never calls")
+
     names = {d["metadata"]["name"] for d in by_kind.get("Deployment", [])}
     for hpa in by_kind.get("HorizontalPodAutoscaler", []):
         if hpa["spec"]["scaleTargetRef"]["name"] not in names:

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/tls/tls.h"
 #include "tools/cli/args.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 
@@ -45,13 +46,19 @@ int main(int argc, char** argv) {
   v1::GetJobRequest get;
   get.set_id(args->Get("job-id"));
 
+  // TLS when given the CA of the server's certificate (tools/bench tls).
+  auto creds = tls::ChannelCredentials({.ca_file = args->Get("tls-ca")});
+  if (!creds.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(creds.status().message()).c_str());
+    return 2;
+  }
   // One HTTP/2 connection per 8 clients, as a fleet of real clients would spread.
   std::vector<std::unique_ptr<v1::JobService::Stub>> stubs;
   for (int i = 0; i < (clients + 7) / 8; ++i) {
     grpc::ChannelArguments channel_args;
     channel_args.SetInt("grpc.channel_id", i);  // distinct channels, not a shared subchannel
     stubs.push_back(v1::JobService::NewStub(grpc::CreateCustomChannel(
-        args->Get("endpoint"), grpc::InsecureChannelCredentials(), channel_args)));
+        args->Get("endpoint"), *creds, channel_args)));
   }
   v1::CreateJobRequest request;
   request.mutable_job()->set_model("mlp-policy");

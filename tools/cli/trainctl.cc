@@ -44,6 +44,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "libs/tls/tls.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
@@ -120,6 +121,7 @@ Usage:
 
 Global flags:
   --endpoint HOST:PORT   jobs service (TRAINMESH_ENDPOINT)
+  --tls-ca FILE          CA that signed the services' certificates (TRAINMESH_TLS_CA)
   --auth-endpoint H:P    auth service (TRAINMESH_AUTH_ENDPOINT)
   --metrics-endpoint H:P metrics service (TRAINMESH_METRICS_ENDPOINT)
   --scheduler-endpoint H:P  scheduler (TRAINMESH_SCHEDULER_ENDPOINT)
@@ -140,6 +142,8 @@ struct Connection {
   // The REST gateway's base URL, for links to the dashboard (may be empty).
   std::string gateway;
   std::string credential;
+  // PEM CA the services' certificates are checked against; empty: plaintext.
+  std::string tls_ca;
 };
 
 // Where `trainctl login` keeps its token.
@@ -181,6 +185,7 @@ Connection ResolveConnection(const Args& args) {
   if (c.metrics_endpoint.empty()) c.metrics_endpoint = "127.0.0.1:7004";
   if (c.scheduler_endpoint.empty()) c.scheduler_endpoint = "127.0.0.1:7003";
   c.gateway = pick("gateway", "TRAINMESH_GATEWAY");
+  c.tls_ca = pick("tls-ca", "TRAINMESH_TLS_CA");
   // Explicit flags, then the environment, then a stored login, then tools/up's file.
   for (const auto& [flag, env] : {std::pair<const char*, const char*>{"token", "TRAINMESH_TOKEN"},
                                   {"api-key", "TRAINMESH_API_KEY"}}) {
@@ -206,15 +211,20 @@ class Client {
   Client(const Args& args) : args_(args), connection_(ResolveConnection(args)) {
     grpc::ChannelArguments channel_args;
     channel_args.SetMaxReceiveMessageSize(64 << 20);
-    channel_ = grpc::CreateCustomChannel(connection_.endpoint, grpc::InsecureChannelCredentials(),
-                                         channel_args);
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> creds =
+        tls::ChannelCredentials({.ca_file = connection_.tls_ca});
+    if (!creds.ok()) {
+      std::cerr << "error: " << creds.status().message() << " (TRAINMESH_TLS_CA, --tls-ca)\n";
+      std::exit(2);
+    }
+    channel_ = grpc::CreateCustomChannel(connection_.endpoint, *creds, channel_args);
     jobs_ = trainmesh::v1::JobService::NewStub(channel_);
-    auth_ = trainmesh::v1::AuthService::NewStub(grpc::CreateCustomChannel(
-        connection_.auth_endpoint, grpc::InsecureChannelCredentials(), channel_args));
-    metrics_ = trainmesh::v1::MetricsService::NewStub(grpc::CreateCustomChannel(
-        connection_.metrics_endpoint, grpc::InsecureChannelCredentials(), channel_args));
-    scheduler_ = trainmesh::v1::SchedulerService::NewStub(grpc::CreateCustomChannel(
-        connection_.scheduler_endpoint, grpc::InsecureChannelCredentials(), channel_args));
+    auth_ = trainmesh::v1::AuthService::NewStub(
+        grpc::CreateCustomChannel(connection_.auth_endpoint, *creds, channel_args));
+    metrics_ = trainmesh::v1::MetricsService::NewStub(
+        grpc::CreateCustomChannel(connection_.metrics_endpoint, *creds, channel_args));
+    scheduler_ = trainmesh::v1::SchedulerService::NewStub(
+        grpc::CreateCustomChannel(connection_.scheduler_endpoint, *creds, channel_args));
     absl::Duration timeout;
     timeout_ = absl::ParseDuration(args.Get("timeout", "30s"), &timeout) ? timeout
                                                                          : absl::Seconds(30);
