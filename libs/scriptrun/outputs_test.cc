@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <string>
@@ -56,6 +57,11 @@ class CollectTest : public ::testing::Test {
     out_ = root_ + "/output";
     mkdir(out_.c_str(), 0755);
     if (geteuid() == 0) chown(out_.c_str(), kScriptUid, kScriptUid);
+  }
+
+  void TearDown() override {
+    std::error_code ec;
+    std::filesystem::remove_all(root_, ec);
   }
 
   absl::StatusOr<CollectReport> Collect(CollectOptions options = {}) {
