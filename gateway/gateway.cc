@@ -90,6 +90,9 @@ absl::Status CheckForwarded(const HttpRequest& request, absl::string_view author
   } else if (request.request_id.size() > kMaxRequestId) {
     violations.Add("X-Request-Id", absl::StrCat("must be at most ", kMaxRequestId, " bytes"));
   }
+  if (!printable(request.signed_url) || request.signed_url.size() > kMaxAuthorization) {
+    violations.Add("path", "of a signed URL must be printable ASCII, at most 8 KiB");
+  }
   return violations.ToStatus("request headers cannot be forwarded");
 }
 
@@ -100,6 +103,9 @@ void AddMetadata(const HttpRequest& request, grpc::ClientContext* context) {
   // Who is calling, for the services' per-client limits (login throttling);
   // they believe it only from the gateway's own address.
   if (!request.client_address.empty()) context->AddMetadata("x-forwarded-for", request.client_address);
+  // The credential came from the URL: the services accept only a signed
+  // URL's token for this very path (identity::kSignedUrlMetadata).
+  if (!request.signed_url.empty()) context->AddMetadata("x-trainmesh-url", request.signed_url);
 }
 
 enum class Format { kSse, kNdjson, kRaw };
@@ -511,8 +517,9 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
   std::string effective_query = query;
   absl::string_view authorization_source = "Authorization";
   if (route->method->server_streaming()) {
-    // A browser's EventSource cannot set headers: a streaming GET may carry
-    // its bearer token as ?access_token=.
+    // A browser's EventSource or download link cannot set headers: a
+    // streaming GET may carry a signed URL's token (POST /v1/auth:signUrl) as
+    // ?access_token=; the services check it was signed for this path.
     std::string kept;
     for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
       if (absl::StartsWith(pair, "access_token=")) {
@@ -520,6 +527,7 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
         if (effective.authorization.empty() &&
             transcoding::PercentDecode(pair.substr(std::strlen("access_token=")), true, &token)) {
           effective.authorization = absl::StrCat("Bearer ", token);
+          effective.signed_url = std::string(path);
           authorization_source = "access_token";
         }
         continue;

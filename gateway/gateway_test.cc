@@ -18,6 +18,7 @@
 #include <future>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "libs/http/http_server.h"
@@ -28,6 +29,7 @@
 #include "google/rpc/status.pb.h"
 #include "gtest/gtest.h"
 #include "tests/harness/mesh.h"
+#include "trainmesh/v1/auth.pb.h"
 #include "trainmesh/v1/jobs.pb.h"
 
 namespace trainmesh::gateway {
@@ -501,6 +503,15 @@ TEST(GatewayStaticTest, ServesTheDashboardWithSinglePageAppFallbackAndNothingOut
 }
 
 // Creates a job over REST and returns its id.
+// A signed URL for `path` (POST /v1/auth:signUrl through the gateway).
+std::string SignUrl(Client& client, const std::string& token, const std::string& path) {
+  const Reply signed_url = client.Send("POST", "/v1/auth:signUrl", R"({"path": ")" + path + R"("})", token);
+  EXPECT_EQ(signed_url.status, 200) << signed_url.body;
+  v1::SignedUrl out;
+  EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(signed_url.body, &out).ok()) << signed_url.body;
+  return out.url();
+}
+
 std::string CreateJob(Client& client, const std::string& token) {
   const Reply created = client.Send(
       "POST", "/v1/jobs", R"({"model": "mlp-policy", "datasetUrl": "synthetic://reach", "hyperparameters": {"steps": 50}})",
@@ -572,12 +583,55 @@ TEST_F(GatewayTest, NdjsonStreamsAndErrorsBeforeTheFirstByteAreOrdinaryAnswers) 
   EXPECT_THAT(report.body, HasSubstr("batchReport"));
 }
 
+// ?access_token= takes only a signed URL's token, for the path it was signed
+// for; the token opens nothing else, and no other credential rides in a URL.
+TEST_F(GatewayTest, SignedUrlsOpenTheirOwnPathOnly) {
+  Client client(server_->port());
+  const std::string id = CreateJob(client, ada_.token);
+  const std::string events = "/v1/jobs/" + id + ":watch";
+  const std::string url = SignUrl(client, ada_.token, events);
+  ASSERT_TRUE(absl::StartsWith(url, events + "?access_token=")) << url;
+  const std::string token = url.substr(url.find('=') + 1);
+  {
+    StreamClient opened(server_->port(), url, "", "text/event-stream");
+    ASSERT_TRUE(opened.ReadUntil("\"CREATED\"")) << opened.head() << opened.body();
+    EXPECT_THAT(opened.head(), HasSubstr("HTTP/1.1 200"));
+  }
+  auto refused = [&](const std::string& target, const std::string& header) {
+    StreamClient s(server_->port(), target, header, "text/event-stream");
+    EXPECT_TRUE(s.ReadUntil("}")) << target << ": " << s.head();
+    EXPECT_THAT(s.head() + s.body(), ::testing::AnyOf(HasSubstr("HTTP/1.1 401"), HasSubstr(R"("code":16)")))
+        << target << ": " << s.body();
+    return s.body();
+  };
+  // A login token in the URL.
+  EXPECT_THAT(refused(events + "?access_token=" + ada_.token, ""), HasSubstr("signed URL"));
+  // The signed token on another path of the same job, or on a query of its own.
+  refused("/v1/jobs/" + id + "/logs:stream?access_token=" + token, "");
+  refused("/v1/jobs:watch?access_token=" + token, "");
+  // The signed token as a bearer credential, streams and unary calls alike.
+  refused(events, token);
+  const Reply get = client.Send("GET", "/v1/jobs/" + id, "", token);
+  EXPECT_EQ(get.status, 401) << get.body;
+  // Only streams and downloads can be signed, never for a job token or URL.
+  const Reply list = client.Send("POST", "/v1/auth:signUrl", R"({"path": "/v1/jobs"})", ada_.token);
+  EXPECT_EQ(list.status, 400) << list.body;
+  EXPECT_THAT(list.body, HasSubstr(R"("field":"path")"));
+  const Reply again = client.Send("POST", "/v1/auth:signUrl", R"({"path": ")" + events + R"("})", token);
+  EXPECT_EQ(again.status, 401) << again.body;
+  // Another user's job: the signature is fine, the job is not theirs.
+  const testing::TestMesh::User eve = mesh_.AddUser("eve");
+  StreamClient stranger(server_->port(), SignUrl(client, eve.token, events), "", "text/event-stream");
+  ASSERT_TRUE(stranger.ReadUntil("}")) << stranger.head();
+  EXPECT_THAT(stranger.head() + stranger.body(), ::testing::AnyOf(HasSubstr("HTTP/1.1 404"), HasSubstr(R"("code":5)")));
+}
+
 TEST_F(GatewayTest, IdleStreamsGetHeartbeatsAndEndWhenTheClientLeaves) {
   Client client(server_->port());
   const std::string id = CreateJob(client, ada_.token);
   {
-    // EventSource cannot send headers: the token rides in the query.
-    StreamClient metrics(server_->port(), "/v1/jobs/" + id + "/metrics:stream?access_token=" + ada_.token, "",
+    // EventSource cannot send headers: a signed URL carries its own token.
+    StreamClient metrics(server_->port(), SignUrl(client, ada_.token, "/v1/jobs/" + id + "/metrics:stream"), "",
                          "text/event-stream");
     ASSERT_TRUE(metrics.ReadUntil(": heartbeat\n\n")) << metrics.head() << metrics.body();
     EXPECT_THAT(metrics.head(), HasSubstr("HTTP/1.1 200"));

@@ -69,6 +69,10 @@ class ArtifactStore {
   // "figures/loss.png"), each letters, digits, '.', '-', '_', not starting
   // with '.', at most 128 characters; 512 in all.
   static bool ValidName(absl::string_view name);
+  // ValidName's rule, in words for error messages.
+  static constexpr char kNameRule[] =
+      "a file of the job's artifacts: up to 8 '/'-separated parts of letters, digits, '.', "
+      "'-', '_' (none starting with '.'), e.g. model.pt or figures/loss.png";
   const std::string& root() const { return root_; }
 
  private:

@@ -28,6 +28,8 @@ struct HttpRequest {
   std::string accept;         // the Accept header (stream formats)
   std::string last_event_id;  // the Last-Event-ID header (SSE resume)
   std::string client_address;  // the TCP peer's IP address ("" when unknown)
+  // Not parsed: the gateway sets it to the path an ?access_token= came with.
+  std::string signed_url;
 };
 
 class BodyStream;

@@ -8,12 +8,36 @@
 #include "absl/strings/strip.h"
 #include "libs/identity/api_keys.h"
 #include "libs/identity/jwt.h"
+#include "libs/transcoding/transcoding.h"
 #include "protos/registry.h"
 #include "trainmesh/v1/options.pb.h"
 
 namespace trainmesh::identity {
 
 using trainmesh::v1::Principal;
+
+absl::StatusOr<const google::protobuf::MethodDescriptor*> SignableMethod(absl::string_view path) {
+  static const transcoding::Router* const router = [] {
+    absl::StatusOr<transcoding::Router> r = transcoding::Router::FromServices(proto::Services());
+    if (!r.ok()) std::abort();  // the compiled-in protos are the gateway's too
+    return new transcoding::Router(*std::move(r));
+  }();
+  const absl::string_view bare = path.substr(0, path.find('?'));
+  absl::StatusOr<transcoding::Router::Match> match = router->Find("GET", bare);
+  const google::protobuf::MethodDescriptor* method = match.ok() ? match->route->method : nullptr;
+  bool reads = false;
+  if (method != nullptr) {
+    for (const std::string& scope : method->options().GetExtension(trainmesh::v1::auth).scopes()) {
+      reads = reads || scope == "jobs:read";
+    }
+  }
+  if (method == nullptr || !method->server_streaming() || !reads) {
+    return absl::InvalidArgumentError(
+        "only the GET path of a stream or download can be signed (a job's :watch, "
+        "jobs:watch, metrics:stream, logs:stream, artifact)");
+  }
+  return method;
+}
 
 const google::protobuf::MethodDescriptor& MethodOf(const std::string& service,
                                                    const std::string& method) {
@@ -31,7 +55,10 @@ absl::StatusOr<Principal> Authenticator::Authorize(
   auto it = metadata.find("authorization");
   absl::string_view header;
   if (it != metadata.end()) header = absl::string_view(it->second.data(), it->second.size());
-  return AuthorizeCredential(header, method);
+  auto url = metadata.find(kSignedUrlMetadata);
+  absl::string_view signed_url;
+  if (url != metadata.end()) signed_url = absl::string_view(url->second.data(), url->second.size());
+  return AuthorizeCredential(header, method, signed_url);
 }
 
 absl::StatusOr<Principal> Authenticator::AuthorizeWithBodyToken(
@@ -52,7 +79,8 @@ absl::StatusOr<Principal> Authenticator::Authenticate(absl::string_view credenti
 }
 
 absl::StatusOr<Principal> Authenticator::AuthorizeCredential(
-    absl::string_view header, const google::protobuf::MethodDescriptor& method) const {
+    absl::string_view header, const google::protobuf::MethodDescriptor& method,
+    absl::string_view signed_url) const {
   const trainmesh::v1::MethodAuth& rule = method.options().GetExtension(trainmesh::v1::auth);
   Principal principal;
   if (!options_.insecure_fixed_subject.empty()) {
@@ -76,6 +104,22 @@ absl::StatusOr<Principal> Authenticator::AuthorizeCredential(
   absl::StatusOr<Principal> resolved = Authenticate(credential);
   if (!resolved.ok()) return resolved.status();
   principal = *std::move(resolved);
+  if (principal.kind() == Principal::URL || !signed_url.empty()) {
+    // A signed URL opens its own path only; a URL carries nothing else.
+    if (signed_url.empty()) {
+      return absl::UnauthenticatedError(
+          "a signed URL's token works only as the ?access_token= of the URL it was signed for");
+    }
+    if (principal.kind() != Principal::URL) {
+      return absl::UnauthenticatedError(
+          "?access_token= takes only a signed URL's token (POST /v1/auth:signUrl); send "
+          "tokens and API keys in the Authorization header");
+    }
+    absl::StatusOr<const google::protobuf::MethodDescriptor*> opens = SignableMethod(signed_url);
+    if (principal.url() != signed_url || !opens.ok() || *opens != &method) {
+      return absl::UnauthenticatedError("this signed URL was signed for another path");
+    }
+  }
   if (!rule.public_() && rule.scopes_size() > 0) {
     bool allowed = false;
     for (const std::string& needed : rule.scopes()) {

@@ -18,6 +18,16 @@
 
 namespace trainmesh::identity {
 
+// Metadata the gateway sets to the request's path (no query) when the
+// credential came from `?access_token=`: such a credential must be a signed
+// URL's token, signed for that path, and opens only that path's method.
+inline constexpr char kSignedUrlMetadata[] = "x-trainmesh-url";
+
+// The method a signed URL for `path` (a query is ignored) opens: the GET route
+// of a server-streaming method that reads (needs jobs:read): job, jobs-feed,
+// metric and log streams and artifact downloads. INVALID_ARGUMENT otherwise.
+absl::StatusOr<const google::protobuf::MethodDescriptor*> SignableMethod(absl::string_view path);
+
 struct AuthenticatorOptions {
   std::shared_ptr<TokenVerifier> tokens;
   // Resolves API keys; unset: API keys are refused.
@@ -44,9 +54,12 @@ class Authenticator {
       const grpc::ServerContextBase& context,
       const google::protobuf::MethodDescriptor& method) const;
 
+  // As Authorize, for a credential at hand. `signed_url` is the path the
+  // gateway saw the credential in (kSignedUrlMetadata), or empty.
   absl::StatusOr<trainmesh::v1::Principal> AuthorizeCredential(
       absl::string_view authorization_header,
-      const google::protobuf::MethodDescriptor& method) const;
+      const google::protobuf::MethodDescriptor& method,
+      absl::string_view signed_url = {}) const;
 
   // For reports that carry a job token in the request body (agents that only
   // speak REST, or whose header holds their API key): the body token wins

@@ -135,6 +135,47 @@ TEST(AuthenticatorTest, JobTokensAreBoundToJobAndAttempt) {
   EXPECT_TRUE(CheckJobToken(user, "j1", 2, /*allow_other_kinds=*/true).ok());
 }
 
+// A signed URL's token opens the one method its path routes to, only when
+// the gateway says it came in that URL; nothing else rides in a URL.
+TEST(AuthenticatorTest, SignedUrlTokensOpenTheirOwnPathOnly) {
+  TestIssuer issuer;
+  auto auth = Make(issuer);
+  const auto& watch = MethodOf("trainmesh.v1.JobService", "WatchJob");
+  const auto& logs = MethodOf("trainmesh.v1.MetricsService", "StreamLogs");
+  const auto& get = MethodOf("trainmesh.v1.JobService", "GetJob");
+  const std::string path = "/v1/jobs/0f8fad5b-d9cb-469f-a165-70867728950e:watch";
+  Claims claims;
+  claims.kind = "url";
+  claims.subject = "alice";
+  claims.scopes = {"jobs:read"};
+  claims.url = path;
+  const std::string url_token = "Bearer " + issuer.TokenWith(claims, absl::Minutes(5));
+  absl::StatusOr<Principal> opened = auth->AuthorizeCredential(url_token, watch, path);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->kind(), Principal::URL);
+  EXPECT_EQ(opened->subject(), "alice");
+  EXPECT_EQ(opened->url(), path);
+  auto refused = [&](absl::string_view header, const google::protobuf::MethodDescriptor& method,
+                     absl::string_view url) {
+    absl::Status s = auth->AuthorizeCredential(header, method, url).status();
+    EXPECT_TRUE(absl::IsUnauthenticated(s)) << method.full_name() << " " << url << ": " << s;
+    return std::string(s.message());
+  };
+  EXPECT_THAT(refused(url_token, watch, ""), HasSubstr("signed for"));  // as a bearer
+  EXPECT_THAT(refused(url_token, get, ""), HasSubstr("signed for"));
+  EXPECT_THAT(refused(url_token, watch, path + "x"), HasSubstr("another path"));
+  // The gateway's path and the token agree, but the method is another's.
+  EXPECT_THAT(refused(url_token, logs, path), HasSubstr("another path"));
+  // A login token in a URL.
+  EXPECT_THAT(refused("Bearer " + issuer.Token("alice"), watch, path), HasSubstr("only a signed URL"));
+  // Only read streams and downloads are signable.
+  EXPECT_TRUE(SignableMethod("/v1/jobs/x/artifact?name=model.pt").ok());
+  EXPECT_TRUE(SignableMethod("/v1/jobs:watch").ok());
+  EXPECT_FALSE(SignableMethod("/v1/jobs").ok());
+  EXPECT_FALSE(SignableMethod("/v1/jobs/x").ok());
+  EXPECT_FALSE(SignableMethod("/v1/agents/x:acquire").ok());
+}
+
 TEST(AuthenticatorTest, InsecureModeIsAFixedSubject) {
   AuthenticatorOptions options;
   options.insecure_fixed_subject = "bench";

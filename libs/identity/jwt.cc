@@ -107,6 +107,7 @@ absl::StatusOr<std::string> SignToken(const SigningKey& key, absl::string_view i
     number(kAttemptClaim, claims.attempt);
     text(kAgentIdClaim, claims.agent_id);
   }
+  if (!claims.url.empty()) text(kUrlClaim, claims.url);
   body += "}";
   std::string token = absl::StrCat(Base64UrlEncode(header), ".", Base64UrlEncode(body));
   TM_ASSIGN_OR_RETURN(std::string signature, SignSha256(pkey.get(), ec, token));

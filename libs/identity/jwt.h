@@ -15,10 +15,11 @@
 namespace trainmesh::identity {
 
 // Claim names beyond the registered ones.
-inline constexpr char kKindClaim[] = "tm_kind";  // "user" | "job"
+inline constexpr char kKindClaim[] = "tm_kind";  // "user" | "job" | "url"
 inline constexpr char kJobIdClaim[] = "job_id";
 inline constexpr char kAttemptClaim[] = "attempt";
 inline constexpr char kAgentIdClaim[] = "agent_id";
+inline constexpr char kUrlClaim[] = "tm_url";
 
 struct Claims {
   std::string subject;
@@ -29,6 +30,8 @@ struct Claims {
   std::string job_id;
   int attempt = 0;
   std::string agent_id;
+  // Signed-URL tokens: kind "url", good only as the access_token of this path.
+  std::string url;
 };
 
 // A token signed by `key` (its kid in the header), valid from `now` for `ttl`.

@@ -7,6 +7,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -220,93 +221,95 @@ TokenVerifier::TokenVerifier(std::vector<IssuerConfig> issuers) {
   for (auto& config : issuers) {
     auto issuer = std::make_unique<Issuer>();
     issuer->config = std::move(config);
+    const absl::Duration gap = issuer->config.min_fetch_gap;
+    issuer->fetch_budget = std::make_unique<RateLimiter>(std::map<std::string, RateLimit>{
+        {"fetch",
+         {gap > absl::ZeroDuration() ? 1 / absl::ToDoubleSeconds(gap) : 0,
+          static_cast<double>(std::max(1, issuer->config.fetch_burst))}}});
     issuers_.push_back(std::move(issuer));
   }
 }
 
-absl::Status TokenVerifier::Refresh(Issuer& issuer, absl::Time now) {
-  {
-    absl::MutexLock lock(&issuer.mu);
-    issuer.last_attempt = now;
-  }
+void TokenVerifier::Refresh(Issuer& issuer) {
   absl::StatusOr<trainmesh::v1::Jwks> jwks = issuer.config.jwks->Fetch();
-  if (!jwks.ok()) {
+  absl::flat_hash_map<std::string, Key> keys;
+  if (jwks.ok()) {
+    for (const auto& jwk : jwks->keys()) {
+      if (!jwk.use().empty() && jwk.use() != "sig") continue;
+      // A key without "alg" gets the algorithm its type implies; the pin holds.
+      std::string alg = jwk.alg();
+      if (alg.empty()) alg = jwk.kty() == "EC" ? "ES256" : "RS256";
+      const bool rsa_alg = alg == "RS256" || alg == "RS384" || alg == "RS512";
+      if ((jwk.kty() == "RSA" && !rsa_alg) || (jwk.kty() == "EC" && alg != "ES256") ||
+          (jwk.kty() != "RSA" && jwk.kty() != "EC")) {
+        continue;  // never an HMAC or "none" key
+      }
+      absl::StatusOr<std::string> pem = JwkToPem(jwk);
+      std::shared_ptr<EVP_PKEY> pkey = pem.ok() ? ParsePublicKey(*pem) : nullptr;
+      if (pkey == nullptr) {
+        TM_LOG(Warning, "skipping unusable key").With("kid", jwk.kid()).With("error", pem.status());
+        continue;
+      }
+      keys[jwk.kid()] = Key{alg, std::move(pkey)};
+    }
+  } else {
     TM_LOG(Warning, "cannot refresh signing keys")
         .With("issuer", issuer.config.issuer)
         .With("error", jwks.status());
-    return jwks.status();
-  }
-  absl::flat_hash_map<std::string, Key> keys;
-  for (const auto& jwk : jwks->keys()) {
-    if (!jwk.use().empty() && jwk.use() != "sig") continue;
-    // A key without "alg" gets the algorithm its type implies; the pin holds.
-    std::string alg = jwk.alg();
-    if (alg.empty()) alg = jwk.kty() == "EC" ? "ES256" : "RS256";
-    const bool rsa_alg = alg == "RS256" || alg == "RS384" || alg == "RS512";
-    if ((jwk.kty() == "RSA" && !rsa_alg) || (jwk.kty() == "EC" && alg != "ES256") ||
-        (jwk.kty() != "RSA" && jwk.kty() != "EC")) {
-      continue;  // never an HMAC or "none" key
-    }
-    absl::StatusOr<std::string> pem = JwkToPem(jwk);
-    std::shared_ptr<EVP_PKEY> pkey = pem.ok() ? ParsePublicKey(*pem) : nullptr;
-    if (pkey == nullptr) {
-      TM_LOG(Warning, "skipping unusable key").With("kid", jwk.kid()).With("error", pem.status());
-      continue;
-    }
-    keys[jwk.kid()] = Key{alg, std::move(pkey)};
   }
   absl::MutexLock lock(&issuer.mu);
+  issuer.fetching = false;
+  if (!jwks.ok()) {
+    issuer.last_error = jwks.status();
+    return;  // the keys already loaded stay in use
+  }
+  issuer.last_error = absl::OkStatus();
   issuer.keys = std::move(keys);
-  issuer.fetched = now;
-  return absl::OkStatus();
+  issuer.fetched = absl::Now();
 }
 
-absl::StatusOr<TokenVerifier::Key> TokenVerifier::FindKey(Issuer& issuer, const std::string& kid,
-                                                          absl::Time now) {
+absl::StatusOr<TokenVerifier::Key> TokenVerifier::FindKey(Issuer& issuer, const std::string& kid) {
   const IssuerConfig& config = issuer.config;
   auto unknown = [&kid] {
     return absl::UnauthenticatedError(absl::StrCat("invalid token: unknown key id \"", kid, "\""));
   };
-  // What to do with the keys as they are: a key, a refusal, or a fetch.
-  auto decide = [&](bool* fetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(issuer.mu) -> absl::StatusOr<Key> {
-    *fetch = false;
-    auto it = issuer.keys.find(kid);
-    const bool fresh = now - issuer.fetched < config.refresh_interval;
-    if (it != issuer.keys.end()) {
-      *fetch = !fresh;
-      return it->second;
-    }
+  absl::MutexLock lock(&issuer.mu);
+  if (issuer.fetched == absl::InfinitePast() && issuer.fetching) {
+    // The first requests after start all need the one initial fetch: wait for
+    // it rather than refusing good tokens or fetching once each.
+    issuer.mu.Await(absl::Condition(
+        +[](bool* fetching) { return !*fetching; }, &issuer.fetching));
+  }
+  // Read after any wait: a time taken before another request's fetch would
+  // make the ages below negative.
+  const absl::Time now = absl::Now();
+  const bool loaded = issuer.fetched != absl::InfinitePast();
+  auto it = issuer.keys.find(kid);
+  const bool found = it != issuer.keys.end();
+  if (found && now - issuer.fetched < config.refresh_interval) return it->second;
+  if (!found && loaded) {
     auto missed = issuer.missed.find(kid);
     if (missed != issuer.missed.end() && now - missed->second < config.min_refresh_interval) {
       return unknown();
     }
-    *fetch = true;
-    return unknown();
-  };
-  bool fetch = false;
-  {
-    absl::MutexLock lock(&issuer.mu);
-    absl::StatusOr<Key> key = decide(&fetch);
-    if (!fetch) return key;
   }
-  absl::MutexLock fetch_lock(&issuer.fetch_mu);
-  absl::Time last_attempt;
-  {
-    // Another thread may have fetched while this one waited.
-    absl::MutexLock lock(&issuer.mu);
-    absl::StatusOr<Key> key = decide(&fetch);
-    if (!fetch) return key;
-    last_attempt = issuer.last_attempt;
+  if (issuer.fetching || !issuer.fetch_budget->Take("fetch", "", now).ok()) {
+    if (found) return it->second;  // stale; a refresh comes later
+    if (loaded) return unknown();  // not remembered: a later request may fetch
+    return issuer.last_error.ok() ? absl::UnavailableError("signing keys are not loaded yet")
+                                  : issuer.last_error;
   }
-  const absl::Duration gap = last_attempt + config.min_fetch_gap - absl::Now();
-  if (gap > absl::ZeroDuration()) absl::SleepFor(gap);
-  absl::Status refreshed = Refresh(issuer, absl::Now());
-  absl::MutexLock lock(&issuer.mu);
-  auto it = issuer.keys.find(kid);
-  if (it != issuer.keys.end()) return it->second;  // also when a periodic refresh failed
+  // Fetch on this request, then answer from what the fetch found (a key
+  // withdrawn from the JWKS is refused; a failed fetch keeps the keys).
+  issuer.fetching = true;
+  issuer.mu.Unlock();
+  Refresh(issuer);
+  issuer.mu.Lock();
+  it = issuer.keys.find(kid);
+  if (it != issuer.keys.end()) return it->second;
+  if (!issuer.last_error.ok()) return issuer.last_error;
   if (issuer.missed.size() >= 1024) issuer.missed.clear();
-  issuer.missed[kid] = now;
-  if (!refreshed.ok()) return refreshed;
+  issuer.missed[kid] = absl::Now();
   return unknown();
 }
 
@@ -335,7 +338,7 @@ absl::StatusOr<Principal> TokenVerifier::Verify(absl::string_view token, absl::T
     return absl::UnauthenticatedError(
         absl::StrCat("invalid token: algorithm \"", peek->alg, "\" is not accepted"));
   }
-  absl::StatusOr<Key> key = FindKey(*issuer, peek->kid, now);
+  absl::StatusOr<Key> key = FindKey(*issuer, peek->kid);
   if (!key.ok()) return key.status();
   if (peek->alg != key->alg) {
     return absl::UnauthenticatedError(absl::StrCat("invalid token: algorithm ", peek->alg,
@@ -376,6 +379,13 @@ absl::StatusOr<Principal> TokenVerifier::Verify(absl::string_view token, absl::T
     Number(claims, kAttemptClaim, &attempt);
     principal.set_attempt(static_cast<int>(attempt));
     principal.set_agent_id(Text(claims, kAgentIdClaim));
+  } else if (kind == "url") {
+    if (!config.allow_job_tokens) {
+      return absl::UnauthenticatedError("invalid token: signed URLs come from the mesh only");
+    }
+    principal.set_kind(Principal::URL);
+    principal.set_url(Text(claims, kUrlClaim));
+    if (principal.url().empty()) return absl::UnauthenticatedError("invalid token: signed URL without a path");
   } else {
     principal.set_kind(Principal::USER);
   }

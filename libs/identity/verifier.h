@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "libs/identity/rate_limiter.h"
 #include "trainmesh/v1/auth.pb.h"
 
 struct evp_pkey_st;  // OpenSSL's EVP_PKEY
@@ -55,16 +56,22 @@ struct IssuerConfig {
   // whose tokens know nothing of trainmesh scopes).
   bool scopes_from_token = false;
   std::vector<std::string> default_scopes = {"jobs:read", "jobs:write"};
-  // Job tokens ("tm_kind": "job") are honoured from the mesh's own issuer only.
+  // Job tokens ("tm_kind": "job") and signed-URL tokens ("url") are honoured
+  // from the mesh's own issuer only.
   bool allow_job_tokens = false;
   absl::Duration clock_skew = absl::Seconds(60);
   absl::Duration refresh_interval = absl::Minutes(5);
   // A kid still unknown after a fetch is refused without fetching again for
-  // this long (a flood of made-up kids cannot hammer the key source)…
+  // this long (the same made-up kid again costs a map lookup)…
   absl::Duration min_refresh_interval = absl::Seconds(10);
-  // …and fetches are at least this far apart (a token from a key rotated a
-  // moment ago waits for the gap rather than being refused).
+  // …and fetches, whatever the kid, come from one budget: a burst of
+  // `fetch_burst`, refilled one per `min_fetch_gap` (zero: unlimited). A flood
+  // of distinct made-up kids costs at most one fetch per gap, and a request
+  // that finds the budget spent, or a fetch already running, is refused at
+  // once: once keys are loaded no request sleeps or waits on another's fetch.
+  // The burst lets a key rotated in right after a fetch be picked up at once.
   absl::Duration min_fetch_gap = absl::Milliseconds(200);
+  int fetch_burst = 3;
 };
 
 // The issuers configured in a TrustedIssuers JSON file (see auth.proto).
@@ -89,17 +96,22 @@ class TokenVerifier {
   };
   struct Issuer {
     IssuerConfig config;
-    absl::Mutex fetch_mu;  // one fetch at a time
     absl::Mutex mu;
     absl::flat_hash_map<std::string, Key> keys ABSL_GUARDED_BY(mu);
+    // Last successful fetch; InfinitePast: keys never loaded.
     absl::Time fetched ABSL_GUARDED_BY(mu) = absl::InfinitePast();
-    absl::Time last_attempt ABSL_GUARDED_BY(mu) = absl::InfinitePast();
+    absl::Status last_error ABSL_GUARDED_BY(mu);
+    // One fetch at a time; only requests that find no keys loaded yet wait
+    // for it.
+    bool fetching ABSL_GUARDED_BY(mu) = false;
+    std::unique_ptr<RateLimiter> fetch_budget;
     // Kids a fetch did not find, and when.
     absl::flat_hash_map<std::string, absl::Time> missed ABSL_GUARDED_BY(mu);
   };
 
-  absl::StatusOr<Key> FindKey(Issuer& issuer, const std::string& kid, absl::Time now);
-  absl::Status Refresh(Issuer& issuer, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(issuer.fetch_mu);
+  absl::StatusOr<Key> FindKey(Issuer& issuer, const std::string& kid);
+  // Fetches the keys; called with `issuer.fetching` set by the caller.
+  void Refresh(Issuer& issuer) ABSL_LOCKS_EXCLUDED(issuer.mu);
 
   std::vector<std::unique_ptr<Issuer>> issuers_;
   // Tokens already verified, until they expire (a token cannot be revoked

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
@@ -31,13 +32,26 @@ struct CountingSource {
   std::atomic<int> fetches{0};
   absl::Mutex mu;
   trainmesh::v1::Jwks jwks ABSL_GUARDED_BY(mu);
+  absl::Status error ABSL_GUARDED_BY(mu);
+  // While true, a fetch waits (the test holds it in flight).
+  bool hold ABSL_GUARDED_BY(mu) = false;
 
   std::shared_ptr<JwksSource> Source() {
     return JwksFromFunction([this]() -> absl::StatusOr<trainmesh::v1::Jwks> {
       ++fetches;
       absl::MutexLock lock(&mu);
+      mu.Await(absl::Condition(+[](bool* held) { return !*held; }, &hold));
+      if (!error.ok()) return error;
       return jwks;
     });
+  }
+  void Fail(absl::Status status) {
+    absl::MutexLock lock(&mu);
+    error = std::move(status);
+  }
+  void Hold(bool held) {
+    absl::MutexLock lock(&mu);
+    hold = held;
   }
   void Set(trainmesh::v1::Jwks keys) {
     absl::MutexLock lock(&mu);
@@ -152,6 +166,7 @@ TEST(VerifierTest, UnknownKidRefreshesOnceThenIsRefused) {
   source.Set(issuer.Jwks());
   IssuerConfig config = Own(issuer, source.Source());
   config.min_refresh_interval = absl::Hours(1);
+  config.min_fetch_gap = absl::ZeroDuration();
   TokenVerifier verifier({config});
   ASSERT_TRUE(Verify(verifier, issuer.Token("u")).ok());
   EXPECT_EQ(source.fetches.load(), 1);
@@ -166,12 +181,99 @@ TEST(VerifierTest, UnknownKidRefreshesOnceThenIsRefused) {
   EXPECT_EQ(source.fetches.load(), 2);
 }
 
+// Made-up kids, each different, share one fetch budget: once its burst is
+// spent they are refused at once (the old verifier slept out the gap on the
+// worker, which here would be an hour) and the source is not asked again.
+TEST(VerifierTest, DistinctUnknownKidsNeverSleepAndShareOneFetchBudget) {
+  TestIssuer issuer;
+  CountingSource source;
+  source.Set(issuer.Jwks());
+  IssuerConfig config = Own(issuer, source.Source());
+  config.min_fetch_gap = absl::Hours(1);
+  TokenVerifier verifier({config});
+  ASSERT_TRUE(Verify(verifier, issuer.Token("u")).ok());
+  ASSERT_EQ(source.fetches.load(), 1);
+  SigningKey stranger = *GenerateSigningKey("RS256");
+  std::vector<std::thread> threads;
+  std::atomic<int> refused{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        SigningKey forged = stranger;
+        forged.kid = absl::StrCat("made-up-", t, "-", i);
+        Claims claims;
+        claims.subject = "mallory";
+        absl::Status s = Verify(
+            verifier, *SignToken(forged, "trainmesh", "trainmesh", claims, absl::Hours(1)));
+        if (absl::IsUnauthenticated(s) && absl::StrContains(s.message(), "unknown key id")) ++refused;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(refused.load(), 200);
+  EXPECT_EQ(source.fetches.load(), config.fetch_burst);  // the burst, then nothing
+  EXPECT_TRUE(Verify(verifier, issuer.Token("v")).ok());  // good tokens are unaffected
+}
+
+// Concurrent first requests wait for the one initial fetch instead of each
+// fetching, and none is refused while it runs.
+TEST(VerifierTest, ConcurrentFirstRequestsShareTheInitialFetch) {
+  TestIssuer issuer;
+  CountingSource source;
+  source.Set(issuer.Jwks());
+  source.Hold(true);
+  IssuerConfig config = Own(issuer, source.Source());
+  config.min_fetch_gap = absl::Hours(1);
+  TokenVerifier verifier({config});
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      if (Verify(verifier, issuer.Token(absl::StrCat("u", t))).ok()) ++ok;
+    });
+  }
+  while (source.fetches.load() == 0) std::this_thread::yield();
+  source.Hold(false);
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(source.fetches.load(), 1);
+}
+
+// A fetch that failed is UNAVAILABLE, not "unknown key id", and is not
+// remembered against the kid: once the source is back the token verifies.
+TEST(VerifierTest, AFailedFetchIsNotANegativeAnswer) {
+  TestIssuer issuer;
+  CountingSource source;
+  source.Set(issuer.Jwks());
+  source.Fail(absl::UnavailableError("auth service: connection refused"));
+  IssuerConfig config = Own(issuer, source.Source());
+  config.min_refresh_interval = absl::Hours(1);
+  config.min_fetch_gap = absl::ZeroDuration();
+  TokenVerifier verifier({config});
+  const std::string token = issuer.Token("u");
+  absl::Status first = Verify(verifier, token);
+  EXPECT_TRUE(absl::IsUnavailable(first)) << first;
+  source.Fail(absl::OkStatus());
+  EXPECT_TRUE(Verify(verifier, token).ok());
+  // Keys loaded, then the source fails again: known kids keep verifying and
+  // an unknown kid is UNAVAILABLE (it might be a fresh rotation).
+  source.Fail(absl::UnavailableError("auth service: connection refused"));
+  SigningKey stranger = *GenerateSigningKey("ES256");
+  Claims claims;
+  claims.subject = "u";
+  absl::Status fresh =
+      Verify(verifier, *SignToken(stranger, "trainmesh", "trainmesh", claims, absl::Hours(1)));
+  EXPECT_TRUE(absl::IsUnavailable(fresh)) << fresh;
+  EXPECT_TRUE(Verify(verifier, issuer.Token("v")).ok());
+}
+
 TEST(VerifierTest, RotatedKeysArePickedUpWithoutRestart) {
   TestIssuer issuer;
   CountingSource source;
   source.Set(issuer.Jwks());
   IssuerConfig config = Own(issuer, source.Source());
   config.min_refresh_interval = absl::ZeroDuration();
+  config.min_fetch_gap = absl::ZeroDuration();
   TokenVerifier verifier({config});
   const std::string old_token = issuer.Token("u");
   ASSERT_TRUE(Verify(verifier, old_token).ok());

@@ -42,6 +42,7 @@ TM_AUTH_HANDLER(RevokeApiKey, RevokeApiKeyRequest, ApiKey,
 TM_AUTH_HANDLER(Authenticate, AuthenticateRequest, Principal, service_->Authenticate(*request))
 TM_AUTH_HANDLER(MintJobToken, MintJobTokenRequest, JobToken, service_->MintJobToken(*request))
 TM_AUTH_HANDLER(RenewJobToken, RenewJobTokenRequest, JobToken, service_->RenewJobToken(*request))
+TM_AUTH_HANDLER(SignUrl, SignUrlRequest, SignedUrl, service_->SignUrl(caller, *request))
 TM_AUTH_HANDLER(WhoAmI, WhoAmIRequest, Principal, absl::StatusOr<Principal>(caller))
 
 #undef TM_AUTH_HANDLER

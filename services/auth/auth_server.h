@@ -48,6 +48,7 @@ class AuthServer final : public trainmesh::v1::AuthService::CallbackService {
   TM_AUTH_RPC(Authenticate, AuthenticateRequest, Principal)
   TM_AUTH_RPC(MintJobToken, MintJobTokenRequest, JobToken)
   TM_AUTH_RPC(RenewJobToken, RenewJobTokenRequest, JobToken)
+  TM_AUTH_RPC(SignUrl, SignUrlRequest, SignedUrl)
   TM_AUTH_RPC(WhoAmI, WhoAmIRequest, Principal)
 #undef TM_AUTH_RPC
 

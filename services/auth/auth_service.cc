@@ -5,12 +5,14 @@
 #include <algorithm>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "google/protobuf/util/time_util.h"
 #include "libs/identity/api_keys.h"
+#include "libs/identity/authenticator.h"
 #include "libs/identity/jwt.h"
 #include "libs/log/log.h"
 #include "libs/status/field_violations.h"
@@ -29,7 +31,9 @@ constexpr int kDefaultPageSize = 50;
 constexpr int kMaxPageSize = 1000;
 // Scopes any user may put on their own keys; the rest need admin.
 constexpr const char* kUserScopes[] = {"jobs:read", "jobs:write", "agent"};
-constexpr const char* kAdminScopes[] = {"admin", "internal"};
+// "pool:shared" is an admin's grant to an agent key: its agents may join the
+// shared pool (run other users' jobs) without the key holding admin.
+constexpr const char* kAdminScopes[] = {"admin", "internal", "pool:shared"};
 
 bool ValidUserName(absl::string_view name) {
   if (name.empty() || name.size() > 63) return false;
@@ -224,7 +228,7 @@ absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
                              std::end(kAdminScopes);
     if (!user_scope && !admin_scope) {
       v.Add(absl::StrCat("api_key.scopes[", i, "]"),
-            "must be one of jobs:read, jobs:write, agent, admin, internal");
+            "must be one of jobs:read, jobs:write, agent, admin, internal, pool:shared");
     } else if (admin_scope && !HasScope(caller, "admin")) {
       return absl::PermissionDeniedError(absl::StrCat("only admins may create keys with scope ", s));
     }
@@ -243,7 +247,8 @@ absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
   }
   if (caller.kind() == Principal::API_KEY) {
     for (const std::string& s : key.scopes()) {
-      if (!HasScope(caller, s)) {
+      // An admin key holds what pool:shared grants.
+      if (!HasScope(caller, s) && !(s == "pool:shared" && HasScope(caller, "admin"))) {
         return absl::PermissionDeniedError(
             absl::StrCat("an API key cannot create a key with scope ", s, ", which it does not hold itself"));
       }
@@ -360,7 +365,7 @@ absl::StatusOr<Principal> AuthService::Authenticate(
   return principal;
 }
 
-absl::StatusOr<trainmesh::v1::JobToken> AuthService::SignJobToken(const identity::Claims& claims,
+absl::StatusOr<trainmesh::v1::JobToken> AuthService::SignClaims(const identity::Claims& claims,
                                                                   absl::Duration ttl) {
   TM_ASSIGN_OR_RETURN(identity::SigningKey key, SigningKey());
   const absl::Time now = absl::Now();
@@ -393,7 +398,7 @@ absl::StatusOr<trainmesh::v1::JobToken> AuthService::MintJobToken(
   claims.attempt = request.attempt();
   claims.agent_id = request.agent_id();
   claims.scopes = {"job:report"};
-  return SignJobToken(claims, ttl);
+  return SignClaims(claims, ttl);
 }
 
 absl::StatusOr<trainmesh::v1::JobToken> AuthService::RenewJobToken(
@@ -410,7 +415,52 @@ absl::StatusOr<trainmesh::v1::JobToken> AuthService::RenewJobToken(
   claims.attempt = current.attempt();
   claims.agent_id = current.agent_id();
   claims.scopes = {"job:report"};
-  return SignJobToken(claims, options_.job_token_ttl);
+  return SignClaims(claims, options_.job_token_ttl);
+}
+
+absl::StatusOr<trainmesh::v1::SignedUrl> AuthService::SignUrl(
+    const Principal& caller, const trainmesh::v1::SignUrlRequest& request) {
+  constexpr absl::Duration kMaxUrlTtl = absl::Minutes(5);
+  if (caller.kind() != Principal::USER && caller.kind() != Principal::API_KEY) {
+    return absl::PermissionDeniedError("only a user's token or API key can sign URLs");
+  }
+  FieldViolations v;
+  const std::string& path = request.path();
+  const bool printable = std::all_of(path.begin(), path.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  const absl::string_view query =
+      path.find('?') == std::string::npos ? absl::string_view() : absl::string_view(path).substr(path.find('?'));
+  if (path.empty()) {
+    v.Add("path", "is required");
+  } else if (path.size() > 2048 || !printable || path[0] != '/') {
+    v.Add("path", "must be a path of this API (\"/v1/…\"), printable ASCII, at most 2048 bytes");
+  } else if (absl::StrContains(query, "access_token=")) {
+    v.Add("path", "must not carry an access_token already");
+  } else if (absl::Status s = identity::SignableMethod(path).status(); !s.ok()) {
+    v.Add("path", std::string(s.message()));
+  }
+  absl::Duration ttl = kMaxUrlTtl;
+  if (request.has_ttl()) {
+    ttl = absl::Seconds(request.ttl().seconds());
+    if (ttl < absl::Seconds(1) || ttl > kMaxUrlTtl) v.Add("ttl", "must be between 1s and 5m");
+  }
+  TM_RETURN_IF_ERROR(v.ToStatus());
+  if (caller.has_expire_time()) {
+    // Never outlives the credential that asked for it.
+    ttl = std::min(ttl, absl::FromUnixSeconds(caller.expire_time().seconds()) - absl::Now());
+    if (ttl < absl::Seconds(1)) return absl::UnauthenticatedError("the credential expires now");
+  }
+  identity::Claims claims;
+  claims.kind = "url";
+  claims.subject = caller.subject();
+  claims.name = caller.name();
+  claims.scopes = {"jobs:read"};
+  claims.url = path.substr(0, path.find('?'));
+  TM_ASSIGN_OR_RETURN(trainmesh::v1::JobToken token, SignClaims(claims, ttl));
+  trainmesh::v1::SignedUrl out;
+  out.set_url(absl::StrCat(path, query.empty() ? "?" : "&", "access_token=", token.token()));
+  out.set_access_token(token.token());
+  *out.mutable_expire_time() = token.expire_time();
+  return out;
 }
 
 }  // namespace trainmesh::auth

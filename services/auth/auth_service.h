@@ -77,6 +77,10 @@ class AuthService {
   // A fresh token with the same binding; the old one must still be valid.
   absl::StatusOr<trainmesh::v1::JobToken> RenewJobToken(
       const trainmesh::v1::RenewJobTokenRequest& request);
+  // A signed URL for the caller (a user's token or API key, never a job's or
+  // another URL's): the path's stream or download, read-only, for minutes.
+  absl::StatusOr<trainmesh::v1::SignedUrl> SignUrl(const trainmesh::v1::Principal& caller,
+                                                   const trainmesh::v1::SignUrlRequest& request);
 
   // The API key resolver the auth service's own authenticator uses.
   absl::StatusOr<Principal> ResolveApiKey(absl::string_view key);
@@ -90,7 +94,7 @@ class AuthService {
 
  private:
   absl::StatusOr<identity::SigningKey> SigningKey();
-  absl::StatusOr<trainmesh::v1::JobToken> SignJobToken(const identity::Claims& claims,
+  absl::StatusOr<trainmesh::v1::JobToken> SignClaims(const identity::Claims& claims,
                                                        absl::Duration ttl);
 
   AuthStore* store_;

@@ -7,6 +7,7 @@
 #include "gtest/gtest.h"
 #include "libs/identity/api_keys.h"
 #include "libs/identity/authenticator.h"
+#include "libs/identity/jwt.h"
 #include "libs/identity/verifier.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/testing/test_cluster.h"
@@ -41,6 +42,7 @@ class AuthServiceTest : public ::testing::Test {
     own.scopes_from_token = true;
     own.allow_job_tokens = true;
     own.min_refresh_interval = absl::ZeroDuration();
+    own.min_fetch_gap = absl::ZeroDuration();
     verifier_ = std::make_shared<identity::TokenVerifier>(std::vector<identity::IssuerConfig>{own});
     service_->SetVerifier(verifier_);
   }
@@ -214,6 +216,83 @@ TEST_F(AuthServiceTest, KeyScopesAndExpiry) {
   EXPECT_TRUE(service_->ResolveApiKey(soon->secret()).ok());
   Sql("UPDATE auth.api_keys SET expires_at = now() - INTERVAL '1 second' WHERE expires_at IS NOT NULL");
   EXPECT_THAT(service_->ResolveApiKey(soon->secret()).status().message(), HasSubstr("expired"));
+}
+
+// pool:shared is an admin's grant: only an admin (a login or an admin key)
+// makes a key with it; users and narrower keys cannot.
+TEST_F(AuthServiceTest, OnlyAdminsGrantTheSharedPool) {
+  trainmesh::v1::User alice = CreateUser("alice");
+  trainmesh::v1::CreateApiKeyRequest grant;
+  grant.mutable_api_key()->add_scopes("agent");
+  grant.mutable_api_key()->add_scopes("pool:shared");
+  EXPECT_EQ(service_->CreateApiKey(As(alice, {"jobs:write", "agent"}), grant).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  auto made = service_->CreateApiKey(As(alice, {"jobs:write", "admin"}), grant);
+  ASSERT_TRUE(made.ok()) << made.status();
+  EXPECT_THAT(made->api_key().scopes(), ElementsAre("agent", "pool:shared"));
+  // An admin key may grant it; the granted key may not pass it on further
+  // than itself, and holds no admin.
+  Principal admin_key = As(alice, {"agent", "admin"});
+  admin_key.set_kind(Principal::API_KEY);
+  EXPECT_TRUE(service_->CreateApiKey(admin_key, grant).ok());
+  admin_key = As(alice, {"admin"});  // but it cannot grant "agent", which it lacks
+  admin_key.set_kind(Principal::API_KEY);
+  EXPECT_EQ(service_->CreateApiKey(admin_key, grant).status().code(), absl::StatusCode::kPermissionDenied);
+  absl::StatusOr<Principal> granted = service_->ResolveApiKey(made->secret());
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  EXPECT_THAT(granted->scopes(), ElementsAre("agent", "pool:shared"));
+  trainmesh::v1::CreateApiKeyRequest admin;
+  admin.mutable_api_key()->add_scopes("admin");
+  EXPECT_EQ(service_->CreateApiKey(*granted, admin).status().code(), absl::StatusCode::kPermissionDenied);
+}
+
+// Signed URLs: a user's read access to one stream or download path, minutes
+// long, never past the credential that asked; only users and keys sign.
+TEST_F(AuthServiceTest, SignedUrlsAreNarrowAndShort) {
+  trainmesh::v1::User alice = CreateUser("alice");
+  trainmesh::v1::SignUrlRequest request;
+  const std::string path = "/v1/jobs/0f8fad5b-d9cb-469f-a165-70867728950e/metrics:stream";
+  request.set_path(path + "?names=loss");
+  Principal caller = As(alice, {"jobs:read", "jobs:write"});
+  caller.mutable_expire_time()->set_seconds(absl::ToUnixSeconds(absl::Now() + absl::Hours(1)));
+  auto signed_url = service_->SignUrl(caller, request);
+  ASSERT_TRUE(signed_url.ok()) << signed_url.status();
+  EXPECT_EQ(signed_url->url(), path + "?names=loss&access_token=" + signed_url->access_token());
+  absl::StatusOr<Principal> p = verifier_->Verify(signed_url->access_token());
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->kind(), Principal::URL);
+  EXPECT_EQ(p->subject(), alice.id());
+  EXPECT_EQ(p->url(), path);  // the path, not the query
+  EXPECT_THAT(p->scopes(), ElementsAre("jobs:read"));
+  const int64_t exp = identity::PeekToken(signed_url->access_token())->claims.fields().at("exp").number_value();
+  EXPECT_LE(exp, absl::ToUnixSeconds(absl::Now() + absl::Minutes(5)) + 1);
+  // Never past the caller's own expiry.
+  caller.mutable_expire_time()->set_seconds(absl::ToUnixSeconds(absl::Now() + absl::Seconds(30)));
+  signed_url = service_->SignUrl(caller, request);
+  ASSERT_TRUE(signed_url.ok()) << signed_url.status();
+  EXPECT_LE(identity::PeekToken(signed_url->access_token())->claims.fields().at("exp").number_value(),
+            caller.expire_time().seconds());
+  // What cannot be signed.
+  for (const std::string& bad : {std::string(""), std::string("/v1/jobs"), std::string("v1/jobs:watch"),
+                                 std::string("/v1/jobs:watch?access_token=x"), std::string("/v1/jobs/a b:watch"),
+                                 "/v1/jobs:watch?" + std::string(3000, 'a')}) {
+    request.set_path(bad);
+    absl::Status s = service_->SignUrl(caller, request).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(status::FieldViolationsOf(s),
+                ::testing::Contains(::testing::Field(&status::FieldViolation::field, "path")))
+        << bad;
+  }
+  request.set_path(path);
+  request.mutable_ttl()->set_seconds(3600);
+  EXPECT_EQ(service_->SignUrl(caller, request).status().code(), absl::StatusCode::kInvalidArgument);
+  request.clear_ttl();
+  // Job tokens and signed URLs sign nothing.
+  for (Principal::Kind kind : {Principal::JOB, Principal::URL}) {
+    Principal other = As(alice, {"jobs:read"});
+    other.set_kind(kind);
+    EXPECT_EQ(service_->SignUrl(other, request).status().code(), absl::StatusCode::kPermissionDenied);
+  }
 }
 
 TEST_F(AuthServiceTest, WrongLoginsAreThrottledPerNameAndPerAddress) {

@@ -510,8 +510,7 @@ absl::StatusOr<Job> JobsService::ArtifactOf(const Principal& caller,
   FieldViolations v;
   CheckId(request.id(), "id", &v);
   if (!request.name().empty() && !artifacts::ArtifactStore::ValidName(request.name())) {
-    v.Add("name", "must be a file name of the job's artifacts (letters, digits, '.', '-', '_'), "
-                  "e.g. model.pt or model.json");
+    v.Add("name", absl::StrCat("must be ", artifacts::ArtifactStore::kNameRule));
   }
   TM_RETURN_IF_ERROR(v.ToStatus());
   TM_ASSIGN_OR_RETURN(StoredJob stored, store_->Get(caller.subject(), request.id()));

@@ -125,9 +125,12 @@ absl::StatusOr<trainmesh::v1::Agent> SchedulerService::RegisterAgent(
   if (!request.agent_id().empty() && !IsUuid(request.agent_id())) v.Add("agent_id", "must be a UUID");
   TM_RETURN_IF_ERROR(v.ToStatus("invalid agent"));
   // The shared pool receives other users' jobs, their dataset URLs and job
-  // tokens: only an admin puts an agent there.
-  if (agent.shared_pool() && !HasScope(caller, "admin")) {
-    return absl::PermissionDeniedError("only an admin may put an agent in the shared pool (shared_pool)");
+  // tokens: only an admin puts an agent there, or a key an admin granted the
+  // pool to (scope pool:shared, e.g. a trainer operator's agent key).
+  if (agent.shared_pool() && !HasScope(caller, "admin") && !HasScope(caller, "pool:shared")) {
+    return absl::PermissionDeniedError(
+        "only an admin, or a key an admin granted scope pool:shared, may put an agent in the "
+        "shared pool (shared_pool)");
   }
   if (agent.allow_shared_scripts() && !HasScope(caller, "admin")) {
     return absl::PermissionDeniedError(

@@ -211,6 +211,16 @@ TEST_F(SchedulerTest, OnlyAnAdminPutsAnAgentInTheSharedPool) {
   trainmesh::v1::Agent pool = Register("ops", /*shared_pool=*/true);
   const std::string shared = Enqueue("alice", 0, /*shared=*/true);
   EXPECT_EQ(Acquire(pool)->job().id(), shared);
+  // A key an admin granted the pool to (agent + pool:shared, no admin) joins
+  // it too; the grant does not extend to other users' scripts.
+  request.mutable_agent()->set_name("operator-agent");
+  absl::StatusOr<trainmesh::v1::Agent> granted =
+      service_->RegisterAgent(User("ops", {"agent", "pool:shared"}), request);
+  ASSERT_TRUE(granted.ok()) << granted.status();
+  EXPECT_TRUE(granted->shared_pool());
+  request.mutable_agent()->set_allow_shared_scripts(true);
+  EXPECT_EQ(service_->RegisterAgent(User("ops", {"agent", "pool:shared"}), request).status().code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 TEST_F(SchedulerTest, ReportsNameOnlyFilesOfTheirOwnJob) {

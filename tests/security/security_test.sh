@@ -12,7 +12,8 @@
 #                       that outlives a cancel, a FIFO as an output, 1 GB of output
 #   inward-dataset      http:// datasets on loopback and link-local (cloud
 #                       metadata) addresses: refused, the content never fetched
-#   shared-pool-agent   a non-admin's agent key registers a shared-pool agent: 403
+#   shared-pool-agent   a non-admin's agent key registers a shared-pool agent: 403;
+#                       a key an admin granted pool:shared may (and is no admin)
 #   login-throttle      six wrong passwords for one user: 429 with RetryInfo, also
 #                       for the right one; another user still signs in
 #   jwt-kid-flood       200 tokens with made-up key ids: all 401, while real
@@ -22,6 +23,10 @@
 #   artifact-sha256     a model's download and its last chunk's sha256 agree
 #   queued-metrics      metrics routes of a job that has not reported: 404 for
 #                       another user, 200 for its owner
+#   signed-url          ?access_token= takes only a signed URL's token, on its own
+#                       path: a login token there, the signed token on another
+#                       stream or as a bearer are 401; B's signed URL for A's job
+#                       is 404; only streams and downloads can be signed
 #
 # Run: TRAINMESH_BUILD_DIR=build/asan bash tests/security/security_test.sh
 # (KEEP=1 keeps the run directory: logs, artifacts.)
@@ -322,6 +327,17 @@ case_shared_pool_agent() {
   r=$(ok200 "$(api "$key_b" GET '/v1/agents?includeOffline=true')" "B's agents")
   ! echo "$r" | grep -q "b-shared-$mark" || fail "the refused agent was registered: $r"
   echo "$r" | grep -q "b-own-$mark" || fail "B's own agent is not listed: $r"
+  # B cannot grant itself the pool; a key an admin granted it to (agent +
+  # pool:shared, no admin) registers a shared-pool agent.
+  r=$(api "$tok_b" POST /v1/apiKeys '{"name": "b-pool", "scopes": ["agent", "pool:shared"]}')
+  [ "$(code_of "$r")" = 403 ] || fail "a non-admin made a pool:shared key: $r"
+  key_b=$(ok200 "$(api "$devkey" POST /v1/apiKeys '{"name": "operator", "scopes": ["agent", "pool:shared"]}')" \
+            "an admin grants the pool" | j "j['secret']")
+  r=$(ok200 "$(api "$key_b" POST /v1/agents "{\"agent\": {\"name\": \"granted-$mark\", \"sharedPool\": true}}")" \
+        "the granted key registers a shared-pool agent")
+  [ "$(echo "$r" | j "j.get('sharedPool', False)")" = True ] || fail "the granted agent is not shared: $r"
+  r=$(api "$key_b" GET /v1/users)
+  [ "$(code_of "$r")" = 403 ] || fail "the granted key acts as an admin: $r"
 }
 
 case_login_throttle() {
@@ -524,6 +540,59 @@ PY
   [ "$(echo "$r" | j "len(j.get('jobs', []))")" = 2 ] || fail "A's jobs: $r"
   r=$(ok200 "$(api "$key_a" GET "/v1/agents/$agent_a")" "A's agent with A's key")
   [ "$(echo "$r" | j "j['owner']")" = "$uid_a" ] || fail "A's agent: $r"
+}
+
+# sse PATH_WITH_QUERY: "STATUS BODY" of a stream opened for a few seconds
+# (what a browser's EventSource gets).
+sse() {
+  local f code
+  f=$(mktemp "$run/sse.XXXXXX")
+  code=$(curl -sS -N -o "$f" -w '%{http_code}' --max-time 5 -H 'Accept: text/event-stream' "$gw$1" 2>/dev/null) || true
+  echo "$code $(tr '\n' ' ' <"$f")"
+  rm -f "$f"
+}
+refused401() { [ "$(code_of "$1")" = 401 ] || body_of "$1" | grep -q '"code":16'; }
+
+case_signed_url() {
+  local r url token
+  url=$(ok200 "$(api "$tok_a" POST /v1/auth:signUrl "{\"path\": \"/v1/jobs/$job_a1/logs:stream\"}")" "A signs" \
+          | j "j['url']")
+  case $url in "/v1/jobs/$job_a1/logs:stream?access_token="*) ;; *) fail "signed URL: $url" ;; esac
+  token=${url#*access_token=}
+  ! echo "$url" | grep -qF "$tok_a" || fail "the signed URL carries A's login token"
+  r=$(sse "$url")
+  [ "$(code_of "$r")" = 200 ] && ! refused401 "$r" || fail "A's signed URL: $r"
+  # A login token or an API key in the URL.
+  r=$(sse "/v1/jobs/$job_a1/logs:stream?access_token=$tok_a")
+  refused401 "$r" || fail "a login token as ?access_token=: $r"
+  r=$(sse "/v1/jobs/$job_a1:watch?access_token=$devkey")
+  refused401 "$r" || fail "an API key as ?access_token=: $r"
+  # The signed token elsewhere: another stream of the same job, the feed, a bearer.
+  r=$(sse "/v1/jobs/$job_a1/metrics:stream?access_token=$token")
+  refused401 "$r" || fail "the logs URL's token on metrics: $r"
+  r=$(sse "/v1/jobs:watch?access_token=$token")
+  refused401 "$r" || fail "the logs URL's token on the feed: $r"
+  r=$(api "$token" GET "/v1/jobs/$job_a1")
+  [ "$(code_of "$r")" = 401 ] || fail "the signed token as a bearer: $r"
+  r=$(api "$token" POST /v1/auth:signUrl "{\"path\": \"/v1/jobs/$job_a1:watch\"}")
+  [ "$(code_of "$r")" = 401 ] || fail "a signed token signs again: $r"
+  # B signs a URL for A's job: a good signature, not B's job.
+  url=$(ok200 "$(api "$tok_b" POST /v1/auth:signUrl "{\"path\": \"/v1/jobs/$job_a1/logs:stream\"}")" "B signs" \
+          | j "j['url']")
+  r=$(sse "$url")
+  { [ "$(code_of "$r")" = 404 ] || body_of "$r" | grep -q '"code":5'; } || fail "B's URL for A's logs: $r"
+  ! echo "$r" | grep -q "$label_a" || fail "B's URL shows A's data: $r"
+  # Only streams and downloads can be signed.
+  api "$tok_a" POST /v1/auth:signUrl '{"path": "/v1/jobs"}' >"$run/c1"
+  [ "$(code_of "$(cat "$run/c1")")" = 400 ] || fail "signing /v1/jobs: $(cat "$run/c1")"
+  body_of "$(cat "$run/c1")" >"$run/c2"
+  violation "$run/c2" path || fail "signing /v1/jobs"
+  # A download through a signed URL: the model's bytes.
+  [ "$(wait_end "$policy")" = COMPLETED ] || fail "the model's job: $(job_get "$policy")"
+  url=$(ok200 "$(api "$devkey" POST /v1/auth:signUrl "{\"path\": \"/v1/jobs/$policy/artifact?name=model.pt\"}")" \
+          "sign a download" | j "j['url']")
+  r=$(curl -sS -o "$run/model.pt" -w '%{http_code}' --max-time 30 "$gw$url") || true
+  [ "$r" = 200 ] && [ -s "$run/model.pt" ] || fail "download by signed URL: HTTP $r"
 }
 
 case_queued_metrics() {
@@ -760,6 +829,7 @@ run_case login-throttle case_login_throttle
 run_case jwt-kid-flood case_jwt_kid_flood
 run_case cross-tenant case_cross_tenant
 run_case queued-metrics case_queued_metrics
+run_case signed-url case_signed_url
 run_case artifact-sha256 case_artifact_sha256
 run_case inward-dataset case_inward_dataset
 run_case script-symlink-output case_script_link

@@ -73,11 +73,12 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
   return (await response.json()) as T;
 }
 
-// A URL that carries the token (EventSource and download links cannot send
-// headers; the gateway accepts ?access_token= on streaming routes).
-export function withToken(path: string): string {
-  const token = session.token ?? "";
-  return `${path}${path.includes("?") ? "&" : "?"}access_token=${encodeURIComponent(token)}`;
+// A short-lived signed URL for `path` (EventSource and download links cannot
+// send headers). It opens that path only, for minutes; the session's own
+// token never goes into a URL (history, logs, Referer).
+export async function signedUrl(path: string): Promise<string> {
+  const signed = await api<{ url: string }>("POST", "/v1/auth:signUrl", { path });
+  return signed.url;
 }
 
 // --- The shapes the dashboard reads (proto3 JSON: lowerCamel, int64 as strings).

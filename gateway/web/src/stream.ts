@@ -1,8 +1,12 @@
-// Server-Sent Events from the gateway. The browser's EventSource reconnects
-// by itself and sends Last-Event-ID, which the gateway maps to after_seq:
-// nothing is missed or seen twice. `end` closes it for good (the stream is
-// over: a finished job); `error` events carry a google.rpc.Status.
-import { withToken } from "./api";
+// Server-Sent Events from the gateway, opened with a signed URL (POST
+// /v1/auth:signUrl: the path only, for minutes; the session token never goes
+// into a URL). The browser's EventSource reconnects by itself and sends
+// Last-Event-ID, which the gateway maps to after_seq: nothing is missed or
+// seen twice. When the signed URL expires the stream ends with
+// UNAUTHENTICATED; it is reopened at once with a fresh one, after the last
+// event seen (`afterSeq`). `end` closes it for good (the stream is over: a
+// finished job); `error` events carry a google.rpc.Status.
+import { ApiError, signedUrl } from "./api";
 
 export interface Subscription {
   close(): void;
@@ -18,48 +22,96 @@ export interface StreamOptions {
   reconnect?: () => string;
 }
 
+const UNAVAILABLE = 14;
+const UNAUTHENTICATED = 16;
+
 export function subscribe<T>(path: string, onMessage: (message: T) => void, options: StreamOptions = {}): Subscription {
   let closed = false;
-  let source: EventSource;
+  let source: EventSource | undefined;
   let retry: number | undefined;
-  const open = (url: string) => {
-    source = new EventSource(withToken(url));
-    source.onmessage = (e) => onMessage(JSON.parse(e.data) as T);
-    source.onopen = () => options.onOpen?.();
-    source.addEventListener("end", () => {
+  let lastId = "";
+  // Reopens in a row without a message in between: back off (a URL that
+  // keeps being refused must not become a tight loop).
+  let refusals = 0;
+  // Where to reopen: the feed says; streams with ids resume after the last.
+  const resumePath = () => {
+    if (options.reconnect) return options.reconnect();
+    if (!lastId) return path;
+    const [base, query = ""] = path.split("?", 2);
+    const params = new URLSearchParams(query);
+    params.set("afterSeq", lastId);
+    return `${base}?${params}`;
+  };
+  const reopen = (delay: number) => {
+    source?.close();
+    clearTimeout(retry);
+    retry = window.setTimeout(() => !closed && void open(resumePath()), delay);
+  };
+  const open = async (target: string) => {
+    let url: string;
+    try {
+      url = await signedUrl(target);
+    } catch (e) {
+      if (closed) return;
+      if (e instanceof ApiError && e.status >= 400 && e.status < 500 && e.status !== 429) {
+        // Signed out, or not this user's: nothing to retry.
+        closed = true;
+        options.onError?.({ code: e.code, message: e.message });
+        return;
+      }
+      options.onDrop?.();
+      reopen(3000);
+      return;
+    }
+    if (closed) return;
+    const es = new EventSource(url);
+    source = es;
+    es.onmessage = (e) => {
+      refusals = 0;
+      if (e.lastEventId) lastId = e.lastEventId;
+      onMessage(JSON.parse(e.data) as T);
+    };
+    es.onopen = () => options.onOpen?.();
+    es.addEventListener("end", () => {
       closed = true;
-      source.close();
+      es.close();
       options.onEnd?.();
     });
-    source.addEventListener("error", (e) => {
+    es.addEventListener("error", (e) => {
+      if (es !== source) return;  // a source already replaced
       // A server-sent `event: error` has data; a dropped connection does not.
       const data = (e as MessageEvent).data;
       if (typeof data === "string" && data.length > 0) {
         const status = JSON.parse(data);
+        if (status.code === UNAUTHENTICATED && !closed) {
+          // The signed URL expired (or the stream's credential did): sign again.
+          reopen(refusals === 0 ? 0 : Math.min(30000, 1000 * 2 ** refusals));
+          refusals++;
+          return;
+        }
         options.onError?.(status);
         // Unavailable (a draining server) is resumed below; anything else ends it.
-        if (status.code !== 14) {
+        if (status.code !== UNAVAILABLE) {
           closed = true;
-          source.close();
+          es.close();
           return;
         }
       }
       if (closed) return;
       options.onDrop?.();
-      if (options.reconnect) {
-        source.close();
-        clearTimeout(retry);
-        retry = window.setTimeout(() => !closed && open(options.reconnect!()), 1000);
+      if (options.reconnect || es.readyState === EventSource.CLOSED) {
+        // A fresh signed URL: the one in hand may have expired.
+        reopen(1000);
       }
       // Otherwise EventSource reconnects by itself with Last-Event-ID.
     });
   };
-  open(path);
+  void open(path);
   return {
     close() {
       closed = true;
       clearTimeout(retry);
-      source.close();
+      source?.close();
     },
   };
 }

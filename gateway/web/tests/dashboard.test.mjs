@@ -6,7 +6,7 @@
 // OTHER_USER/OTHER_PASSWORD (a second user), SCREENSHOTS (directory),
 // CHROMIUM (the browser binary).
 import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 
 const base = process.env.TRAINMESH_GATEWAY;
 const shots = process.env.SCREENSHOTS ?? "screenshots";
@@ -27,6 +27,9 @@ page.on("console", (m) => {
   if (m.type() === "error" && !/status of (400|401|404)/.test(m.text())) consoleErrors.push(m.text());
 });
 page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+// Every URL the page asks for: no credential but a signed URL's may be in one.
+const requested = [];
+page.on("request", (r) => requested.push(r.url()));
 
 let failures = 0;
 async function step(name, fn) {
@@ -115,6 +118,38 @@ await step("a job created through the form trains to COMPLETED with its chart dr
   await shot("job-logs");
 });
 
+await step("downloads and streams open signed URLs, never the session token", async () => {
+  await page.goto(`${base}/jobs/${completedId}`);
+  await page.locator(".job-head .badge[data-state=COMPLETED]").waitFor();
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("[data-testid=download-model]")]);
+  expect(download.suggestedFilename() === `model-${completedId.slice(0, 8)}.pt`, `downloaded ${download.suggestedFilename()}`);
+  expect(statSync(await download.path()).size > 0, "the model downloaded empty");
+  const token = await page.evaluate(() => sessionStorage.getItem("trainmesh.token"));
+  expect(token && token.length > 20, "no session token");
+  const leaked = requested.filter((u) => u.includes(token));
+  expect(leaked.length === 0, `the session token went into a URL: ${leaked[0]}`);
+  const signed = requested.filter((u) => new URL(u).searchParams.has("access_token"));
+  expect(signed.some((u) => u.includes("metrics:stream")), "no metrics stream opened with a signed URL");
+  const downloaded = new URL(download.url());
+  expect(downloaded.pathname.endsWith("/artifact") && downloaded.searchParams.has("access_token"),
+    `the download was not a signed URL: ${downloaded.pathname}`);
+  signed.push(download.url());
+  for (const u of signed) {
+    const url = new URL(u);
+    const payload = url.searchParams.get("access_token").split(".")[1];
+    const claims = JSON.parse(Buffer.from(payload, "base64url").toString());
+    expect(claims.tm_kind === "url" && claims.tm_url === url.pathname,
+      `${url.pathname} opened with a ${claims.tm_kind} token for ${claims.tm_url}`);
+    expect(claims.exp - claims.iat <= 300, `a signed URL lives ${claims.exp - claims.iat} s`);
+  }
+  // The same URL's token cannot open another path.
+  const other = new URL(signed.find((u) => new URL(u).pathname !== "/v1/jobs:watch"));
+  const r = await fetch(`${base}/v1/jobs:watch?access_token=${other.searchParams.get("access_token")}`,
+    { headers: { Accept: "text/event-stream" } });
+  const text = await r.text().catch(() => "");
+  expect(r.status === 401 || text.includes('"code":16'), `another path opened: ${r.status} ${text.slice(0, 200)}`);
+});
+
 await step("validation errors show at their fields (client and server)", async () => {
   await newJob(async () => {
     await page.fill("#dataset", "synthetic://reach");
@@ -165,6 +200,8 @@ await step("a failed job shows its error log; retry it and follow the lineage li
   await page.waitForSelector("dialog[open]");
   await page.click("[data-testid=confirm-retry]");
   await page.waitForURL((url) => /\/jobs\/[0-9a-f-]{36}$/.test(url.pathname) && !url.pathname.endsWith(failedId));
+  // The new job's page, not the old one's tabs still on screen for a moment.
+  await page.locator(".job-head h1 code", { hasText: jobIdFromUrl().slice(0, 8) }).waitFor();
   await page.click("button[data-tab=info]");
   const retryOf = page.locator("[data-testid=retry-of]");
   await retryOf.waitFor();

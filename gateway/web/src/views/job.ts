@@ -8,7 +8,7 @@ import {
   api,
   ApiError,
   isTerminal,
-  withToken,
+  signedUrl,
   type Job,
   type JobEvent,
   type LogLine,
@@ -61,7 +61,25 @@ export function jobPage(root: HTMLElement, id: string): Page {
       actions.push(
         h(
           "a",
-          { class: "button", href: withToken(`/v1/jobs/${id}/artifact?name=model.pt`), download: `model-${id.slice(0, 8)}.pt` },
+          {
+            class: "button",
+            href: `/v1/jobs/${id}/artifact?name=model.pt`,
+            download: `model-${id.slice(0, 8)}.pt`,
+            "data-testid": "download-model",
+            // The link is signed when clicked: a signed URL lives minutes.
+            onclick: async (e: Event) => {
+              e.preventDefault();
+              const target = e.currentTarget as HTMLAnchorElement;
+              try {
+                const a = h("a", { href: await signedUrl(`/v1/jobs/${id}/artifact?name=model.pt`), download: target.download });
+                document.body.append(a);
+                a.click();
+                a.remove();
+              } catch (err) {
+                alertBox(err instanceof ApiError ? err.message : String(err));
+              }
+            },
+          },
           "Download model",
         ),
       );
