@@ -303,7 +303,7 @@ HttpResponse ErrorResponse(const grpc::Status& status) {
   // The details the service sent (field violations, retry info), when any.
   if (!status.error_details().empty()) body.ParseFromString(status.error_details());
   body.set_code(status.error_code());
-  body.set_message(status.error_message());
+  body.set_message(status::ValidUtf8(status.error_message()));
   HttpResponse out;
   out.status = transcoding::HttpStatus(status.error_code());
   if (!google::protobuf::util::MessageToJsonString(body, &out.body).ok()) {

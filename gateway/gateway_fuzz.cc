@@ -17,6 +17,7 @@
 #include "grpcpp/grpcpp.h"
 #include "libs/http/http_server.h"
 #include "libs/log/log.h"
+#include "libs/status/grpc_status.h"
 #include "protos/registry.h"
 
 namespace {
@@ -77,6 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   edge.gateway->Handle(*request, [&answered](HttpResponse response) { answered.set_value(std::move(response)); });
   HttpResponse response = answered.get_future().get();
   if (!ValidStatus(response.status)) std::abort();
+  // Error bodies quote what was sent; they must stay UTF-8 (JSON).
+  if (response.status >= 400 && !trainmesh::status::IsValidUtf8(response.body)) std::abort();
   if (response.stream != nullptr) {
     // Pulled as a session pulls it: to its last part (the backend ends it at
     // once), a bounded number of parts.

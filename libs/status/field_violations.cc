@@ -1,10 +1,17 @@
 #include "libs/status/field_violations.h"
 
+#include "libs/status/grpc_status.h"
+
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "google/rpc/error_details.pb.h"
 
 namespace trainmesh::status {
+
+void FieldViolations::Add(std::string field, std::string description) {
+  violations_.push_back({IsValidUtf8(field) ? std::move(field) : ValidUtf8(field),
+                         IsValidUtf8(description) ? std::move(description) : ValidUtf8(description)});
+}
 
 absl::Status FieldViolations::ToStatus(absl::string_view summary) const {
   if (violations_.empty()) return absl::OkStatus();

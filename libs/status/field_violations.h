@@ -24,9 +24,8 @@ struct FieldViolation {
 // Collects violations while validating a request.
 class FieldViolations {
  public:
-  void Add(std::string field, std::string description) {
-    violations_.push_back({std::move(field), std::move(description)});
-  }
+  // Both are made valid UTF-8 (they may quote what a client sent).
+  void Add(std::string field, std::string description);
   void Append(const std::vector<FieldViolation>& more) {
     violations_.insert(violations_.end(), more.begin(), more.end());
   }

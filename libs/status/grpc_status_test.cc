@@ -81,6 +81,28 @@ absl::Status CheckEven(int x) {
   return absl::OkStatus();
 }
 
+// Messages and violations quote client bytes; what goes on the wire is UTF-8
+// (a proto3 string, JSON at the gateway), each stray byte one U+FFFD.
+TEST(GrpcStatusTest, TextsBecomeValidUtf8) {
+  EXPECT_TRUE(IsValidUtf8("plain ascii"));
+  EXPECT_TRUE(IsValidUtf8("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80"));
+  for (const char* bad : {"\xFF", "\xC0\xAF" /* overlong '/' */, "\xED\xA0\x80" /* surrogate */,
+                          "\xF4\x90\x80\x80" /* past U+10FFFF */, "\xE2\x82" /* cut short */}) {
+    EXPECT_FALSE(IsValidUtf8(bad)) << bad;
+  }
+  EXPECT_EQ(ValidUtf8("a\xFF" "b\xC3\xA9"), "a\xEF\xBF\xBD" "b\xC3\xA9");
+  EXPECT_EQ(ValidUtf8("\xE2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+  FieldViolations v;
+  v.Add("na\xFFme", "no route for /v1/\xC0\xAF");
+  const absl::Status status = v.ToStatus("bad");
+  const grpc::Status wire = ToGrpcStatus(absl::Status(status.code(), "path /v1/\x80 " + std::string(status.message())));
+  EXPECT_TRUE(IsValidUtf8(wire.error_message()));
+  for (const FieldViolation& f : FieldViolationsOf(status)) {
+    EXPECT_TRUE(IsValidUtf8(f.field) && IsValidUtf8(f.description)) << f.field;
+  }
+  EXPECT_EQ(FieldViolationsOf(status).at(0).field, "na\xEF\xBF\xBDme");
+}
+
 TEST(StatusMacrosTest, PropagateErrorsAndValues) {
   EXPECT_EQ(*Quarter(8), 2);
   EXPECT_EQ(Quarter(6).status().code(), absl::StatusCode::kInvalidArgument);

@@ -26,6 +26,13 @@ grep -q "^TRAINMESH_ENDPOINT=127.0.0.1:$TRAINMESH_JOBS_PORT$" "$TRAINMESH_RUN_DI
   || fail "endpoint not written"
 
 tc health | grep -q SERVING || fail "health"
+# The same with the CA named by flag instead of the environment (TLS is on).
+ca=$(sed -n 's/^TRAINMESH_TLS_CA=//p' "$TRAINMESH_RUN_DIR/credentials.env")
+[ -n "$ca" ] || fail "no TLS CA in the credentials"
+bare() { env -u TRAINMESH_TLS_CA TRAINMESH_CREDENTIALS_FILE=/dev/null "$root/tools/trainctl" \
+           --endpoint "127.0.0.1:$TRAINMESH_JOBS_PORT" "$@"; }
+bare --tls-ca "$ca" health | grep -q SERVING || fail "health with --tls-ca"
+! bare health --timeout 2s >/dev/null 2>&1 || fail "a TLS endpoint answered a plaintext client"
 # The REST gateway: written to the credentials, serving the same jobs.
 gateway=$(sed -n 's/^TRAINMESH_GATEWAY=//p' "$TRAINMESH_RUN_DIR/credentials.env")
 [ "$gateway" = "http://127.0.0.1:$TRAINMESH_GATEWAY_PORT" ] || fail "gateway not written: $gateway"

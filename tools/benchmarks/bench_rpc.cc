@@ -26,7 +26,7 @@ int main(int argc, char** argv) {
   using namespace trainmesh;
   auto args = cli::Parse(std::vector<std::string>(argv + 1, argv + argc),
                          {"endpoint", "credential", "clients", "seconds", "warmup", "rpc",
-                          "job-id", "gateway"},
+                          "job-id", "gateway", "tls-ca"},
                          {}, {});
   if (!args.ok()) {
     std::fprintf(stderr, "%s\n", std::string(args.status().message()).c_str());

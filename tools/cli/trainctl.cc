@@ -1476,6 +1476,7 @@ int Run(int argc, char** argv) {
   absl::StatusOr<Args> parsed =
       Parse(argv_list,
             {"endpoint",
+             "tls-ca",
              "auth-endpoint",
              "metrics-endpoint",
              "scheduler-endpoint",
