@@ -527,12 +527,15 @@ void Gateway::Route(const HttpRequest& request, std::function<void(HttpResponse)
         if (effective.authorization.empty() &&
             transcoding::PercentDecode(pair.substr(std::strlen("access_token=")), true, &token)) {
           effective.authorization = absl::StrCat("Bearer ", token);
-          effective.signed_url = std::string(path);
           authorization_source = "access_token";
         }
         continue;
       }
       absl::StrAppend(&kept, kept.empty() ? "" : "&", pair);
+    }
+    // What the URL was signed for: its path and query, less the token.
+    if (authorization_source == "access_token") {
+      effective.signed_url = kept.empty() ? std::string(path) : absl::StrCat(path, "?", kept);
     }
     effective_query = std::move(kept);
   }

@@ -609,6 +609,8 @@ TEST_F(GatewayTest, SignedUrlsOpenTheirOwnPathOnly) {
   // The signed token on another path of the same job, or on a query of its own.
   refused("/v1/jobs/" + id + "/logs:stream?access_token=" + token, "");
   refused("/v1/jobs:watch?access_token=" + token, "");
+  // The same path with a query it was not signed with.
+  refused(events + "?afterSeq=1&access_token=" + token, "");
   // The signed token as a bearer credential, streams and unary calls alike.
   refused(events, token);
   const Reply get = client.Send("GET", "/v1/jobs/" + id, "", token);

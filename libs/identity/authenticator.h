@@ -18,9 +18,10 @@
 
 namespace trainmesh::identity {
 
-// Metadata the gateway sets to the request's path (no query) when the
-// credential came from `?access_token=`: such a credential must be a signed
-// URL's token, signed for that path, and opens only that path's method.
+// Metadata the gateway sets to the request's path and query (less the
+// access_token) when the credential came from `?access_token=`: such a
+// credential must be a signed URL's token, signed for exactly that URL, and
+// opens only the method its path routes to.
 inline constexpr char kSignedUrlMetadata[] = "x-trainmesh-url";
 
 // The method a signed URL for `path` (a query is ignored) opens: the GET route

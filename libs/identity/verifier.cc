@@ -295,9 +295,18 @@ absl::StatusOr<TokenVerifier::Key> TokenVerifier::FindKey(Issuer& issuer, const 
   }
   if (issuer.fetching || !issuer.fetch_budget->Take("fetch", "", now).ok()) {
     if (found) return it->second;  // stale; a refresh comes later
-    if (loaded) return unknown();  // not remembered: a later request may fetch
-    return issuer.last_error.ok() ? absl::UnavailableError("signing keys are not loaded yet")
-                                  : issuer.last_error;
+    // Nothing says the kid is bad (it may be a key rotated in a moment ago):
+    // retry shortly, never a refusal that signs a user out. Not remembered.
+    if (!issuer.last_error.ok()) return issuer.last_error;
+    absl::Status later = RetryLater(
+        loaded ? absl::StrCat("key id \"", kid, "\" is not known yet: signing keys are being refreshed")
+               : "signing keys are not loaded yet",
+        std::max(config.min_fetch_gap, absl::Milliseconds(100)));
+    absl::Status unavailable(absl::StatusCode::kUnavailable, later.message());
+    later.ForEachPayload([&unavailable](absl::string_view type_url, const absl::Cord& payload) {
+      unavailable.SetPayload(type_url, payload);
+    });
+    return unavailable;
   }
   // Fetch on this request, then answer from what the fetch found (a key
   // withdrawn from the JWKS is refused; a failed fetch keeps the keys).

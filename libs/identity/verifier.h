@@ -66,10 +66,11 @@ struct IssuerConfig {
   absl::Duration min_refresh_interval = absl::Seconds(10);
   // …and fetches, whatever the kid, come from one budget: a burst of
   // `fetch_burst`, refilled one per `min_fetch_gap` (zero: unlimited). A flood
-  // of distinct made-up kids costs at most one fetch per gap, and a request
-  // that finds the budget spent, or a fetch already running, is refused at
-  // once: once keys are loaded no request sleeps or waits on another's fetch.
-  // The burst lets a key rotated in right after a fetch be picked up at once.
+  // of distinct made-up kids costs at most one fetch per gap; a request that
+  // finds the budget spent, or a fetch already running, is answered at once
+  // with UNAVAILABLE and RetryInfo (the kid may be a fresh rotation: nothing
+  // says it is bad): once keys are loaded no request sleeps or waits on
+  // another's fetch. The burst picks up a key rotated in right after a fetch.
   absl::Duration min_fetch_gap = absl::Milliseconds(200);
   int fetch_burst = 3;
 };

@@ -27,7 +27,7 @@ class FieldViolations {
   // Both are made valid UTF-8 (they may quote what a client sent).
   void Add(std::string field, std::string description);
   void Append(const std::vector<FieldViolation>& more) {
-    violations_.insert(violations_.end(), more.begin(), more.end());
+    for (const FieldViolation& f : more) Add(f.field, f.description);
   }
   bool empty() const { return violations_.empty(); }
   const std::vector<FieldViolation>& violations() const { return violations_; }

@@ -350,11 +350,22 @@ absl::Status BuildRequest(const Router::Match& match, absl::string_view query, a
   }
   std::unique_ptr<Message> one(request->New());
   std::unique_ptr<Message> bound(request->New());
+  // The fields the path binds: a query parameter may not set them again (it
+  // would win, and a URL signed for /v1/jobs/A/… would open ?jobId=B).
+  std::vector<std::string> path_fields;
   for (size_t i = 0; i < params.size(); ++i) {
     const auto& [name, value] = params[i];
     auto fields = ResolvePath(type, name);
     if (!fields.ok()) {
       violations.Add(name, std::string(fields.status().message()));
+      continue;
+    }
+    std::string field_path;
+    for (const FieldDescriptor* f : *fields) absl::StrAppend(&field_path, field_path.empty() ? "" : ".", f->name());
+    if (i < path_params) {
+      path_fields.push_back(field_path);
+    } else if (std::find(path_fields.begin(), path_fields.end(), field_path) != path_fields.end()) {
+      violations.Add(name, "is bound by the path; a query parameter cannot set it again");
       continue;
     }
     if (i >= path_params && !route.body.empty() && fields->front()->name() == FindField(type, route.body)->name()) {

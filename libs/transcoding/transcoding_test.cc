@@ -8,6 +8,7 @@
 #include "libs/status/field_violations.h"
 #include "protos/registry.h"
 #include "trainmesh/v1/jobs.pb.h"
+#include "trainmesh/v1/metrics.pb.h"
 
 namespace trainmesh::transcoding {
 namespace {
@@ -137,6 +138,18 @@ TEST_F(RouterTest, RequestsComeFromPathQueryAndBodyByTheProto3JsonMapping) {
   EXPECT_EQ(x.id(), "j1");
   EXPECT_EQ(x.reason(), "enough");
   EXPECT_EQ(BuildRequest(*cancel, "reason=x", "", &x).code(), absl::StatusCode::kInvalidArgument);
+
+  // A query parameter cannot set again what the path binds, by either name.
+  auto metrics = router_->Find("GET", "/v1/jobs/a1/metrics:stream");
+  ASSERT_TRUE(metrics.ok());
+  v1::StreamMetricsRequest m;
+  ASSERT_TRUE(BuildRequest(*metrics, "afterSeq=3", "", &m).ok());
+  EXPECT_EQ(m.job_id(), "a1");
+  for (const char* query : {"jobId=b2", "job_id=b2", "afterSeq=3&jobId=b2"}) {
+    absl::Status twice = BuildRequest(*metrics, query, "", &m);
+    EXPECT_EQ(twice.code(), absl::StatusCode::kInvalidArgument) << query;
+    EXPECT_THAT(status::FieldViolationsOf(twice).back().description, HasSubstr("bound by the path")) << query;
+  }
 }
 
 TEST_F(RouterTest, ResponsesAreProto3JsonAndStatusesMapLikeEnvoys) {

@@ -237,6 +237,32 @@ absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
       TimeUtil::TimestampToMicroseconds(key.expire_time()) <= absl::ToUnixMicros(absl::Now())) {
     v.Add("api_key.expire_time", "must be in the future");
   }
+  // A key for another user acts as that user: an admin's grant (pool:shared)
+  // to an operator, never the admin's own authority.
+  std::string owner = caller.subject();
+  if (!request.for_user().empty()) {
+    if (!HasScope(caller, "admin")) {
+      return absl::PermissionDeniedError("only admins make keys for other users (for_user)");
+    }
+    for (int i = 0; i < key.scopes_size(); ++i) {
+      if (key.scopes(i) == "admin" || key.scopes(i) == "internal") {
+        v.Add(absl::StrCat("api_key.scopes[", i, "]"),
+              "a key for another user holds jobs:read, jobs:write, agent and pool:shared at most");
+      }
+    }
+    absl::StatusOr<trainmesh::v1::User> user = store_->UserById(request.for_user());
+    if (!user.ok() && absl::IsNotFound(user.status())) {
+      absl::StatusOr<StoredUser> named = store_->UserByName(request.for_user());
+      if (named.ok()) user = named->user;
+    }
+    if (user.ok()) {
+      owner = user->id();
+    } else if (absl::IsNotFound(user.status())) {
+      v.Add("for_user", "no such user (a user id or name)");
+    } else {
+      return user.status();
+    }
+  }
   TM_RETURN_IF_ERROR(v.ToStatus("invalid API key"));
   // A key never mints a broader or longer-lived key: a leaked narrow key stays
   // narrow and dies when it would have. A signed-in user (password or an
@@ -264,11 +290,12 @@ absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
     }
   }
   identity::NewApiKey fresh = identity::GenerateApiKey();
-  key.set_owner(caller.subject());
+  key.set_owner(owner);
   key.set_prefix(fresh.prefix);
   TM_ASSIGN_OR_RETURN(trainmesh::v1::ApiKey stored, store_->CreateApiKey(key, fresh.hash));
   TM_LOG(Info, "API key created")
-      .With("owner", caller.subject())
+      .With("owner", owner)
+      .With("by", caller.subject())
       .With("prefix", stored.prefix())
       .With("scopes", absl::StrJoin(stored.scopes(), " "));
   trainmesh::v1::CreateApiKeyResponse response;
@@ -454,7 +481,7 @@ absl::StatusOr<trainmesh::v1::SignedUrl> AuthService::SignUrl(
   claims.subject = caller.subject();
   claims.name = caller.name();
   claims.scopes = {"jobs:read"};
-  claims.url = path.substr(0, path.find('?'));
+  claims.url = path;  // the query too: ?name=model.pt opens that file only
   TM_ASSIGN_OR_RETURN(trainmesh::v1::JobToken token, SignClaims(claims, ttl));
   trainmesh::v1::SignedUrl out;
   out.set_url(absl::StrCat(path, query.empty() ? "?" : "&", "access_token=", token.token()));

@@ -244,6 +244,33 @@ TEST_F(AuthServiceTest, OnlyAdminsGrantTheSharedPool) {
   trainmesh::v1::CreateApiKeyRequest admin;
   admin.mutable_api_key()->add_scopes("admin");
   EXPECT_EQ(service_->CreateApiKey(*granted, admin).status().code(), absl::StatusCode::kPermissionDenied);
+
+  // The grant to an operator: a key that is bob's (it acts as bob, never as
+  // the admin who made it), by user name or id.
+  trainmesh::v1::User bob = CreateUser("bob");
+  grant.set_for_user("bob");
+  auto for_bob = service_->CreateApiKey(As(alice, {"jobs:write", "admin"}), grant);
+  ASSERT_TRUE(for_bob.ok()) << for_bob.status();
+  EXPECT_EQ(for_bob->api_key().owner(), bob.id());
+  absl::StatusOr<Principal> as_bob = service_->ResolveApiKey(for_bob->secret());
+  ASSERT_TRUE(as_bob.ok()) << as_bob.status();
+  EXPECT_EQ(as_bob->subject(), bob.id());
+  EXPECT_THAT(as_bob->scopes(), ElementsAre("agent", "pool:shared"));
+  grant.set_for_user(bob.id());
+  EXPECT_TRUE(service_->CreateApiKey(As(alice, {"jobs:write", "admin"}), grant).ok());
+  // Only admins make keys for others; never with admin or internal; only
+  // for a user that exists.
+  EXPECT_EQ(service_->CreateApiKey(As(bob, {"jobs:write", "agent"}), grant).status().code(),
+            absl::StatusCode::kPermissionDenied);
+  trainmesh::v1::CreateApiKeyRequest elevate = admin;
+  elevate.set_for_user("bob");
+  EXPECT_EQ(service_->CreateApiKey(As(alice, {"jobs:write", "admin"}), elevate).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  grant.set_for_user("nobody-here");
+  absl::Status missing = service_->CreateApiKey(As(alice, {"jobs:write", "admin"}), grant).status();
+  EXPECT_EQ(missing.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status::FieldViolationsOf(missing),
+              ::testing::Contains(::testing::Field(&status::FieldViolation::field, "for_user")));
 }
 
 // Signed URLs: a user's read access to one stream or download path, minutes
@@ -262,7 +289,7 @@ TEST_F(AuthServiceTest, SignedUrlsAreNarrowAndShort) {
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->kind(), Principal::URL);
   EXPECT_EQ(p->subject(), alice.id());
-  EXPECT_EQ(p->url(), path);  // the path, not the query
+  EXPECT_EQ(p->url(), path + "?names=loss");  // the query is signed too
   EXPECT_THAT(p->scopes(), ElementsAre("jobs:read"));
   const int64_t exp = identity::PeekToken(signed_url->access_token())->claims.fields().at("exp").number_value();
   EXPECT_LE(exp, absl::ToUnixSeconds(absl::Now() + absl::Minutes(5)) + 1);

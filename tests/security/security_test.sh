@@ -16,8 +16,9 @@
 #                       a key an admin granted pool:shared may (and is no admin)
 #   login-throttle      six wrong passwords for one user: 429 with RetryInfo, also
 #                       for the right one; another user still signs in
-#   jwt-kid-flood       200 tokens with made-up key ids: all 401, while real
-#                       requests go on succeeding
+#   jwt-kid-flood       200 tokens with made-up key ids: 401 (a fetch did not
+#                       find the kid) or 503 with RetryInfo (the fetch budget is
+#                       spent), at once, while real requests go on succeeding
 #   cross-tenant        user B calls every route of /openapi.json that takes an id
 #                       with user A's ids: 403/404 only, nothing of A's in any answer
 #   artifact-sha256     a model's download and its last chunk's sha256 agree
@@ -327,15 +328,20 @@ case_shared_pool_agent() {
   r=$(ok200 "$(api "$key_b" GET '/v1/agents?includeOffline=true')" "B's agents")
   ! echo "$r" | grep -q "b-shared-$mark" || fail "the refused agent was registered: $r"
   echo "$r" | grep -q "b-own-$mark" || fail "B's own agent is not listed: $r"
-  # B cannot grant itself the pool; a key an admin granted it to (agent +
-  # pool:shared, no admin) registers a shared-pool agent.
+  # B cannot grant itself the pool, nor make keys for others; an admin's
+  # grant to B (a key that is B's: agent + pool:shared) registers a
+  # shared-pool agent of B's, and acts as B, never as the admin.
   r=$(api "$tok_b" POST /v1/apiKeys '{"name": "b-pool", "scopes": ["agent", "pool:shared"]}')
   [ "$(code_of "$r")" = 403 ] || fail "a non-admin made a pool:shared key: $r"
-  key_b=$(ok200 "$(api "$devkey" POST /v1/apiKeys '{"name": "operator", "scopes": ["agent", "pool:shared"]}')" \
-            "an admin grants the pool" | j "j['secret']")
+  r=$(api "$tok_b" POST '/v1/apiKeys?forUser=alice' '{"name": "for-a", "scopes": ["agent"]}')
+  [ "$(code_of "$r")" = 403 ] || fail "a non-admin made a key for another user: $r"
+  key_b=$(ok200 "$(api "$devkey" POST '/v1/apiKeys?forUser=bob' '{"name": "operator", "scopes": ["agent", "pool:shared"]}')" \
+            "an admin grants the pool to B" | j "j['secret']")
   r=$(ok200 "$(api "$key_b" POST /v1/agents "{\"agent\": {\"name\": \"granted-$mark\", \"sharedPool\": true}}")" \
         "the granted key registers a shared-pool agent")
   [ "$(echo "$r" | j "j.get('sharedPool', False)")" = True ] || fail "the granted agent is not shared: $r"
+  [ "$(echo "$r" | j "j.get('owner', '')")" = "$(ok200 "$(api "$tok_b" GET /v1/auth/whoami)" "B" | j "j['subject']")" ] \
+    || fail "the granted agent is not B's: $r"
   r=$(api "$key_b" GET /v1/users)
   [ "$(code_of "$r")" = 403 ] || fail "the granted key acts as an admin: $r"
 }
@@ -392,8 +398,13 @@ with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results.append(f.result())
         if len(results) == 100:
             open(base + ".half", "w").close()
-bad = [r for r in results if r[1] != 401 or "unknown key id" not in r[2]]
-print(json.dumps({"sent": len(results), "bad": bad[:5], "bad_count": len(bad)}))
+# A kid a key fetch did not find: 401. A kid nothing was fetched for (the
+# shared fetch budget is spent): 503 with RetryInfo, never a wait.
+unknown = [r for r in results if r[1] == 401 and "unknown key id" in r[2]]
+later = [r for r in results if r[1] == 503 and "RetryInfo" in r[2]]
+bad = [r for r in results if r not in unknown and r not in later]
+print(json.dumps({"sent": len(results), "unknown_kid": len(unknown), "retry_later": len(later),
+                  "bad": bad[:5], "bad_count": len(bad)}))
 sys.exit(1 if bad or len(results) != 200 else 0)
 PY
   local flood=$! n=0 r
@@ -593,6 +604,15 @@ case_signed_url() {
           "sign a download" | j "j['url']")
   r=$(curl -sS -o "$run/model.pt" -w '%{http_code}' --max-time 30 "$gw$url") || true
   [ "$r" = 200 ] && [ -s "$run/model.pt" ] || fail "download by signed URL: HTTP $r"
+  # The query is signed too: that URL's token fetches no other file, and no
+  # query parameter overrides the job of the path.
+  token=${url#*access_token=}
+  r=$(sse "/v1/jobs/$policy/artifact?name=model.json&access_token=$token")
+  refused401 "$r" || fail "a signed model.pt URL fetched model.json: $(echo "$r" | head -c 300)"
+  url=$(ok200 "$(api "$tok_a" POST /v1/auth:signUrl "{\"path\": \"/v1/jobs/$job_a1/logs:stream?jobId=$job_a2\"}")" \
+          "A signs a query that names another job" | j "j['url']")
+  r=$(sse "$url")
+  { [ "$(code_of "$r")" = 400 ] || body_of "$r" | grep -q '"code":3'; } || fail "?jobId= overrode the path: $r"
 }
 
 case_queued_metrics() {

@@ -115,7 +115,9 @@ Usage:
   trainctl whoami                         who the mesh thinks you are
   trainctl users create NAME [--password P | --password-stdin] [--admin] [--email E]   (admin)
   trainctl users list                                                                  (admin)
-  trainctl keys create [--name N] [--scope S]... [--expires 720h]   the key is shown once
+  trainctl keys create [--name N] [--scope S]... [--expires 720h] [--for USER]
+                                          the key is shown once; --for (admins): the key is
+                                          USER's, e.g. --scope agent --scope pool:shared
   trainctl keys list
   trainctl keys revoke ID
 
@@ -1420,6 +1422,7 @@ int Keys(Client& client, const Args& args) {
     trainmesh::v1::CreateApiKeyRequest request;
     request.mutable_api_key()->set_name(args.Get("name"));
     for (const auto& scope : args.All("scope")) request.mutable_api_key()->add_scopes(scope);
+    if (args.Has("for")) request.set_for_user(args.Get("for"));
     if (args.Has("expires")) {
       absl::Duration d;
       if (!absl::ParseDuration(args.Get("expires"), &d)) return UsageError("--expires: a duration");
@@ -1500,6 +1503,7 @@ int Run(int argc, char** argv) {
              "retry-of",
              "after-seq",
              "scope",
+             "for",
              "password",
              "email",
              "name",

@@ -42,6 +42,14 @@ export function subscribe<T>(path: string, onMessage: (message: T) => void, opti
     params.set("afterSeq", lastId);
     return `${base}?${params}`;
   };
+  // Gives up after this many refusals in a row (the error is reported).
+  const MAX_REFUSALS = 8;
+  const backoff = () => (refusals === 0 ? 0 : Math.min(30000, 1000 * 2 ** refusals));
+  const giveUp = (status: { code?: number; message?: string }) => {
+    closed = true;
+    source?.close();
+    options.onError?.(status);
+  };
   const reopen = (delay: number) => {
     source?.close();
     clearTimeout(retry);
@@ -85,7 +93,8 @@ export function subscribe<T>(path: string, onMessage: (message: T) => void, opti
         const status = JSON.parse(data);
         if (status.code === UNAUTHENTICATED && !closed) {
           // The signed URL expired (or the stream's credential did): sign again.
-          reopen(refusals === 0 ? 0 : Math.min(30000, 1000 * 2 ** refusals));
+          if (refusals >= MAX_REFUSALS) return giveUp(status);
+          reopen(backoff());
           refusals++;
           return;
         }
@@ -99,7 +108,13 @@ export function subscribe<T>(path: string, onMessage: (message: T) => void, opti
       }
       if (closed) return;
       options.onDrop?.();
-      if (options.reconnect || es.readyState === EventSource.CLOSED) {
+      if (es.readyState === EventSource.CLOSED) {
+        // The gateway answered with an error instead of a stream (a 4xx or
+        // 503): back off, and stop after a few in a row.
+        if (refusals >= MAX_REFUSALS) return giveUp({ message: "the stream cannot be opened" });
+        reopen(Math.max(1000, backoff()));
+        refusals++;
+      } else if (options.reconnect) {
         // A fresh signed URL: the one in hand may have expired.
         reopen(1000);
       }
