@@ -27,20 +27,6 @@
 namespace trainmesh::datasets {
 namespace {
 
-std::string Decode(absl::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && absl::ascii_isxdigit(s[i + 1]) &&
-        absl::ascii_isxdigit(s[i + 2])) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i] == '+' ? ' ' : s[i]);
-    }
-  }
-  return out;
-}
-
 std::string RealPath(const std::string& path) {
   char buf[PATH_MAX];
   return realpath(path.c_str(), buf) != nullptr ? std::string(buf) : std::string();
@@ -223,18 +209,6 @@ absl::Status Download(const std::string& url, const std::string& path,
   }
 }
 
-// The content pin of an http(s) dataset URL: its fragment, "sha256=" and 64
-// hex digits (lowercased); "" when the URL has no fragment.
-absl::StatusOr<std::string> Pin(absl::string_view fragment) {
-  absl::string_view hex = fragment;
-  if (!absl::ConsumePrefix(&hex, "sha256=") || hex.size() != 64 ||
-      !std::all_of(hex.begin(), hex.end(), [](char c) { return absl::ascii_isxdigit(c); })) {
-    return absl::InvalidArgumentError(
-        "the dataset URL's fragment must be a content pin: #sha256=<64 hex digits>");
-  }
-  return absl::AsciiStrToLower(hex);
-}
-
 absl::StatusOr<Source> Fetch(const std::string& url, const std::string& expected_sha,
                              const DatasetOptions& options) {
   if (options.cache_dir.empty()) return absl::FailedPreconditionError("no dataset cache directory");
@@ -285,52 +259,39 @@ absl::StatusOr<double> Source::Number(const std::string& key, double fallback) c
   return v;
 }
 
-absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options) {
-  const size_t sep = url.find("://");
-  if (sep == absl::string_view::npos)
-    return absl::InvalidArgumentError("dataset URL has no scheme");
-  const std::string scheme = absl::AsciiStrToLower(url.substr(0, sep));
-  absl::string_view rest = url.substr(sep + 3);
-  if (scheme == "synthetic") {
-    Source s;
-    s.generator = std::string(rest.substr(0, rest.find('?')));
-    if (rest.find('?') != absl::string_view::npos) {
-      for (absl::string_view kv :
-           absl::StrSplit(rest.substr(rest.find('?') + 1), '&', absl::SkipEmpty())) {
-        std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-        s.params[Decode(p.first)] = Decode(p.second);
+absl::StatusOr<Source> Resolve(const recipes::DatasetRef& ref, const DatasetOptions& options) {
+  switch (ref.scheme) {
+    case recipes::DatasetRef::Scheme::kSynthetic:
+      return Source{"", ref.generator, ref.params};
+    case recipes::DatasetRef::Scheme::kFile: {
+      if (options.data_root.empty()) {
+        return absl::FailedPreconditionError("this agent has no data root for file:// datasets");
       }
+      const std::string root = RealPath(options.data_root);
+      const std::string real = RealPath(absl::StrCat(options.data_root, "/", ref.path));
+      if (real.empty()) {
+        return absl::NotFoundError(
+            absl::StrCat("dataset file://", ref.path, " does not exist under the data root"));
+      }
+      // Symlinks are resolved first: the file must really be inside.
+      if (root.empty() || !absl::StartsWith(real, absl::StrCat(root, "/"))) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("dataset file://", ref.path, " is outside the data root"));
+      }
+      return Source{real, "", {}};
     }
-    return s;
+    case recipes::DatasetRef::Scheme::kHttp:
+      return Fetch(ref.url, ref.sha256, options);
   }
-  if (scheme == "file") {
-    if (options.data_root.empty()) {
-      return absl::FailedPreconditionError("this agent has no data root for file:// datasets");
-    }
-    const std::string root = RealPath(options.data_root);
-    const std::string wanted = absl::StrCat(options.data_root, "/", Decode(rest));
-    const std::string real = RealPath(wanted);
-    if (real.empty()) {
-      return absl::NotFoundError(
-          absl::StrCat("dataset ", url, " does not exist under the data root"));
-    }
-    // Symlinks and ".." are resolved first: the file must really be inside.
-    if (root.empty() || !absl::StartsWith(real, absl::StrCat(root, "/"))) {
-      return absl::InvalidArgumentError(absl::StrCat("dataset ", url, " is outside the data root"));
-    }
-    return Source{real, "", {}};
+  return absl::InvalidArgumentError("unknown dataset scheme");
+}
+
+absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options) {
+  auto ref = recipes::ParseDatasetUrl(url);
+  if (!ref.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("the dataset URL ", ref.status().message()));
   }
-  if (scheme == "http" || scheme == "https") {
-    const size_t hash = url.find('#');
-    std::string sha;
-    if (hash != absl::string_view::npos) {
-      auto pin = Pin(url.substr(hash + 1));
-      if (!pin.ok()) return pin.status();
-      sha = *std::move(pin);
-    }
-    return Fetch(std::string(url.substr(0, hash)), sha, options);
-  }
-  return absl::InvalidArgumentError(absl::StrCat("dataset scheme ", scheme, " is not supported"));
+  return Resolve(*ref, options);
 }
 
 absl::StatusOr<Table> ReadCsv(const std::string& path, size_t max_rows) {

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "libs/datasets/formats.h"
 #include "libs/netpolicy/address_policy.h"
+#include "libs/recipes/dataset_url.h"
 
 namespace trainmesh::datasets {
 
@@ -43,12 +44,14 @@ struct Source {
   absl::StatusOr<double> Number(const std::string& key, double fallback) const;
 };
 
-// The local file or generator a dataset URL names, downloading an http(s)
+// The local file or generator a parsed dataset URL names, downloading an http(s)
 // one into options.cache_dir (a download is reused while its pin matches).
 // INVALID_ARGUMENT for a malformed URL or pin, a download over the size limit
 // or not matching its pin; PERMISSION_DENIED for an address the policy
 // refuses; NOT_FOUND for a missing file, an HTTP error or a host that cannot
 // be reached; FAILED_PRECONDITION when the options lack a data root or cache.
+absl::StatusOr<Source> Resolve(const recipes::DatasetRef& ref, const DatasetOptions& options);
+// The same for a URL (parsed by recipes::ParseDatasetUrl, the one grammar).
 absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options);
 
 // A CSV file (see ParseCsv). NOT_FOUND when it cannot be read.

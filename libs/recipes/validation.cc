@@ -4,11 +4,10 @@
 #include <cmath>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/recipes/dataset_url.h"
 #include "libs/recipes/recipes.h"
 
 namespace trainmesh::recipes {
@@ -18,17 +17,7 @@ using google::protobuf::Value;
 using trainmesh::v1::ParameterSpec;
 
 constexpr size_t kMaxStringBytes = 4096;
-constexpr size_t kMaxUrlBytes = 2048;
 constexpr double kMaxExactInt = 9007199254740992.0;  // 2^53
-// How libs/datasets reads an http(s) dataset URL's content pin: its fragment
-// (never sent), "sha256=" and 64 hex digits.
-constexpr char kPinGrammar[] = "#sha256=<64 hex digits>";
-
-bool IsSha256Pin(absl::string_view s) {
-  return absl::ConsumePrefix(&s, "sha256=") && s.size() == 64 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return absl::ascii_isxdigit(c); });
-}
-
 std::string FormatNumber(double v) {
   if (v == std::floor(v) && std::fabs(v) < 1e15) return absl::StrCat(static_cast<int64_t>(v));
   return absl::StrCat(v);
@@ -207,90 +196,17 @@ google::protobuf::Struct ResolveHyperparameters(const trainmesh::v1::Recipe& rec
 
 void ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view url,
                         const std::string& field, status::FieldViolations* violations) {
-  if (url.empty()) {
-    violations->Add(field, "is required (file://, http://, https:// or synthetic://)");
+  auto ref = ParseDatasetUrl(url);
+  if (!ref.ok()) {
+    violations->Add(field, std::string(ref.status().message()));
     return;
   }
-  if (url.size() > kMaxUrlBytes) {
-    violations->Add(field, absl::StrCat("must be at most ", kMaxUrlBytes, " bytes"));
-    return;
-  }
-  for (char c : url) {
-    if (absl::ascii_isspace(static_cast<unsigned char>(c)) || absl::ascii_iscntrl(c)) {
-      violations->Add(field, "must not contain spaces or control characters");
-      return;
-    }
-  }
-  const size_t sep = url.find("://");
-  const std::string scheme = sep == absl::string_view::npos
-                                 ? ""
-                                 : absl::AsciiStrToLower(url.substr(0, sep));
-  if (scheme != "file" && scheme != "http" && scheme != "https" && scheme != "synthetic") {
-    violations->Add(field, "scheme must be one of file, http, https, synthetic");
-    return;
-  }
-  absl::string_view rest = url.substr(sep + 3);
-  if (scheme == "file") {
-    if (!absl::StartsWith(rest, "/") || rest.size() < 2) {
-      violations->Add(field, "must be file:///<path> (relative to the trainer's data root)");
-      return;
-    }
-    for (absl::string_view part : absl::StrSplit(rest, '/')) {
-      if (part == "..") {
-        violations->Add(field, "must not contain \"..\": paths stay inside the data root");
-        return;
-      }
-    }
-    return;
-  }
-  if (scheme == "http" || scheme == "https") {
-    absl::string_view host = rest.substr(0, rest.find_first_of("/?#"));
-    if (host.empty()) {
-      violations->Add(field, "must name a host");
-      return;
-    }
-    const size_t hash = rest.find('#');
-    if (hash != absl::string_view::npos && !IsSha256Pin(rest.substr(hash + 1))) {
-      violations->Add(field, absl::StrCat("may end only in a content pin, ", kPinGrammar));
-      return;
-    }
-    // A pin written as a query parameter would be sent and pin nothing.
-    const absl::string_view before_fragment = rest.substr(0, hash);
-    if (const size_t q = before_fragment.find('?'); q != absl::string_view::npos) {
-      for (absl::string_view kv : absl::StrSplit(before_fragment.substr(q + 1), '&')) {
-        if (IsSha256Pin(kv)) {
-          violations->Add(field, absl::StrCat("pins its content in the query, which is sent and "
-                                              "pins nothing: write ",
-                                              kPinGrammar));
-          return;
-        }
-      }
-    }
-    return;
-  }
-  // synthetic://<name>?k=v&…
-  absl::string_view name = rest.substr(0, rest.find('?'));
-  if (name.empty()) {
-    violations->Add(field, "must name a generator: synthetic://<name>");
-    return;
-  }
-  if (recipe != nullptr) {
+  if (recipe != nullptr && ref->synthetic()) {
     std::vector<std::string> generators = SyntheticDatasets(recipe->name());
-    if (std::find(generators.begin(), generators.end(), name) == generators.end()) {
-      violations->Add(field, absl::StrCat("recipe ", recipe->name(),
-                                          " has no synthetic dataset \"", name,
-                                          "\"; it has: ", absl::StrJoin(generators, ", ")));
-      return;
-    }
-  }
-  if (rest.find('?') != absl::string_view::npos) {
-    for (absl::string_view kv : absl::StrSplit(rest.substr(rest.find('?') + 1), '&',
-                                               absl::SkipEmpty())) {
-      size_t eq = kv.find('=');
-      if (eq == absl::string_view::npos || eq == 0) {
-        violations->Add(field, absl::StrCat("parameter \"", kv, "\" must be key=value"));
-        return;
-      }
+    if (std::find(generators.begin(), generators.end(), ref->generator) == generators.end()) {
+      violations->Add(field, absl::StrCat("unknown synthetic dataset ", ref->generator,
+                                          " for recipe ", recipe->name(),
+                                          "; it has: ", absl::StrJoin(generators, ", ")));
     }
   }
 }

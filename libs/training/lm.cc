@@ -2,6 +2,7 @@
 // trains every weight from scratch; with base_job it loads that job's model,
 // freezes it, and trains LoRA adapters (W + (alpha/r)·B·A) on the query and
 // value projections of every attention layer.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -11,7 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "libs/datasets/frames.h"
-#include "libs/json/json.h"
+#include "libs/recipes/manifest.h"
+#include "libs/recipes/recipes.h"
 #include "libs/training/task.h"
 
 namespace trainmesh::training {
@@ -22,9 +24,9 @@ using google::protobuf::Struct;
 constexpr int64_t kVocab = 256;  // bytes
 
 struct LmShape {
-  int64_t context = 128, d_model = 128, layers = 4, heads = 4;
+  int64_t context = 0, d_model = 0, layers = 0, heads = 0;
   int64_t lora_rank = 0;  // 0: no adapters
-  double lora_alpha = 16, lora_dropout = 0;
+  double lora_alpha = 0, lora_dropout = 0;
   double lora_scale() const { return lora_rank > 0 ? lora_alpha / static_cast<double>(lora_rank) : 0; }
 };
 
@@ -135,24 +137,28 @@ absl::StatusOr<Base> LoadBase(const Context& c, const std::string& base_job) {
   if (!meta_path.ok()) return not_usable("has no model: it must be a COMPLETED lora-lm job");
   auto text = ReadFile(*meta_path);
   if (!text.ok()) return text.status();
-  Struct meta;
-  if (auto s = json::ToStruct(*text, &meta); !s.ok()) return not_usable("has an unreadable model.json");
-  const auto& f = meta.fields();
-  auto str = [&](const char* k) { return f.count(k) ? f.at(k).string_value() : std::string(); };
-  if (str("owner") != c.job.owner()) {
+  auto manifest = recipes::ParseManifest(*text);
+  if (!manifest.ok()) return not_usable("has an unreadable model.json");
+  if (manifest->owner != c.job.owner()) {
     return absl::PermissionDeniedError(absl::StrCat("base_job ", base_job, " belongs to another user"));
   }
-  if (str("recipe") != "lora-lm") return not_usable(absl::StrCat("is a ", str("recipe"), " job, not lora-lm"));
-  const Struct arch = f.count("architecture") ? f.at("architecture").struct_value() : Struct();
+  if (manifest->recipe != recipes::kLoraLm) {
+    return not_usable(absl::StrCat("is a ", manifest->recipe, " job, not lora-lm"));
+  }
+  // The shape the base was trained with (Architecture() below wrote it).
+  const auto& arch = manifest->architecture.fields();
+  auto number = [](const google::protobuf::Map<std::string, google::protobuf::Value>& f, const char* k) {
+    auto it = f.find(k);
+    return it == f.end() ? 0.0 : std::clamp(it->second.number_value(), 0.0, 1e9);
+  };
   Base base;
-  base.shape.context = IntParam(arch, "context_length", 0);
-  base.shape.d_model = IntParam(arch, "d_model", 0);
-  base.shape.layers = IntParam(arch, "n_layers", 0);
-  base.shape.heads = IntParam(arch, "n_heads", 0);
-  if (arch.fields().count("lora")) {
-    const Struct& lora = arch.fields().at("lora").struct_value();
-    base.shape.lora_rank = IntParam(lora, "rank", 0);
-    base.shape.lora_alpha = FloatParam(lora, "alpha", 16);
+  base.shape.context = static_cast<int64_t>(number(arch, "context_length"));
+  base.shape.d_model = static_cast<int64_t>(number(arch, "d_model"));
+  base.shape.layers = static_cast<int64_t>(number(arch, "n_layers"));
+  base.shape.heads = static_cast<int64_t>(number(arch, "n_heads"));
+  if (auto lora = arch.find("lora"); lora != arch.end()) {
+    base.shape.lora_rank = static_cast<int64_t>(number(lora->second.struct_value().fields(), "rank"));
+    base.shape.lora_alpha = number(lora->second.struct_value().fields(), "alpha");
   }
   if (base.shape.context <= 0 || base.shape.d_model <= 0 || base.shape.layers <= 0 || base.shape.heads <= 0) {
     return not_usable("has no transformer architecture in its model.json");
@@ -174,13 +180,13 @@ absl::StatusOr<Base> LoadBase(const Context& c, const std::string& base_job) {
 class LoraLm : public Task {
  public:
   static absl::StatusOr<std::unique_ptr<Task>> Make(const Context& c) {
-    const Struct& hp = c.job.hyperparameters();
+    const auto& hp = std::get<recipes::LoraLmParams>(c.spec.params);
     LmShape shape;
-    shape.context = IntParam(hp, "context_length", 128);
-    shape.d_model = IntParam(hp, "d_model", 128);
-    shape.layers = IntParam(hp, "n_layers", 4);
-    shape.heads = IntParam(hp, "n_heads", 4);
-    const std::string base_job = StringParam(hp, "base_job", "");
+    shape.context = hp.context_length;
+    shape.d_model = hp.d_model;
+    shape.layers = hp.n_layers;
+    shape.heads = hp.n_heads;
+    const std::string& base_job = hp.base_job;
     std::optional<Base> base;
     if (!base_job.empty()) {
       auto loaded = LoadBase(c, base_job);
@@ -197,20 +203,20 @@ class LoraLm : public Task {
       shape.d_model = base->shape.d_model;
       shape.layers = base->shape.layers;
       shape.heads = base->shape.heads;
-      shape.lora_rank = IntParam(hp, "lora_rank", 8);
-      shape.lora_alpha = FloatParam(hp, "lora_alpha", 16);
-      shape.lora_dropout = FloatParam(hp, "lora_dropout", 0);
+      shape.lora_rank = hp.lora_rank;
+      shape.lora_alpha = hp.lora_alpha;
+      shape.lora_dropout = hp.lora_dropout;
     }
     if (shape.d_model % shape.heads != 0) {
       return absl::InvalidArgumentError(absl::StrCat("n_heads (", shape.heads, ") must divide d_model (", shape.d_model, ")"));
     }
     // The text.
-    auto source = datasets::Resolve(c.job.dataset_url(), c.datasets);
+    auto source = datasets::Resolve(c.spec.dataset, c.datasets);
     if (!source.ok()) return source.status();
     auto text = source->synthetic() ? datasets::SyntheticText(*source) : datasets::ReadText(source->path, int64_t{1} << 30);
     if (!text.ok()) return text.status();
     const int64_t n = static_cast<int64_t>(text->size());
-    const double val_fraction = FloatParam(hp, "val_fraction", 0.1);
+    const double val_fraction = c.spec.training->val_fraction;
     const int64_t n_val = val_fraction > 0 ? std::max<int64_t>(shape.context + 1, static_cast<int64_t>(n * val_fraction)) : 0;
     const int64_t n_train = n - n_val;
     if (n_train < shape.context + 1) {
@@ -219,8 +225,8 @@ class LoraLm : public Task {
     }
     auto t = std::unique_ptr<LoraLm>(new LoraLm(c.device, shape, c.seed));
     t->base_job_ = base_job;
-    t->grad_clip_ = FloatParam(hp, "grad_clip", 1.0);
-    t->warmup_ = IntParam(hp, "warmup_steps", 100);
+    t->grad_clip_ = hp.grad_clip;
+    t->warmup_ = hp.warmup_steps;
     std::vector<uint8_t> bytes(text->begin(), text->end());
     t->data_ = torch::from_blob(bytes.data(), {n}, torch::kUInt8).to(torch::kLong).to(c.device);
     t->n_train_ = n_train;

@@ -18,6 +18,8 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
 #include "libs/json/json.h"
+#include "libs/recipes/job_spec.h"
+#include "libs/recipes/manifest.h"
 #include "libs/recipes/recipes.h"
 #include "libs/training/nvml.h"
 #include "libs/training/task.h"
@@ -26,7 +28,6 @@
 namespace trainmesh::training {
 
 using google::protobuf::Struct;
-using google::protobuf::Value;
 using trainmesh::v1::Artifact;
 
 // --- Helpers ------------------------------------------------------------------
@@ -37,35 +38,6 @@ uint64_t MixSeed(uint64_t seed, uint64_t salt) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
-}
-
-int64_t IntParam(const Struct& hp, const std::string& name, int64_t fallback) {
-  auto it = hp.fields().find(name);
-  if (it == hp.fields().end() || it->second.kind_case() != Value::kNumberValue) return fallback;
-  return static_cast<int64_t>(it->second.number_value());
-}
-
-double FloatParam(const Struct& hp, const std::string& name, double fallback) {
-  auto it = hp.fields().find(name);
-  if (it == hp.fields().end() || it->second.kind_case() != Value::kNumberValue) return fallback;
-  return it->second.number_value();
-}
-
-std::string StringParam(const Struct& hp, const std::string& name, const std::string& fallback) {
-  auto it = hp.fields().find(name);
-  if (it == hp.fields().end() || it->second.kind_case() != Value::kStringValue) return fallback;
-  return it->second.string_value();
-}
-
-std::vector<int64_t> IntListParam(const Struct& hp, const std::string& name,
-                                  std::vector<int64_t> fallback) {
-  auto it = hp.fields().find(name);
-  if (it == hp.fields().end() || it->second.kind_case() != Value::kListValue) return fallback;
-  std::vector<int64_t> out;
-  for (const Value& v : it->second.list_value().values()) {
-    out.push_back(static_cast<int64_t>(v.number_value()));
-  }
-  return out;
 }
 
 Split SplitRows(int64_t n, double val_fraction, double test_fraction, uint64_t seed) {
@@ -241,26 +213,13 @@ absl::StatusOr<Artifact> ExportModel(const RunOptions& o, Task& task, int64_t st
     state.insert(b.key(), b.value().detach().to(torch::kCPU).contiguous());
   }
   const std::vector<char> bytes = torch::pickle_save(c10::IValue(state));
-  Struct meta;
-  auto& f = *meta.mutable_fields();
-  f["format"].set_string_value("trainmesh-model/1");
-  f["job_id"].set_string_value(o.job.id());
-  f["owner"].set_string_value(o.job.owner());
-  f["recipe"].set_string_value(o.job.model());
-  f["dataset_url"].set_string_value(o.job.dataset_url());
-  *f["hyperparameters"].mutable_struct_value() = o.job.hyperparameters();
-  *f["architecture"].mutable_struct_value() = task.Architecture();
-  f["step"].set_number_value(static_cast<double>(step));
-  f["attempt"].set_number_value(o.attempt);
-  f["trained_on"].set_string_value(device_type);
-  f["weights"].set_string_value("model.pt");
-  f["created"].set_string_value(google::protobuf::util::TimeUtil::ToString(
-      google::protobuf::util::TimeUtil::GetCurrentTime()));
-  auto* metrics = f["metrics"].mutable_struct_value()->mutable_fields();
-  for (const auto& [name, value] : summary) {
-    if (std::isfinite(value)) (*metrics)[name].set_number_value(value);
-  }
-  auto json = o.store->Put(o.job.id(), "model.json", json::FromStruct(meta), step);
+  recipes::ModelManifest manifest = recipes::ManifestOf(o.job, o.attempt);
+  manifest.architecture = task.Architecture();
+  manifest.step = step;
+  manifest.trained_on = device_type;
+  manifest.weights = "model.pt";
+  manifest.metrics = summary;
+  auto json = o.store->Put(o.job.id(), "model.json", recipes::ManifestJson(manifest), step);
   if (!json.ok()) return json.status();
   return o.store->Put(o.job.id(), "model.pt", absl::string_view(bytes.data(), bytes.size()), step);
 }
@@ -344,7 +303,6 @@ RunResult Train(const RunOptions& o) {
   const absl::Time started = absl::Now();
   RunResult r;
   Reporter report(o);
-  const Struct& hp = o.job.hyperparameters();
   auto finish = [&](RunResult result) {
     result.device_seconds = absl::ToDoubleSeconds(absl::Now() - started);
     return result;
@@ -354,16 +312,22 @@ RunResult Train(const RunOptions& o) {
   if (!device.ok()) return finish(Failure(r, trainmesh::v1::ERROR_KIND_INFRA, std::string(device.status().message())));
   r.device_type = device->is_cuda() ? "cuda" : "cpu";
   if (o.threads > 0) torch::set_num_threads(o.threads);
-  const uint64_t seed = static_cast<uint64_t>(IntParam(hp, "seed", 0));
-  const int64_t steps = std::max<int64_t>(1, IntParam(hp, "steps", 1000));
-  const int64_t batch = std::max<int64_t>(1, IntParam(hp, "batch_size", 64));
-  const double lr = FloatParam(hp, "learning_rate", 1e-3);
-  const double weight_decay = FloatParam(hp, "weight_decay", 0);
-  const int64_t checkpoint_every = IntParam(hp, "checkpoint_every", 500);
+  auto spec = recipes::ResolveJobSpec(o.job);
+  if (!spec.ok()) return finish(Failure(r, trainmesh::v1::ERROR_KIND_USER, std::string(spec.status().message())));
+  if (!spec->training.has_value()) {
+    return finish(Failure(r, trainmesh::v1::ERROR_KIND_INFRA, absl::StrCat("recipe ", spec->recipe, " is not trained here")));
+  }
+  const recipes::TrainingParams& training = *spec->training;
+  const uint64_t seed = static_cast<uint64_t>(training.seed);
+  const int64_t steps = training.steps;
+  const int64_t batch = training.batch_size;
+  const double lr = training.learning_rate;
+  const double weight_decay = training.weight_decay;
+  const int64_t checkpoint_every = training.checkpoint_every;
   const int64_t eval_every = o.eval_every > 0 ? o.eval_every : std::max<int64_t>(1, steps / 20);
   try {
     torch::manual_seed(seed);
-    Context context{o.job, *device, o.datasets, o.store, o.sink.log, seed};
+    Context context{o.job, *spec, *device, o.datasets, o.store, o.sink.log, seed};
     auto made = MakeTask(context);
     if (!made.ok()) return finish(Failure(r, KindOf(made.status()), std::string(made.status().message())));
     Task& task = **made;

@@ -15,6 +15,7 @@
 #include "google/protobuf/struct.pb.h"
 #include "libs/artifacts/artifact_store.h"
 #include "libs/datasets/datasets.h"
+#include "libs/recipes/job_spec.h"
 #include "trainmesh/v1/jobs.pb.h"
 
 namespace trainmesh::training {
@@ -23,6 +24,8 @@ using Metrics = std::vector<std::pair<std::string, double>>;
 
 struct Context {
   const trainmesh::v1::Job& job;
+  // The job resolved: typed, complete parameters and its dataset.
+  const recipes::JobSpec& spec;
   torch::Device device;
   const datasets::DatasetOptions& datasets;
   artifacts::ArtifactStore* store;
@@ -63,15 +66,6 @@ absl::StatusOr<std::unique_ptr<Task>> MakeTabular(const Context& context);
 absl::StatusOr<std::unique_ptr<Task>> MakeLoraLm(const Context& context);
 
 // --- Helpers shared by recipes ---------------------------------------------
-
-// Hyperparameters with defaults (the jobs service fills defaults, but a
-// trainer must not crash on an older job).
-int64_t IntParam(const google::protobuf::Struct& hp, const std::string& name, int64_t fallback);
-double FloatParam(const google::protobuf::Struct& hp, const std::string& name, double fallback);
-std::string StringParam(const google::protobuf::Struct& hp, const std::string& name,
-                        const std::string& fallback);
-std::vector<int64_t> IntListParam(const google::protobuf::Struct& hp, const std::string& name,
-                                  std::vector<int64_t> fallback);
 
 // A deterministic split of [0, n) into train / validation / test indices.
 struct Split {

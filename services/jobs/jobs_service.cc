@@ -11,7 +11,7 @@
 #include "libs/artifacts/artifact_store.h"
 #include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
-#include "libs/recipes/validation.h"
+#include "libs/recipes/job_spec.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
 #include "services/jobs/state_machine.h"
@@ -79,12 +79,6 @@ void CheckLabels(const google::protobuf::Map<std::string, std::string>& labels,
   }
 }
 
-std::string RecipeNames() {
-  std::vector<std::string> names;
-  for (const auto& r : recipes::Recipes()) names.push_back(r.name());
-  return absl::StrJoin(names, ", ");
-}
-
 // The parameters that define a job, for telling a replayed create from a
 // different job reusing the same request_id.
 bool SameSubmission(const Job& a, const Job& b) {
@@ -135,17 +129,9 @@ absl::StatusOr<Job> JobsService::CreateJob(const Principal& caller,
   job.set_owner(caller.subject());
   job.set_model(in.model());
   job.set_dataset_url(in.dataset_url());
-  const trainmesh::v1::Recipe* recipe = recipes::FindRecipe(in.model());
-  if (in.model().empty()) {
-    v.Add("job.model", absl::StrCat("is required: one of ", RecipeNames()));
-  } else if (recipe == nullptr) {
-    v.Add("job.model",
-          absl::StrCat("unknown recipe \"", in.model(), "\"; one of ", RecipeNames()));
-  }
-  recipes::ValidateDatasetUrl(recipe, in.dataset_url(), "job.dataset_url", &v);
-  if (recipe != nullptr) {
-    *job.mutable_hyperparameters() =
-        recipes::ResolveHyperparameters(*recipe, in.hyperparameters(), "job.hyperparameters", &v);
+  if (auto spec = recipes::ResolveJobSpec(in.model(), in.hyperparameters(), in.dataset_url(),
+                                         "job", &v)) {
+    *job.mutable_hyperparameters() = std::move(spec->hyperparameters);
   }
   job.set_priority(in.priority());
   if (in.priority() < kMinPriority || in.priority() > kMaxPriority) {
@@ -449,7 +435,7 @@ absl::StatusOr<trainmesh::v1::Recipe> JobsService::GetRecipe(
   const trainmesh::v1::Recipe* recipe = recipes::FindRecipe(request.name());
   if (recipe == nullptr) {
     return absl::NotFoundError(
-        absl::StrCat("recipe \"", request.name(), "\" not found; one of ", RecipeNames()));
+        absl::StrCat("recipe \"", request.name(), "\" not found; one of ", recipes::RecipeNames()));
   }
   return *recipe;
 }

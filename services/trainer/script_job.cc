@@ -8,6 +8,7 @@
 #include <map>
 #include <optional>
 #include <system_error>
+#include <variant>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -15,6 +16,8 @@
 #include "google/protobuf/util/time_util.h"
 #include "libs/json/json.h"
 #include "libs/lineproto/lineproto.h"
+#include "libs/recipes/job_spec.h"
+#include "libs/recipes/manifest.h"
 #include "libs/scriptrun/outputs.h"
 #include "libs/scriptrun/script.h"
 
@@ -22,17 +25,11 @@ namespace trainmesh::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-using google::protobuf::Struct;
 using google::protobuf::util::TimeUtil;
 
 constexpr size_t kTailLines = 30;
 // Skipped outputs logged one by one; past this, only their number.
 constexpr size_t kSkipsLogged = 20;
-
-const google::protobuf::Value* Field(const Struct& s, const std::string& name) {
-  auto it = s.fields().find(name);
-  return it == s.fields().end() ? nullptr : &it->second;
-}
 
 training::RunResult UserFailure(training::RunResult r, std::string error) {
   r.outcome = training::Outcome::kFailed;
@@ -80,24 +77,18 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   auto system_log = [&](const std::string& line) {
     if (o.sink.log) o.sink.log(line);
   };
-  const Struct& hp = o.job.hyperparameters();
-  const auto* command = Field(hp, "command");
-  if (command == nullptr || command->string_value().empty()) {
-    return finish(UserFailure(r, "hyperparameters.command is required for the script recipe"));
+  auto spec = recipes::ResolveJobSpec(o.job);
+  if (!spec.ok()) return finish(UserFailure(r, std::string(spec.status().message())));
+  if (!std::holds_alternative<recipes::ScriptParams>(spec->params)) {
+    return finish(InfraFailure(r, absl::StrCat("recipe ", spec->recipe, " is not a script")));
   }
+  const auto& hp = std::get<recipes::ScriptParams>(spec->params);
   scriptrun::ScriptOptions run;
-  run.command = command->string_value();
-  if (const auto* args = Field(hp, "args")) {
-    for (const auto& a : args->list_value().values()) run.args.push_back(a.string_value());
-  }
-  const auto* timeout = Field(hp, "timeout_seconds");
-  if (timeout != nullptr && timeout->number_value() > 0)
-    run.timeout = absl::Seconds(timeout->number_value());
-  const auto* total = Field(hp, "total_steps");
-  const int64_t total_steps = total != nullptr ? static_cast<int64_t>(total->number_value()) : 0;
-  const auto* seed = Field(hp, "seed");
-  const auto* network = Field(hp, "network");
-  const bool wants_network = network != nullptr && network->bool_value();
+  run.command = hp.command;
+  run.args = hp.args;
+  if (hp.timeout_seconds > 0) run.timeout = absl::Seconds(hp.timeout_seconds);
+  const int64_t total_steps = hp.total_steps;
+  const bool wants_network = hp.network;
   if (wants_network && !o.allow_network) {
     return finish(UserFailure(
         r,
@@ -122,8 +113,8 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
     }
   } cleanup{work};
   std::string dataset_path;
-  if (o.job.dataset_url().rfind("synthetic://", 0) != 0) {
-    auto source = datasets::Resolve(o.job.dataset_url(), o.datasets);
+  if (!spec->dataset.synthetic()) {
+    auto source = datasets::Resolve(spec->dataset, o.datasets);
     if (!source.ok()) {
       return finish(absl::IsUnavailable(source.status()) ||
                             absl::IsDeadlineExceeded(source.status())
@@ -150,8 +141,8 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
       {"TRAINMESH_DATASET_PATH", dataset_path},
       {"TRAINMESH_OUTPUT_DIR", (work / "output").string()},
       {"TRAINMESH_SEED",
-       absl::StrCat(seed != nullptr ? static_cast<int64_t>(seed->number_value()) : 0)},
-      {"TRAINMESH_HYPERPARAMETERS", json::FromStruct(hp)},
+       absl::StrCat(hp.seed)},
+      {"TRAINMESH_HYPERPARAMETERS", json::FromStruct(spec->hyperparameters)},
   };
   if (!dataset_path.empty()) {
     // The unprivileged user must be able to read it.
@@ -310,22 +301,11 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
                         " or ", collect.max_files, " files; the agent kept the first ",
                         report->collected.size())));
   }
-  Struct meta;
-  auto& f = *meta.mutable_fields();
-  f["format"].set_string_value("trainmesh-model/1");
-  f["job_id"].set_string_value(o.job.id());
-  f["owner"].set_string_value(o.job.owner());
-  f["recipe"].set_string_value("script");
-  f["dataset_url"].set_string_value(o.job.dataset_url());
-  *f["hyperparameters"].mutable_struct_value() = hp;
-  f["step"].set_number_value(static_cast<double>(step));
-  f["attempt"].set_number_value(o.attempt);
-  if (model.has_value()) f["weights"].set_string_value("model.pt");
-  auto* metrics = f["metrics"].mutable_struct_value()->mutable_fields();
-  for (const auto& [name, value] : last) {
-    if (std::isfinite(value)) (*metrics)[name].set_number_value(value);
-  }
-  auto described = o.store->Put(o.job.id(), "model.json", json::FromStruct(meta), step);
+  recipes::ModelManifest manifest = recipes::ManifestOf(o.job, o.attempt);
+  manifest.step = step;
+  if (model.has_value()) manifest.weights = "model.pt";
+  manifest.metrics.assign(last.begin(), last.end());
+  auto described = o.store->Put(o.job.id(), "model.json", recipes::ManifestJson(manifest), step);
   if (!described.ok())
     return finish(
         InfraFailure(r, absl::StrCat("storing model.json: ", described.status().message())));
