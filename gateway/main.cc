@@ -5,9 +5,9 @@
 #include "absl/time/time.h"
 #include "gateway/gateway.h"
 #include "libs/http/http_server.h"
-#include "libs/config/config.h"
 #include "libs/log/log.h"
 #include "libs/server/grpc_server.h"
+#include "services/common/service_main.h"
 
 ABSL_FLAG(std::string, http_listen, "127.0.0.1:8080", "host:port the HTTP server listens on.");
 ABSL_FLAG(std::string, jobs_endpoint, "127.0.0.1:7001", "gRPC address of the jobs service.");
@@ -27,7 +27,7 @@ ABSL_FLAG(absl::Duration, sse_heartbeat, absl::Seconds(15),
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::StartProcess(argc, argv, "gateway",
+  service::StartProcess(argc, argv, "gateway",
                        "trainmesh gateway: REST/JSON for the mesh's gRPC services.");
   gateway::GatewayOptions options;
   options.backends = {{"trainmesh.v1.JobService", absl::GetFlag(FLAGS_jobs_endpoint)},
@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
       .With("routes", static_cast<int64_t>(g->router().routes().size()));
   server::GrpcServer::WaitForTerminationSignal();
   TM_LOG(Info, "draining").With("connections", static_cast<int64_t>(server.open_connections()));
-  if (!server.Drain(server::ServerOptionsFromFlags().drain_timeout)) {
+  if (!server.Drain(service::ServerOptionsFromFlags().drain_timeout)) {
     TM_LOG(Warning, "drain timed out; closing what is left")
         .With("connections", static_cast<int64_t>(server.open_connections()));
   }

@@ -1,52 +1,17 @@
 #include "libs/identity/service_identity.h"
 
-#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/identity/api_keys.h"
 #include "libs/log/log.h"
+#include "libs/rpc/call.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 #include "libs/tls/tls.h"
 
-ABSL_FLAG(std::string, auth_endpoint, "127.0.0.1:7002", "gRPC address of the auth service.");
-ABSL_FLAG(std::string, service_api_key, "",
-          "This service's own credential for calls to other services (an API key with scope "
-          "\"internal\").");
-ABSL_FLAG(std::string, token_issuer, "trainmesh", "`iss` of the mesh's own tokens.");
-ABSL_FLAG(std::string, token_audience, "trainmesh", "`aud` of the mesh's own tokens.");
-ABSL_FLAG(std::string, trusted_issuers_file, "",
-          "JSON file of external identity providers whose tokens are accepted "
-          "(trainmesh.v1.TrustedIssuers).");
-ABSL_FLAG(absl::Duration, api_key_cache_ttl, absl::Seconds(10),
-          "How long a resolved API key is remembered; a revoked key works at most this long.");
-ABSL_FLAG(double, write_rate, 20, "Write calls per second per caller (0: unlimited).");
-ABSL_FLAG(double, write_burst, 40, "Write calls a caller may make at once.");
-ABSL_FLAG(double, poll_rate, 50,
-          "Agent polls per second per caller, all of its agents together (0: unlimited); "
-          "a busy agent polls once per job it claims.");
-ABSL_FLAG(double, poll_burst, 100, "Agent polls a caller may make at once.");
-ABSL_FLAG(std::string, insecure_no_auth_subject, "",
-          "BENCHMARKS ONLY: skip authentication and treat every caller as this user.");
-
 namespace trainmesh::identity {
-
-ServiceIdentityOptions ServiceIdentityOptionsFromFlags() {
-  ServiceIdentityOptions o;
-  o.auth_endpoint = absl::GetFlag(FLAGS_auth_endpoint);
-  o.service_api_key = absl::GetFlag(FLAGS_service_api_key);
-  o.token_issuer = absl::GetFlag(FLAGS_token_issuer);
-  o.token_audience = absl::GetFlag(FLAGS_token_audience);
-  o.trusted_issuers_file = absl::GetFlag(FLAGS_trusted_issuers_file);
-  o.api_key_cache_ttl = absl::GetFlag(FLAGS_api_key_cache_ttl);
-  o.rate_limits = {
-      {"write", {absl::GetFlag(FLAGS_write_rate), absl::GetFlag(FLAGS_write_burst)}},
-      {"poll", {absl::GetFlag(FLAGS_poll_rate), absl::GetFlag(FLAGS_poll_burst)}}};
-  o.insecure_no_auth_subject = absl::GetFlag(FLAGS_insecure_no_auth_subject);
-  return o;
-}
 
 namespace {
 
@@ -87,10 +52,6 @@ absl::StatusOr<std::unique_ptr<Authenticator>> Build(
 
 }  // namespace
 
-std::string TokenIssuer() { return absl::GetFlag(FLAGS_token_issuer); }
-std::string TokenAudience() { return absl::GetFlag(FLAGS_token_audience); }
-std::string ServiceCredential() { return absl::GetFlag(FLAGS_service_api_key); }
-
 absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForService(
     const ServiceIdentityOptions& o) {
   auto channel = tls::Channel(o.auth_endpoint);
@@ -100,25 +61,17 @@ absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForService(
   if (credential.empty()) {
     TM_LOG(Warning, "no --service_api_key: API keys of callers cannot be resolved");
   }
-  auto deadline = [] { return absl::ToChronoTime(absl::Now() + absl::Seconds(5)); };
-  auto jwks = [stub, deadline]() -> absl::StatusOr<trainmesh::v1::Jwks> {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(deadline());
-    trainmesh::v1::Jwks out;
-    grpc::Status s = stub->GetJwks(&ctx, {}, &out);
-    if (!s.ok()) {
-      return absl::UnavailableError(absl::StrCat("auth service: ", s.error_message()));
-    }
-    return out;
+  auto jwks = [stub]() {
+    return rpc::Call("auth service", *stub, &trainmesh::v1::AuthService::Stub::GetJwks,
+                     trainmesh::v1::GetJwksRequest(), "", absl::Seconds(5));
   };
-  auto api_keys = [stub, credential, deadline](
+  auto api_keys = [stub, credential](
                       absl::string_view key) -> absl::StatusOr<trainmesh::v1::Principal> {
     if (credential.empty()) {
       return absl::UnavailableError("this service has no --service_api_key to resolve API keys");
     }
     grpc::ClientContext ctx;
-    ctx.set_deadline(deadline());
-    ctx.AddMetadata("authorization", "Bearer " + credential);
+    rpc::Prepare(&ctx, credential, absl::Seconds(5));
     trainmesh::v1::AuthenticateRequest request;
     request.set_credential(std::string(key));
     trainmesh::v1::Principal out;
@@ -143,14 +96,11 @@ absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForService(
   return Build(o, jwks, api_keys);
 }
 
-absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorFromFlags() {
-  return AuthenticatorForService(ServiceIdentityOptionsFromFlags());
-}
-
-absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorFromFlags(
+absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForAuthService(
+    const ServiceIdentityOptions& options,
     std::function<absl::StatusOr<trainmesh::v1::Jwks>()> own_jwks,
     std::function<absl::StatusOr<trainmesh::v1::Principal>(absl::string_view)> api_keys) {
-  return Build(ServiceIdentityOptionsFromFlags(), std::move(own_jwks), std::move(api_keys));
+  return Build(options, std::move(own_jwks), std::move(api_keys));
 }
 
 }  // namespace trainmesh::identity

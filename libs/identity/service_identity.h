@@ -1,12 +1,8 @@
-// How a service learns who calls it, from flags: tokens of the mesh's own auth
-// service (its JWKS fetched over gRPC) and of external identity providers
-// (--trusted_issuers_file), API keys resolved through the auth service with a
-// short cache, and per-principal rate limits.
-//
-// Flags: --auth_endpoint, --service_api_key (this service's own credential, an
-// API key with scope "internal"), --token_issuer, --token_audience,
-// --trusted_issuers_file, --api_key_cache_ttl, --write_rate, --write_burst,
-// --poll_rate, --poll_burst, --insecure_no_auth_subject (benchmarks only).
+// How a service learns who calls it: tokens of the mesh's own auth service
+// (its JWKS fetched over gRPC) and of external identity providers (a trusted
+// issuers file), API keys resolved through the auth service with a short
+// cache, and per-principal rate limits. The flags that fill the options are
+// the mains' (services/common/identity_flags.h).
 #pragma once
 
 #include <functional>
@@ -32,26 +28,15 @@ struct ServiceIdentityOptions {
   std::string insecure_no_auth_subject;
 };
 
-ServiceIdentityOptions ServiceIdentityOptionsFromFlags();
-
 // For every service but auth: verifies against the auth service at
 // options.auth_endpoint (GetJwks, Authenticate).
 absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForService(
     const ServiceIdentityOptions& options);
 
-// The same, configured from flags.
-absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorFromFlags();
-
 // For the auth service itself: its own keys and API keys come from its store.
-absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorFromFlags(
+absl::StatusOr<std::unique_ptr<Authenticator>> AuthenticatorForAuthService(
+    const ServiceIdentityOptions& options,
     std::function<absl::StatusOr<trainmesh::v1::Jwks>()> own_jwks,
     std::function<absl::StatusOr<trainmesh::v1::Principal>(absl::string_view)> api_keys);
-
-// The issuer and audience the mesh's tokens carry.
-std::string TokenIssuer();
-std::string TokenAudience();
-
-// The credential this service presents to others ("" when none).
-std::string ServiceCredential();
 
 }  // namespace trainmesh::identity

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 
-#include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -12,8 +11,6 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libs/json/json.h"
-
-ABSL_FLAG(std::string, log_level, "info", "Lowest level logged: debug, info, warning, error.");
 
 namespace trainmesh::log {
 namespace {
@@ -43,13 +40,13 @@ const char* LevelName(Level level) {
 
 }  // namespace
 
-void Init(absl::string_view service) {
+void Init(absl::string_view service, absl::string_view min_level_name) {
   State& state = GetState();
   {
     absl::MutexLock lock(&state.mu);
     state.service = std::string(service);
   }
-  const std::string level = absl::AsciiStrToLower(absl::GetFlag(FLAGS_log_level));
+  const std::string level = absl::AsciiStrToLower(min_level_name);
   Level parsed = Level::kInfo;
   if (level == "debug") parsed = Level::kDebug;
   if (level == "warning" || level == "warn") parsed = Level::kWarning;

@@ -18,8 +18,9 @@ namespace trainmesh::log {
 
 enum class Level { kDebug = 0, kInfo = 1, kWarning = 2, kError = 3 };
 
-// Names the service in every line and applies --log_level.
-void Init(absl::string_view service);
+// Names the service in every line and logs from `min_level` on: debug, info,
+// warning or error (anything else: info).
+void Init(absl::string_view service, absl::string_view min_level = "info");
 
 // Replaces stderr as the destination (tests). Pass nullptr to restore.
 void SetSinkForTesting(std::function<void(absl::string_view line)> sink);

@@ -111,8 +111,10 @@ absl::StatusOr<DatasetRef> ParseDatasetUrl(absl::string_view url) {
   if (scheme == "file") return ParseFile(rest);
   if (scheme == "http" || scheme == "https") return ParseHttp(url, rest);
   if (scheme == "synthetic") return ParseSynthetic(rest);
-  return Bad(absl::StrCat(scheme.empty() ? "has no scheme" : absl::StrCat("scheme ", scheme, " is not supported"),
-                          "; the scheme must be one of file, http, https, synthetic"));
+  return Bad(absl::StrCat("scheme must be one of file, http, https, synthetic (",
+                          scheme.empty() ? "the URL has none"
+                                         : absl::StrCat("scheme ", scheme, " is not supported"),
+                          ")"));
 }
 
 }  // namespace trainmesh::recipes

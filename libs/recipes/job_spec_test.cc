@@ -141,7 +141,7 @@ TEST(DatasetRefTest, OneParseForEveryScheme) {
 
   EXPECT_THAT(ParseDatasetUrl("gopher://x").status().message(),
               HasSubstr("scheme gopher is not supported"));
-  EXPECT_THAT(ParseDatasetUrl("x").status().message(), HasSubstr("has no scheme"));
+  EXPECT_THAT(ParseDatasetUrl("x").status().message(), HasSubstr("the URL has none"));
 }
 
 TEST(ManifestTest, WrittenAndReadBackByOneOwner) {

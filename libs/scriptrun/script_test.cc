@@ -1,5 +1,6 @@
 // Real processes in a real sandbox (bubblewrap): what a hostile script can
 // reach, how much it can take, and that nothing of it outlives a cancel.
+#include "libs/scriptrun/testing/loopback_listener.h"
 #include "libs/scriptrun/script.h"
 
 #include <arpa/inet.h>
@@ -154,23 +155,7 @@ bool HostCanSpawn() {
   return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-// A listening TCP socket on the host's loopback, on a free port.
-struct Listener {
-  int fd = -1;
-  int port = 0;
-  Listener() {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(fd, 16) == 0 &&
-        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-      port = ntohs(a.sin_port);
-    }
-  }
-  ~Listener() { close(fd); }
-};
+using Listener = LoopbackListener;
 
 std::string ConnectScript(int port) {
   return absl::StrCat(

@@ -1,13 +1,10 @@
 #include "libs/server/grpc_server.h"
 
-#include "libs/config/config.h"
-
 #include <signal.h>
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
@@ -20,38 +17,7 @@
 #include "libs/tls/tls.h"
 #include "libs/server/server_metrics.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:0", "host:port the gRPC server listens on.");
-ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
-          "On SIGTERM, how long in-flight RPCs get to finish.");
-ABSL_FLAG(std::string, metrics_listen, "",
-          "host:port of the HTTP endpoint serving Prometheus metrics at /metrics; empty: none.");
-ABSL_FLAG(bool, rpc_metrics, true,
-          "Count and time every RPC for /metrics (turned off only to measure what it costs).");
-ABSL_FLAG(int, max_message_bytes, 16 << 20, "Largest gRPC message accepted.");
-ABSL_FLAG(int, max_streams_per_user, 100,
-          "Server streams one user may hold open on this replica (watches, live metrics and logs, downloads).");
-ABSL_FLAG(absl::Duration, stream_recheck, absl::Seconds(30),
-          "How often an open stream's credential is checked again (a revoked key ends its streams).");
-ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain this process's gRPC servers present (TLS); empty: plaintext.");
-ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert (a file: never put key material on a command line).");
-ABSL_FLAG(std::string, tls_ca, "",
-          "PEM CA certificates this process trusts when it calls other services (TLS); empty: plaintext.");
-
 namespace trainmesh::server {
-
-ServerOptions ServerOptionsFromFlags() {
-  ServerOptions options;
-  options.address = absl::GetFlag(FLAGS_listen);
-  options.drain_timeout = absl::GetFlag(FLAGS_drain_timeout);
-  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
-  options.rpc_metrics = absl::GetFlag(FLAGS_rpc_metrics);
-  return options;
-}
-
-StreamGuards::Options StreamGuardOptionsFromFlags() {
-  return {.max_per_user = absl::GetFlag(FLAGS_max_streams_per_user), .recheck = absl::GetFlag(FLAGS_stream_recheck)};
-}
 
 GrpcServer::GrpcServer(ServerOptions options) : options_(std::move(options)) {}
 
@@ -158,37 +124,6 @@ int GrpcServer::WaitForTerminationSignal() {
   sigwait(&set, &sig);
   TM_LOG(Info, "signal received").With("signal", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   return sig;
-}
-
-std::vector<char*> StartProcess(int argc, char** argv, const std::string& service,
-                                const std::string& description) {
-  BlockTerminationSignals();
-  // A secret on a command line is readable by every user of the machine
-  // (/proc/PID/cmdline, ps): keys come from the environment or a file.
-  for (int i = 1; i < argc; ++i) {
-    absl::string_view arg(argv[i]);
-    if (!absl::ConsumePrefix(&arg, "--")) continue;
-    arg = arg.substr(0, arg.find('='));
-    if (absl::EndsWith(arg, "api_key") || arg == "page_token_secret") {
-      std::fprintf(stderr,
-                   "%s: --%s must not be given on the command line (anyone on the machine can read it); "
-                   "set TRAINMESH_%s in the environment%s\n",
-                   service.c_str(), std::string(arg).c_str(), absl::AsciiStrToUpper(arg).c_str(),
-                   arg == "agent_api_key" ? " or use --agent_api_key_file" : "");
-      std::exit(2);
-    }
-  }
-  std::vector<char*> args =
-      config::ParseFlags(argc, argv, description + "\nEvery flag can also be set as TRAINMESH_<FLAG_NAME>.");
-  log::Init(service);
-  const tls::TlsFiles files{.ca_file = absl::GetFlag(FLAGS_tls_ca),
-                           .cert_file = absl::GetFlag(FLAGS_tls_cert),
-                           .key_file = absl::GetFlag(FLAGS_tls_key)};
-  if (absl::Status s = tls::Configure(files); !s.ok()) Fail("bad TLS configuration", s);
-  TM_LOG(Info, "transport")
-      .With("serves", files.cert_file.empty() ? "plaintext" : "TLS")
-      .With("calls", files.ca_file.empty() ? "plaintext" : "TLS");
-  return args;
 }
 
 void Fail(const std::string& what, const absl::Status& status) {

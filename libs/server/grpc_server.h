@@ -38,14 +38,6 @@ struct ServerOptions {
   bool rpc_metrics = true;
 };
 
-// Options from the standard flags --listen (host:port), --metrics_listen,
-// --drain_timeout and --max_message_bytes, which every service binary has.
-ServerOptions ServerOptionsFromFlags();
-
-// Stream limits from the flags --max_streams_per_user and --stream_recheck,
-// which every service with server streams has.
-StreamGuards::Options StreamGuardOptionsFromFlags();
-
 class GrpcServer {
  public:
   explicit GrpcServer(ServerOptions options);
@@ -88,13 +80,6 @@ class GrpcServer {
 // Blocks SIGTERM and SIGINT in this thread and every thread it starts later;
 // call first thing in main() so WaitForTerminationSignal can take them.
 void BlockTerminationSignals();
-
-// What every binary does first: blocks the termination signals, parses the
-// flags (each also settable as TRAINMESH_<FLAG>; `description` heads --help)
-// and starts JSON-lines logging as `service`. Returns the positional arguments
-// (argv[0] first).
-std::vector<char*> StartProcess(int argc, char** argv, const std::string& service,
-                                const std::string& description);
 
 // Logs `what` with `status` as an error and exits 1 (bad configuration, a
 // database that never came up).

@@ -17,18 +17,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
-#include "libs/config/config.h"
 #include "libs/identity/api_keys.h"
-#include "libs/identity/service_identity.h"
+#include "services/common/identity_flags.h"
 #include "libs/log/log.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/pool.h"
-#include "libs/server/database.h"
+#include "services/common/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/auth/auth_server.h"
 #include "services/auth/auth_service.h"
 #include "services/auth/auth_store.h"
+#include "services/common/service_main.h"
 
 ABSL_FLAG(int, db_pool_size, 8, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 8, "Threads that run RPC work.");
@@ -139,16 +139,16 @@ int Bootstrap(auth::AuthService& service) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = server::StartProcess(argc, argv, "auth",
+  std::vector<char*> args = service::StartProcess(argc, argv, "auth",
                        "trainmesh auth service: users, signing keys (JWKS), API keys, job tokens.\n`auth bootstrap` ensures an admin user and API keys.");
   const bool bootstrap = args.size() > 1 && std::string(args[1]) == "bootstrap";
-  const std::string dsn = server::MigrateDatabase("auth", auth::Migrations());
+  const std::string dsn = service::MigrateDatabase("auth", auth::Migrations());
 
   pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});
   auth::AuthStore store(&pool);
   auth::AuthOptions options;
-  options.issuer = identity::TokenIssuer();
-  options.audience = identity::TokenAudience();
+  options.issuer = service::TokenIssuer();
+  options.audience = service::TokenAudience();
   options.signing_alg = absl::GetFlag(FLAGS_signing_alg);
   options.access_token_ttl = absl::GetFlag(FLAGS_access_token_ttl);
   options.job_token_ttl = absl::GetFlag(FLAGS_job_token_ttl);
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   if (absl::Status s = service.Init(); !s.ok()) server::Fail("cannot prepare a signing key", s);
 
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
-      identity::AuthenticatorFromFlags(
+      service::AuthenticatorFromFlags(
           [&service] { return service.GetJwks(); },
           [&service](absl::string_view key) { return service.ResolveApiKey(key); });
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
@@ -176,7 +176,7 @@ int main(int argc, char** argv) {
   auth::AuthServer auth_server(&service, &executor, authenticator->get(),
                                {.login_executor = &login_executor,
                                 .trusted_proxies = absl::GetFlag(FLAGS_trusted_proxies)});
-  server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
+  server::GrpcServer grpc_server(service::ServerOptionsFromFlags());
   grpc_server.AddService(&auth_server, "trainmesh.v1.AuthService");
   if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
   server::GrpcServer::WaitForTerminationSignal();

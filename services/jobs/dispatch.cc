@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/rpc/call.h"
 #include "libs/log/log.h"
 #include "services/jobs/state_machine.h"
 #include "trainmesh/v1/scheduler.grpc.pb.h"
@@ -47,8 +48,7 @@ pg::OutboxRelay::Deliver DeliverToScheduler(JobStore* store, const std::string& 
                                    const std::string& payload) -> Delivery {
     const std::string& job_id = payload;
     grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + credential);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    rpc::Prepare(&ctx, credential, absl::Seconds(10));
     if (kind == "enqueue") {
       absl::StatusOr<StoredJob> job = store->Get(std::nullopt, job_id);
       if (!job.ok()) {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_join.h"
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/pg/ids.h"
 #include "libs/json/json.h"
 #include "libs/status/status_macros.h"
 #include "libs/telemetry/metrics.h"
@@ -230,18 +231,6 @@ absl::StatusOr<trainmesh::v1::Notification> RowToNotification(const pqxx::row& r
 
 }  // namespace
 
-bool IsJobId(absl::string_view id) {
-  if (id.size() != 36) return false;
-  for (size_t i = 0; i < id.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (id[i] != '-') return false;
-    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(id[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 std::vector<std::pair<std::string, std::string>> JobStore::PreparedStatements() {
   const std::string create = absl::StrCat(
       "WITH ins AS ("
@@ -292,7 +281,7 @@ absl::StatusOr<std::pair<Job, bool>> JobStore::Create(const Job& job, bool dispa
 
 absl::StatusOr<StoredJob> JobStore::Get(const std::optional<std::string>& owner,
                                         absl::string_view id) {
-  if (!IsJobId(id)) return JobNotFound(id);
+  if (!pg::IsUuid(id)) return JobNotFound(id);
   return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<StoredJob> {
     pqxx::result r = ExecOwned(
         tx, absl::StrCat("SELECT ", JobColumns(), " FROM jobs.jobs j WHERE j.id = $1::uuid",
@@ -323,7 +312,7 @@ absl::StatusOr<std::vector<Job>> JobStore::List(const ListQuery& query) {
   }
   if (!query.model.empty()) absl::StrAppend(&sql, " AND j.model = ", param(query.model));
   if (!query.retry_of.empty()) {
-    if (!IsJobId(query.retry_of)) return std::vector<Job>();
+    if (!pg::IsUuid(query.retry_of)) return std::vector<Job>();
     absl::StrAppend(&sql, " AND j.retry_of = ", param(query.retry_of), "::uuid");
   }
   if (query.updated_since.has_value()) {
@@ -353,7 +342,7 @@ absl::StatusOr<std::vector<Job>> JobStore::List(const ListQuery& query) {
 
 absl::StatusOr<Job> JobStore::Update(const std::optional<std::string>& owner,
                                      absl::string_view id, const DecideFn& decide) {
-  if (!IsJobId(id)) return JobNotFound(id);
+  if (!pg::IsUuid(id)) return JobNotFound(id);
   static const std::string* const kWrite = new std::string(absl::StrCat(
       "WITH up AS ("
       "  UPDATE jobs.jobs SET state = $2, attempt = $3, error_log = $4, error_kind = $5,"
@@ -473,7 +462,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> JobStore::MarkNotificationsRead(
 absl::StatusOr<JobStore::EventsPage> JobStore::Events(const std::optional<std::string>& owner,
                                                       absl::string_view id, int64_t after_seq,
                                                       int limit) {
-  if (!IsJobId(id)) return JobNotFound(id);
+  if (!pg::IsUuid(id)) return JobNotFound(id);
   const std::string sql = absl::StrCat(
       "SELECT e.*, j.state, j.last_event_seq FROM jobs.jobs j LEFT JOIN LATERAL ("
       "  SELECT ",

@@ -67,9 +67,6 @@ struct NotificationsPage {
   int64_t unread_count = 0;
 };
 
-// True for the textual form of a UUID (8-4-4-4-12 hex digits).
-bool IsJobId(absl::string_view id);
-
 class JobStore {
  public:
   // NOTIFY channel; the payload is "JOB_ID OWNER" (EventHub::Publish).

@@ -8,6 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/pg/ids.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/testing/test_cluster.h"
 #include "pqxx/pqxx"
@@ -69,7 +70,7 @@ class JobStoreTest : public ::testing::Test {
 
 TEST_F(JobStoreTest, CreateStoresEveryFieldAndTheCreatedEvent) {
   Job job = Create("alice");
-  EXPECT_TRUE(IsJobId(job.id())) << job.id();
+  EXPECT_TRUE(pg::IsUuid(job.id())) << job.id();
   EXPECT_EQ(job.owner(), "alice");
   EXPECT_EQ(job.state(), Job::PENDING);
   EXPECT_EQ(job.hyperparameters().fields().at("steps").number_value(), 10);

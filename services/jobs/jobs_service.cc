@@ -11,6 +11,7 @@
 #include "libs/artifacts/artifact_store.h"
 #include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
+#include "libs/pg/ids.h"
 #include "libs/recipes/job_spec.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
@@ -41,7 +42,7 @@ constexpr int kDefaultEventsPageSize = 100;
 void CheckId(absl::string_view id, const std::string& field, FieldViolations* v) {
   if (id.empty()) {
     v->Add(field, "is required");
-  } else if (!IsJobId(id)) {
+  } else if (!pg::IsUuid(id)) {
     v->Add(field, "must be a job id (a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427)");
   }
 }
@@ -235,7 +236,7 @@ absl::StatusOr<trainmesh::v1::ListJobsResponse> JobsService::ListJobs(
                         page_tokens_.Decode(fingerprint, request.page_token()));
     std::pair<std::string, std::string> cursor = absl::StrSplit(position, absl::MaxSplits('|', 1));
     int64_t micros = 0;
-    if (!absl::SimpleAtoi(cursor.first, &micros) || !IsJobId(cursor.second)) {
+    if (!absl::SimpleAtoi(cursor.first, &micros) || !pg::IsUuid(cursor.second)) {
       return status::InvalidField("page_token", "is malformed");
     }
     query.after = std::make_pair(micros, cursor.second);

@@ -5,14 +5,13 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "libs/config/config.h"
 #include "libs/identity/api_keys.h"
-#include "libs/identity/service_identity.h"
+#include "services/common/identity_flags.h"
 #include "libs/log/log.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/pool.h"
-#include "libs/server/database.h"
+#include "services/common/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/jobs/job_store.h"
@@ -23,6 +22,7 @@
 #include "libs/pg/outbox_relay.h"
 #include "libs/artifacts/artifact_store.h"
 #include "services/jobs/watch.h"
+#include "services/common/service_main.h"
 
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work (database round trips).");
@@ -46,12 +46,12 @@ const std::vector<pg::Migration>& Migrations();
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::StartProcess(argc, argv, "jobs",
+  service::StartProcess(argc, argv, "jobs",
                        "trainmesh jobs service: job CRUD, cancel, retry, WatchJob.");
 
-  const std::string dsn = server::MigrateDatabase("jobs", jobs::Migrations());
+  const std::string dsn = service::MigrateDatabase("jobs", jobs::Migrations());
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
-      identity::AuthenticatorFromFlags();
+      service::AuthenticatorFromFlags();
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
 
   pg::ConnectionPool pool({.dsn = dsn,
@@ -59,8 +59,8 @@ int main(int argc, char** argv) {
                            .prepared = jobs::JobStore::PreparedStatements()});
   jobs::JobStore store(&pool);
   std::string page_secret = absl::GetFlag(FLAGS_page_token_secret);
-  if (page_secret.empty() && !identity::ServiceCredential().empty()) {
-    page_secret = identity::HashApiKey(absl::StrCat("page-tokens:", identity::ServiceCredential()));
+  if (page_secret.empty() && !service::ServiceCredential().empty()) {
+    page_secret = identity::HashApiKey(absl::StrCat("page-tokens:", service::ServiceCredential()));
   }
   if (page_secret.empty()) {
     TM_LOG(Warning, "no --page_token_secret: page tokens are valid in this process only");
@@ -69,15 +69,15 @@ int main(int argc, char** argv) {
   jobs::JobsServiceOptions options{.auto_queue = absl::GetFlag(FLAGS_auto_queue),
                                    .page_token_secret = page_secret};
   if (const std::string endpoint = absl::GetFlag(FLAGS_metrics_endpoint);
-      !endpoint.empty() && !identity::ServiceCredential().empty()) {
-    options.recent_metrics = jobs::RecentMetricsFrom(endpoint, identity::ServiceCredential());
+      !endpoint.empty() && !service::ServiceCredential().empty()) {
+    options.recent_metrics = jobs::RecentMetricsFrom(endpoint, service::ServiceCredential());
   }
   const std::string scheduler_endpoint = absl::GetFlag(FLAGS_scheduler_endpoint);
   std::unique_ptr<pg::OutboxRelay> relay;
-  if (!scheduler_endpoint.empty() && !identity::ServiceCredential().empty()) {
+  if (!scheduler_endpoint.empty() && !service::ServiceCredential().empty()) {
     relay = std::make_unique<pg::OutboxRelay>(
         pg::OutboxRelay::Options{.dsn = dsn, .table = "jobs.outbox"},
-        jobs::DeliverToScheduler(&store, scheduler_endpoint, identity::ServiceCredential()));
+        jobs::DeliverToScheduler(&store, scheduler_endpoint, service::ServiceCredential()));
     options.dispatch = true;
     options.wake_dispatch = [r = relay.get()] { r->Wake(); };
     relay->Start();
@@ -95,10 +95,10 @@ int main(int argc, char** argv) {
       [&hub] { hub.PublishAll(); });
   listener.Start();
 
-  server::StreamGuards stream_guards(server::StreamGuardOptionsFromFlags());
+  server::StreamGuards stream_guards(service::StreamGuardOptionsFromFlags());
   jobs::JobsServer jobs_server(&service, &executor, authenticator->get(), &hub, artifacts.get(), &stream_guards);
   jobs::JobControlServer control_server(&service, &executor, authenticator->get());
-  server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
+  server::GrpcServer grpc_server(service::ServerOptionsFromFlags());
   grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");
   grpc_server.AddService(&control_server, "trainmesh.v1.JobControlService");
   grpc_server.OnDrain([&hub] { hub.Drain(); });

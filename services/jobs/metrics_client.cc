@@ -2,9 +2,7 @@
 
 #include <memory>
 
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "grpcpp/grpcpp.h"
+#include "libs/rpc/call.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
 #include "libs/tls/tls.h"
 
@@ -14,18 +12,12 @@ std::function<absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse>(const std:
 RecentMetricsFrom(const std::string& endpoint, const std::string& credential) {
   std::shared_ptr<trainmesh::v1::MetricsService::Stub> stub = trainmesh::v1::MetricsService::NewStub(
       tls::Channel(endpoint));
-  return [stub, credential](const std::string& job_id)
-             -> absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse> {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + credential);
-    // A job page must not hang on telemetry.
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)));
+  return [stub, credential](const std::string& job_id) {
     trainmesh::v1::GetRecentMetricsRequest request;
     request.set_job_id(job_id);
-    trainmesh::v1::GetRecentMetricsResponse response;
-    grpc::Status s = stub->GetRecentMetrics(&ctx, request, &response);
-    if (!s.ok()) return absl::UnavailableError(absl::StrCat("metrics service: ", s.error_message()));
-    return response;
+    // A job page must not hang on telemetry.
+    return rpc::Call("metrics service", *stub, &trainmesh::v1::MetricsService::Stub::GetRecentMetrics,
+                     request, credential, absl::Milliseconds(500));
   };
 }
 

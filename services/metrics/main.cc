@@ -4,20 +4,20 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "libs/config/config.h"
-#include "libs/identity/service_identity.h"
+#include "services/common/identity_flags.h"
 #include "services/metrics/jobs_client.h"
 #include "libs/log/log.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/pool.h"
-#include "libs/server/database.h"
+#include "services/common/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/metrics_service.h"
 #include "services/metrics/metrics_store.h"
 #include "services/metrics/streams.h"
+#include "services/common/service_main.h"
 
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and stream reads.");
@@ -37,14 +37,14 @@ const std::vector<pg::Migration>& Migrations();
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::StartProcess(argc, argv, "metrics",
+  service::StartProcess(argc, argv, "metrics",
                        "trainmesh metrics service: ingest, query, downsample and stream training telemetry.");
-  const std::string dsn = server::MigrateDatabase("metrics", metrics::Migrations());
+  const std::string dsn = service::MigrateDatabase("metrics", metrics::Migrations());
   absl::StatusOr<metrics::PriceTable> prices =
       metrics::PriceTable::Parse(absl::GetFlag(FLAGS_price_table), absl::GetFlag(FLAGS_currency));
   if (!prices.ok()) server::Fail("bad configuration", prices.status());
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
-      identity::AuthenticatorFromFlags();
+      service::AuthenticatorFromFlags();
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
 
   pg::ConnectionPool pool({.dsn = dsn,
@@ -53,7 +53,7 @@ int main(int argc, char** argv) {
   metrics::MetricsStore store(&pool);
   metrics::MetricsService service(
       &store, {.prices = *prices,
-               .job_owner = metrics::JobOwnerFrom(absl::GetFlag(FLAGS_jobs_endpoint), identity::ServiceCredential())});
+               .job_owner = metrics::JobOwnerFrom(absl::GetFlag(FLAGS_jobs_endpoint), service::ServiceCredential())});
   server::Executor executor(absl::GetFlag(FLAGS_workers), "metrics-worker");
   metrics::PointFeed points(
       [&store](const std::string& job, int64_t after, int64_t until, int limit) {
@@ -86,11 +86,11 @@ int main(int argc, char** argv) {
 
   metrics::StreamLimits limits;
   limits.max_queued_items = static_cast<size_t>(absl::GetFlag(FLAGS_stream_queue_limit));
-  server::StreamGuards stream_guards(server::StreamGuardOptionsFromFlags());
+  server::StreamGuards stream_guards(service::StreamGuardOptionsFromFlags());
   limits.guards = &stream_guards;
   metrics::MetricsServer metrics_server(&service, &executor, authenticator->get(), &points, &logs,
                                         limits);
-  server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
+  server::GrpcServer grpc_server(service::ServerOptionsFromFlags());
   grpc_server.AddService(&metrics_server, "trainmesh.v1.MetricsService");
   grpc_server.OnDrain([&] {
     points.DrainAll();

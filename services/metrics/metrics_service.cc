@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/pg/ids.h"
 #include "libs/identity/authenticator.h"
 #include "libs/log/log.h"
 #include "libs/status/field_violations.h"
@@ -28,20 +29,8 @@ constexpr int kMaxLogs = 10000;
 constexpr int kDefaultRecent = 100;
 constexpr int kMaxRecent = 1000;
 
-bool IsUuid(absl::string_view id) {
-  if (id.size() != 36) return false;
-  for (size_t i = 0; i < id.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (id[i] != '-') return false;
-    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(id[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 absl::Status CheckJobId(const std::string& id) {
-  if (IsUuid(id)) return absl::OkStatus();
+  if (pg::IsUuid(id)) return absl::OkStatus();
   return status::InvalidField("job_id", "must be a job id (a UUID)");
 }
 

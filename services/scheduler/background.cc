@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
+#include "libs/rpc/call.h"
 #include "libs/log/log.h"
 #include "services/scheduler/scheduler_metrics.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
@@ -65,8 +66,7 @@ pg::OutboxRelay::Deliver DeliverToJobs(const std::string& jobs_endpoint,
     }
     report.set_report_seq(id);  // monotonic: the jobs service drops replays
     grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + credential);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+    rpc::Prepare(&ctx, credential, absl::Seconds(10));
     trainmesh::v1::Job job;
     grpc::Status s = stub->ReportJobStatus(&ctx, report, &job);
     switch (s.error_code()) {

@@ -4,14 +4,14 @@
 #include "absl/flags/flag.h"
 #include "absl/time/clock.h"
 #include "grpcpp/grpcpp.h"
-#include "libs/config/config.h"
-#include "libs/identity/service_identity.h"
+#include "services/common/identity_flags.h"
 #include "libs/log/log.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
 #include "libs/pg/outbox_relay.h"
 #include "libs/pg/pool.h"
-#include "libs/server/database.h"
+#include "libs/rpc/call.h"
+#include "services/common/database.h"
 #include "libs/server/executor.h"
 #include "libs/server/grpc_server.h"
 #include "services/scheduler/background.h"
@@ -22,6 +22,7 @@
 #include "services/scheduler/waiters.h"
 #include "trainmesh/v1/auth.grpc.pb.h"
 #include "libs/tls/tls.h"
+#include "services/common/service_main.h"
 
 ABSL_FLAG(int, db_pool_size, 16, "Database connections this replica may hold.");
 ABSL_FLAG(int, workers, 16, "Threads that run RPC work and claims.");
@@ -45,20 +46,20 @@ const std::vector<pg::Migration>& Migrations();
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::StartProcess(argc, argv, "scheduler",
+  service::StartProcess(argc, argv, "scheduler",
                        "trainmesh scheduler: the queue, agents, claims, leases and heartbeats.");
-  const std::string dsn = server::MigrateDatabase("scheduler", scheduler::Migrations());
-  const std::string credential = identity::ServiceCredential();
+  const std::string dsn = service::MigrateDatabase("scheduler", scheduler::Migrations());
+  const std::string credential = service::ServiceCredential();
   if (credential.empty()) {
     server::Fail("bad configuration",
          absl::InvalidArgumentError("--service_api_key is required (job tokens are minted with it)"));
   }
   absl::StatusOr<std::unique_ptr<identity::Authenticator>> authenticator =
-      identity::AuthenticatorFromFlags();
+      service::AuthenticatorFromFlags();
   if (!authenticator.ok()) server::Fail("bad identity configuration", authenticator.status());
 
   std::shared_ptr<trainmesh::v1::AuthService::Stub> auth = trainmesh::v1::AuthService::NewStub(
-      tls::Channel(identity::ServiceIdentityOptionsFromFlags().auth_endpoint));
+      tls::Channel(service::IdentityOptionsFromFlags().auth_endpoint));
   const absl::Duration token_ttl = absl::GetFlag(FLAGS_job_token_ttl);
   scheduler::SchedulerOptions options;
   options.max_running_per_user = absl::GetFlag(FLAGS_max_running_per_user);
@@ -66,46 +67,31 @@ int main(int argc, char** argv) {
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.online_within = std::max(absl::Seconds(15), 3 * options.heartbeat_interval);
   options.progress_report_interval = absl::GetFlag(FLAGS_progress_report_interval);
+  using AuthStub = trainmesh::v1::AuthService::Stub;
   options.mint = [auth, credential, token_ttl](const trainmesh::v1::Job& job, int attempt,
-                                               const std::string& agent_id)
-      -> absl::StatusOr<trainmesh::v1::JobToken> {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + credential);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+                                               const std::string& agent_id) {
     trainmesh::v1::MintJobTokenRequest request;
     request.set_job_id(job.id());
     request.set_attempt(attempt);
     request.set_agent_id(agent_id);
     request.set_owner(job.owner());
     request.mutable_ttl()->set_seconds(absl::ToInt64Seconds(token_ttl));
-    trainmesh::v1::JobToken token;
-    grpc::Status s = auth->MintJobToken(&ctx, request, &token);
-    if (!s.ok()) return absl::UnavailableError(absl::StrCat("auth service: ", s.error_message()));
-    return token;
+    return rpc::Call("auth service", *auth, &AuthStub::MintJobToken, request, credential,
+                     absl::Seconds(5));
   };
-  options.renew = [auth, credential](const std::string& old) -> absl::StatusOr<trainmesh::v1::JobToken> {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + credential);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  options.renew = [auth, credential](const std::string& old) {
     trainmesh::v1::RenewJobTokenRequest request;
     request.set_token(old);
-    trainmesh::v1::JobToken token;
-    grpc::Status s = auth->RenewJobToken(&ctx, request, &token);
-    if (!s.ok()) return absl::UnavailableError(absl::StrCat("auth service: ", s.error_message()));
-    return token;
+    return rpc::Call("auth service", *auth, &AuthStub::RenewJobToken, request, credential,
+                     absl::Seconds(5));
   };
-
   options.user_limit = [auth, credential](const std::string& owner) -> absl::StatusOr<int> {
-    grpc::ClientContext ctx;
-    ctx.AddMetadata("authorization", "Bearer " + credential);
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
     trainmesh::v1::GetUserRequest request;
     request.set_id(owner);
-    trainmesh::v1::User user;
-    grpc::Status s = auth->GetUser(&ctx, request, &user);
-    if (s.error_code() == grpc::StatusCode::NOT_FOUND) return absl::NotFoundError(s.error_message());
-    if (!s.ok()) return absl::UnavailableError(absl::StrCat("auth service: ", s.error_message()));
-    return user.max_running_jobs();
+    auto user = rpc::Call("auth service", *auth, &AuthStub::GetUser, request, credential,
+                          absl::Seconds(2), {grpc::StatusCode::NOT_FOUND});
+    if (!user.ok()) return user.status();
+    return user->max_running_jobs();
   };
 
   pg::ConnectionPool pool({.dsn = dsn, .size = absl::GetFlag(FLAGS_db_pool_size)});
@@ -125,7 +111,7 @@ int main(int argc, char** argv) {
   reaper.Start();
 
   scheduler::SchedulerServer scheduler_server(&service, &executor, authenticator->get(), &waiters);
-  server::GrpcServer grpc_server(server::ServerOptionsFromFlags());
+  server::GrpcServer grpc_server(service::ServerOptionsFromFlags());
   grpc_server.AddService(&scheduler_server, "trainmesh.v1.SchedulerService");
   grpc_server.OnDrain([&waiters] { waiters.ExpireAll(); });
   scheduler::QueueStatsCache queue_stats(&store, options.online_within, absl::Seconds(5));

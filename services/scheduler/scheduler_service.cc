@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/pg/ids.h"
 #include "libs/artifacts/artifact_store.h"
 #include "libs/identity/authenticator.h"
 #include "libs/log/log.h"
@@ -19,20 +20,8 @@ using google::protobuf::util::TimeUtil;
 using status::FieldViolations;
 using trainmesh::v1::Job;
 
-bool IsUuid(absl::string_view id) {
-  if (id.size() != 36) return false;
-  for (size_t i = 0; i < id.size(); ++i) {
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (id[i] != '-') return false;
-    } else if (!absl::ascii_isxdigit(static_cast<unsigned char>(id[i]))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 absl::Status CheckId(const std::string& id, const char* field) {
-  if (IsUuid(id)) return absl::OkStatus();
+  if (pg::IsUuid(id)) return absl::OkStatus();
   return status::InvalidField(field, "must be an id (a UUID)");
 }
 
@@ -122,7 +111,7 @@ absl::StatusOr<trainmesh::v1::Agent> SchedulerService::RegisterAgent(
   if (agent.max_concurrent_jobs() < 0 || agent.max_concurrent_jobs() > 64) {
     v.Add("agent.max_concurrent_jobs", "must be between 0 and 64");
   }
-  if (!request.agent_id().empty() && !IsUuid(request.agent_id())) v.Add("agent_id", "must be a UUID");
+  if (!request.agent_id().empty() && !pg::IsUuid(request.agent_id())) v.Add("agent_id", "must be a UUID");
   TM_RETURN_IF_ERROR(v.ToStatus("invalid agent"));
   // The shared pool receives other users' jobs, their dataset URLs and job
   // tokens: only an admin puts an agent there, or a key an admin granted the

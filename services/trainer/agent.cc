@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
+#include "libs/rpc/call.h"
 #include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
 #include "libs/telemetry/metrics.h"
@@ -177,8 +178,7 @@ std::string Agent::agent_id() const {
 grpc::ClientContext* Agent::NewContext(std::unique_ptr<grpc::ClientContext>& holder,
                                        absl::Duration deadline) const {
   holder = std::make_unique<grpc::ClientContext>();
-  holder->AddMetadata("authorization", absl::StrCat("Bearer ", options_.api_key));
-  holder->set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  rpc::Prepare(holder.get(), options_.api_key, deadline);
   return holder.get();
 }
 

@@ -12,13 +12,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
-#include "libs/config/config.h"
 #include "libs/log/log.h"
 #include "libs/server/grpc_server.h"
 #include "libs/telemetry/metrics.h"
 #include "libs/tls/tls.h"
 #include "libs/training/training.h"
 #include "services/trainer/agent.h"
+#include "services/common/service_main.h"
 
 ABSL_FLAG(std::string, scheduler_endpoint, "127.0.0.1:7003", "gRPC address of the scheduler.");
 ABSL_FLAG(std::string, metrics_endpoint, "127.0.0.1:7004", "gRPC address of the metrics service.");
@@ -72,7 +72,7 @@ ABSL_FLAG(absl::Duration, checkpoint_interval, absl::Minutes(5),
 
 int main(int argc, char** argv) {
   using namespace trainmesh;
-  server::StartProcess(argc, argv, "trainer",
+  service::StartProcess(argc, argv, "trainer",
                        "trainmesh trainer: an agent that claims jobs and trains them with LibTorch.");
   trainer::AgentOptions options;
   options.api_key = absl::GetFlag(FLAGS_agent_api_key);
@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
         out.Family("trainmesh_trainer_slots", "Jobs this agent runs at once, at most.", "gauge");
         out.Sample("trainmesh_trainer_slots", {}, slots);
       });
-  server::GrpcServer health(server::ServerOptionsFromFlags());
+  server::GrpcServer health(service::ServerOptionsFromFlags());
   if (absl::Status s = health.Start(); !s.ok()) {
     TM_LOG(Error, "cannot start").With("error", s);
     return 1;

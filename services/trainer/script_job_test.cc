@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/scriptrun/testing/loopback_listener.h"
 #include "libs/json/json.h"
 
 namespace trainmesh::trainer {
@@ -40,23 +41,7 @@ const absl::Status& SandboxHere() {
 #define REQUIRE_SANDBOX() \
   if (!SandboxHere().ok()) GTEST_SKIP() << "no sandbox here: " << SandboxHere()
 
-// A listening TCP socket on the host's loopback, on a free port.
-struct Listener {
-  int fd = -1;
-  int port = 0;
-  Listener() {
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 && listen(fd, 16) == 0 &&
-        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-      port = ntohs(a.sin_port);
-    }
-  }
-  ~Listener() { close(fd); }
-};
+using Listener = scriptrun::LoopbackListener;
 
 int Mode(const std::string& path) {
   struct stat st;

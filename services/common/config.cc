@@ -1,4 +1,4 @@
-#include "libs/config/config.h"
+#include "services/common/config.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -7,7 +7,7 @@
 
 #include "libs/pg/migrations.h"
 
-namespace trainmesh::server {
+namespace trainmesh::service {
 
 // Takes --database_url (required), waits up to --startup_timeout for the
 // database and applies `schema`'s migrations. With --migrate_only it exits 0
@@ -15,4 +15,4 @@ namespace trainmesh::server {
 // migrations are logged and exit 1. Returns the URL.
 std::string MigrateDatabase(const std::string& schema, const std::vector<pg::Migration>& migrations);
 
-}  // namespace trainmesh::server
+}  // namespace trainmesh::service

@@ -1,4 +1,4 @@
-#include "libs/server/database.h"
+#include "services/common/database.h"
 
 #include <cstdlib>
 
@@ -13,14 +13,14 @@ ABSL_FLAG(absl::Duration, startup_timeout, absl::Seconds(60), "How long to wait 
 ABSL_FLAG(bool, migrate_only, false,
           "Apply this service's schema migrations and exit (the Kubernetes migration Job).");
 
-namespace trainmesh::server {
+namespace trainmesh::service {
 
 std::string MigrateDatabase(const std::string& schema, const std::vector<pg::Migration>& migrations) {
   const std::string dsn = absl::GetFlag(FLAGS_database_url);
-  if (dsn.empty()) Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
+  if (dsn.empty()) server::Fail("bad configuration", absl::InvalidArgumentError("--database_url is required"));
   const absl::Status migrated =
       pg::MigrateWhenReachable(dsn, schema, migrations, absl::GetFlag(FLAGS_startup_timeout));
-  if (!migrated.ok()) Fail("migrations failed", migrated);
+  if (!migrated.ok()) server::Fail("migrations failed", migrated);
   if (absl::GetFlag(FLAGS_migrate_only)) {
     TM_LOG(Info, "migrated; exiting (--migrate_only)").With("schema", schema);
     std::exit(0);
@@ -28,4 +28,4 @@ std::string MigrateDatabase(const std::string& schema, const std::vector<pg::Mig
   return dsn;
 }
 
-}  // namespace trainmesh::server
+}  // namespace trainmesh::service
