@@ -45,3 +45,39 @@ grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context, Exec
 }
 
 }  // namespace trainmesh::server
+
+// How every service declares and defines its handlers (the one way):
+//
+//   class FooServer final : public trainmesh::v1::FooService::CallbackService {
+//     TM_UNARY_HANDLER(GetFoo, GetFooRequest, Foo);
+//     TM_STREAM_HANDLER(WatchFoo, WatchFooRequest, FooEvent);
+//     ...  // members executor_ (server::Executor*) and auth_ (const Authenticator*)
+//   };
+//
+//   TM_DEFINE_UNARY_HANDLER(FooServer, "trainmesh.v1.FooService", GetFoo, GetFooRequest, Foo,
+//                           service_->GetFoo(caller, *request))
+//
+// The last argument is the call, an expression of `caller` (the authenticated
+// trainmesh.v1.Principal) and `request`; it runs on the executor after
+// HandleUnary authenticated and authorised the caller.
+#define TM_UNARY_HANDLER(Method, Request, Response)                                   \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,              \
+                                   const trainmesh::v1::Request* request,            \
+                                   trainmesh::v1::Response* response) override
+
+#define TM_STREAM_HANDLER(Method, Request, Message)                                   \
+  grpc::ServerWriteReactor<trainmesh::v1::Message>* Method(                           \
+      grpc::CallbackServerContext* context, const trainmesh::v1::Request* request) override
+
+#define TM_DEFINE_UNARY_HANDLER(Class, Service, Method, Request, Response, call)      \
+  grpc::ServerUnaryReactor* Class::Method(grpc::CallbackServerContext* context,       \
+                                          const trainmesh::v1::Request* request,     \
+                                          trainmesh::v1::Response* response) {       \
+    static const auto& method = identity::MethodOf(Service, #Method);                 \
+    return server::HandleUnary(context, *executor_, *auth_, method, response,         \
+                               [this, request](const trainmesh::v1::Principal& caller) { \
+                                 (void)caller;                                        \
+                                 (void)request;                                       \
+                                 return call;                                         \
+                               });                                                    \
+  }

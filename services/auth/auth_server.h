@@ -1,6 +1,8 @@
 // The gRPC adapter of the auth service.
 #pragma once
 
+#include "libs/server/handler.h"
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,25 +34,20 @@ class AuthServer final : public trainmesh::v1::AuthService::CallbackService {
              AuthServerOptions options = {})
       : service_(service), executor_(executor), auth_(authenticator), options_(std::move(options)) {}
 
-#define TM_AUTH_RPC(Method, Request, Response)                                              \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,                    \
-                                   const trainmesh::v1::Request* request,                  \
-                                   trainmesh::v1::Response* response) override;
-  TM_AUTH_RPC(CreateUser, CreateUserRequest, User)
-  TM_AUTH_RPC(ListUsers, ListUsersRequest, ListUsersResponse)
-  TM_AUTH_RPC(GetUser, GetUserRequest, User)
-  TM_AUTH_RPC(Login, LoginRequest, LoginResponse)
-  TM_AUTH_RPC(GetJwks, GetJwksRequest, Jwks)
-  TM_AUTH_RPC(RotateSigningKey, RotateSigningKeyRequest, RotateSigningKeyResponse)
-  TM_AUTH_RPC(CreateApiKey, CreateApiKeyRequest, CreateApiKeyResponse)
-  TM_AUTH_RPC(ListApiKeys, ListApiKeysRequest, ListApiKeysResponse)
-  TM_AUTH_RPC(RevokeApiKey, RevokeApiKeyRequest, ApiKey)
-  TM_AUTH_RPC(Authenticate, AuthenticateRequest, Principal)
-  TM_AUTH_RPC(MintJobToken, MintJobTokenRequest, JobToken)
-  TM_AUTH_RPC(RenewJobToken, RenewJobTokenRequest, JobToken)
-  TM_AUTH_RPC(SignUrl, SignUrlRequest, SignedUrl)
-  TM_AUTH_RPC(WhoAmI, WhoAmIRequest, Principal)
-#undef TM_AUTH_RPC
+  TM_UNARY_HANDLER(CreateUser, CreateUserRequest, User);
+  TM_UNARY_HANDLER(ListUsers, ListUsersRequest, ListUsersResponse);
+  TM_UNARY_HANDLER(GetUser, GetUserRequest, User);
+  TM_UNARY_HANDLER(Login, LoginRequest, LoginResponse);
+  TM_UNARY_HANDLER(GetJwks, GetJwksRequest, Jwks);
+  TM_UNARY_HANDLER(RotateSigningKey, RotateSigningKeyRequest, RotateSigningKeyResponse);
+  TM_UNARY_HANDLER(CreateApiKey, CreateApiKeyRequest, CreateApiKeyResponse);
+  TM_UNARY_HANDLER(ListApiKeys, ListApiKeysRequest, ListApiKeysResponse);
+  TM_UNARY_HANDLER(RevokeApiKey, RevokeApiKeyRequest, ApiKey);
+  TM_UNARY_HANDLER(Authenticate, AuthenticateRequest, Principal);
+  TM_UNARY_HANDLER(MintJobToken, MintJobTokenRequest, JobToken);
+  TM_UNARY_HANDLER(RenewJobToken, RenewJobTokenRequest, JobToken);
+  TM_UNARY_HANDLER(SignUrl, SignUrlRequest, SignedUrl);
+  TM_UNARY_HANDLER(WhoAmI, WhoAmIRequest, Principal);
 
  private:
   AuthService* service_;

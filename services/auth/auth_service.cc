@@ -15,6 +15,7 @@
 #include "libs/identity/authenticator.h"
 #include "libs/identity/jwt.h"
 #include "libs/log/log.h"
+#include "libs/pagination/page.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
 
@@ -130,10 +131,9 @@ absl::StatusOr<trainmesh::v1::ListUsersResponse> AuthService::ListUsers(
   if (!request.page_token().empty()) {
     TM_ASSIGN_OR_RETURN(after, page_tokens_.Decode("users", request.page_token()));
   }
-  TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::User> users, store_->ListUsers(after, size + 1));
+  TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::User> users, store_->ListUsers(after, pagination::RowsToRead(size)));
   trainmesh::v1::ListUsersResponse response;
-  const bool more = static_cast<int>(users.size()) > size;
-  if (more) users.resize(size);
+  const bool more = pagination::CutToPage(users, size);
   for (auto& u : users) *response.add_users() = std::move(u);
   if (more) {
     response.set_next_page_token(
@@ -322,10 +322,9 @@ absl::StatusOr<trainmesh::v1::ListApiKeysResponse> AuthService::ListApiKeys(
     after = std::make_pair(micros, parts.second);
   }
   TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::ApiKey> keys,
-                      store_->ListApiKeys(caller.subject(), after, size + 1));
+                      store_->ListApiKeys(caller.subject(), after, pagination::RowsToRead(size)));
   trainmesh::v1::ListApiKeysResponse response;
-  const bool more = static_cast<int>(keys.size()) > size;
-  if (more) keys.resize(size);
+  const bool more = pagination::CutToPage(keys, size);
   for (auto& k : keys) *response.add_api_keys() = std::move(k);
   if (more) {
     const auto& last = response.api_keys(response.api_keys_size() - 1);

@@ -122,114 +122,49 @@ grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk>* JobsServer::DownloadArti
   return new DownloadReactor(context, request, service_, auth_, artifacts_, executor_, guards_);
 }
 
-grpc::ServerUnaryReactor* JobsServer::CreateJob(grpc::CallbackServerContext* context,
-                                                const trainmesh::v1::CreateJobRequest* request,
-                                                trainmesh::v1::Job* response) {
-  static const auto& method = Method("CreateJob");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->CreateJob(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", CreateJob,
+                        CreateJobRequest, Job,
+                        service_->CreateJob(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::GetJob(grpc::CallbackServerContext* context,
-                                             const trainmesh::v1::GetJobRequest* request,
-                                             trainmesh::v1::Job* response) {
-  static const auto& method = Method("GetJob");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->GetJob(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetJob,
+                        GetJobRequest, Job,
+                        service_->GetJob(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::ListJobs(grpc::CallbackServerContext* context,
-                                               const trainmesh::v1::ListJobsRequest* request,
-                                               trainmesh::v1::ListJobsResponse* response) {
-  static const auto& method = Method("ListJobs");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->ListJobs(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListJobs,
+                        ListJobsRequest, ListJobsResponse,
+                        service_->ListJobs(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::CancelJob(grpc::CallbackServerContext* context,
-                                                const trainmesh::v1::CancelJobRequest* request,
-                                                trainmesh::v1::Job* response) {
-  static const auto& method = Method("CancelJob");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->CancelJob(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", CancelJob,
+                        CancelJobRequest, Job,
+                        service_->CancelJob(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::RetryJob(grpc::CallbackServerContext* context,
-                                               const trainmesh::v1::RetryJobRequest* request,
-                                               trainmesh::v1::Job* response) {
-  static const auto& method = Method("RetryJob");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->RetryJob(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", RetryJob,
+                        RetryJobRequest, Job,
+                        service_->RetryJob(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::GetErrorLog(grpc::CallbackServerContext* context,
-                                                  const trainmesh::v1::GetErrorLogRequest* request,
-                                                  trainmesh::v1::ErrorLog* response) {
-  static const auto& method = Method("GetErrorLog");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->GetErrorLog(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetErrorLog,
+                        GetErrorLogRequest, ErrorLog,
+                        service_->GetErrorLog(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::ListJobEvents(
-    grpc::CallbackServerContext* context, const trainmesh::v1::ListJobEventsRequest* request,
-    trainmesh::v1::ListJobEventsResponse* response) {
-  static const auto& method = Method("ListJobEvents");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->ListJobEvents(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListJobEvents,
+                        ListJobEventsRequest, ListJobEventsResponse,
+                        service_->ListJobEvents(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::ListNotifications(
-    grpc::CallbackServerContext* context, const trainmesh::v1::ListNotificationsRequest* request,
-    trainmesh::v1::ListNotificationsResponse* response) {
-  static const auto& method = Method("ListNotifications");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->ListNotifications(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListNotifications,
+                        ListNotificationsRequest, ListNotificationsResponse,
+                        service_->ListNotifications(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::MarkNotificationsRead(
-    grpc::CallbackServerContext* context,
-    const trainmesh::v1::MarkNotificationsReadRequest* request,
-    trainmesh::v1::MarkNotificationsReadResponse* response) {
-  static const auto& method = Method("MarkNotificationsRead");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->MarkNotificationsRead(caller, *request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", MarkNotificationsRead,
+                        MarkNotificationsReadRequest, MarkNotificationsReadResponse,
+                        service_->MarkNotificationsRead(caller, *request))
 
-grpc::ServerUnaryReactor* JobsServer::ListRecipes(grpc::CallbackServerContext* context,
-                                                  const trainmesh::v1::ListRecipesRequest*,
-                                                  trainmesh::v1::ListRecipesResponse* response) {
-  static const auto& method = Method("ListRecipes");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this](const Principal&) { return service_->ListRecipes(); });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListRecipes,
+                        ListRecipesRequest, ListRecipesResponse,
+                        service_->ListRecipes())
 
-grpc::ServerUnaryReactor* JobsServer::GetRecipe(grpc::CallbackServerContext* context,
-                                                const trainmesh::v1::GetRecipeRequest* request,
-                                                trainmesh::v1::Recipe* response) {
-  static const auto& method = Method("GetRecipe");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal&) {
-                               return service_->GetRecipe(*request);
-                             });
-}
+TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetRecipe,
+                        GetRecipeRequest, Recipe,
+                        service_->GetRecipe(*request))
 
 grpc::ServerWriteReactor<trainmesh::v1::Job>* JobsServer::WatchJobs(
     grpc::CallbackServerContext* context, const trainmesh::v1::WatchJobsRequest* request) {
@@ -263,23 +198,11 @@ grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
       *request);
 }
 
-grpc::ServerUnaryReactor* JobControlServer::ReportJobStatus(
-    grpc::CallbackServerContext* context, const trainmesh::v1::ReportJobStatusRequest* request,
-    trainmesh::v1::Job* response) {
-  static const auto& method =
-      identity::MethodOf("trainmesh.v1.JobControlService", "ReportJobStatus");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal& caller) {
-                               return service_->ReportJobStatus(caller, *request);
-                             });
-}
-
-grpc::ServerUnaryReactor* JobControlServer::GetJobOwner(grpc::CallbackServerContext* context,
-                                                        const trainmesh::v1::GetJobOwnerRequest* request,
-                                                        trainmesh::v1::JobOwner* response) {
-  static const auto& method = identity::MethodOf("trainmesh.v1.JobControlService", "GetJobOwner");
-  return server::HandleUnary(context, *executor_, *auth_, method, response,
-                             [this, request](const Principal&) { return service_->GetJobOwner(*request); });
-}
+TM_DEFINE_UNARY_HANDLER(JobControlServer, "trainmesh.v1.JobControlService", ReportJobStatus,
+                        ReportJobStatusRequest, Job,
+                        service_->ReportJobStatus(caller, *request))
+TM_DEFINE_UNARY_HANDLER(JobControlServer, "trainmesh.v1.JobControlService", GetJobOwner,
+                        GetJobOwnerRequest, JobOwner,
+                        service_->GetJobOwner(*request))
 
 }  // namespace trainmesh::jobs

@@ -2,6 +2,8 @@
 // proto out. Authentication and scopes come from the shared handler path.
 #pragma once
 
+#include "libs/server/handler.h"
+
 #include "libs/artifacts/artifact_store.h"
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
@@ -22,49 +24,20 @@ class JobsServer final : public trainmesh::v1::JobService::CallbackService {
       : service_(service), executor_(executor), auth_(authenticator), hub_(hub),
         artifacts_(artifacts), guards_(guards) {}
 
-  grpc::ServerUnaryReactor* CreateJob(grpc::CallbackServerContext* context,
-                                      const trainmesh::v1::CreateJobRequest* request,
-                                      trainmesh::v1::Job* response) override;
-  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
-                                   const trainmesh::v1::GetJobRequest* request,
-                                   trainmesh::v1::Job* response) override;
-  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
-                                     const trainmesh::v1::ListJobsRequest* request,
-                                     trainmesh::v1::ListJobsResponse* response) override;
-  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
-                                      const trainmesh::v1::CancelJobRequest* request,
-                                      trainmesh::v1::Job* response) override;
-  grpc::ServerUnaryReactor* RetryJob(grpc::CallbackServerContext* context,
-                                     const trainmesh::v1::RetryJobRequest* request,
-                                     trainmesh::v1::Job* response) override;
-  grpc::ServerUnaryReactor* GetErrorLog(grpc::CallbackServerContext* context,
-                                        const trainmesh::v1::GetErrorLogRequest* request,
-                                        trainmesh::v1::ErrorLog* response) override;
-  grpc::ServerWriteReactor<trainmesh::v1::Job>* WatchJobs(
-      grpc::CallbackServerContext* context,
-      const trainmesh::v1::WatchJobsRequest* request) override;
-  grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* WatchJob(
-      grpc::CallbackServerContext* context,
-      const trainmesh::v1::WatchJobRequest* request) override;
-  grpc::ServerUnaryReactor* ListNotifications(
-      grpc::CallbackServerContext* context, const trainmesh::v1::ListNotificationsRequest* request,
-      trainmesh::v1::ListNotificationsResponse* response) override;
-  grpc::ServerUnaryReactor* MarkNotificationsRead(
-      grpc::CallbackServerContext* context,
-      const trainmesh::v1::MarkNotificationsReadRequest* request,
-      trainmesh::v1::MarkNotificationsReadResponse* response) override;
-  grpc::ServerUnaryReactor* ListJobEvents(grpc::CallbackServerContext* context,
-                                          const trainmesh::v1::ListJobEventsRequest* request,
-                                          trainmesh::v1::ListJobEventsResponse* response) override;
-  grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk>* DownloadArtifact(
-      grpc::CallbackServerContext* context,
-      const trainmesh::v1::DownloadArtifactRequest* request) override;
-  grpc::ServerUnaryReactor* ListRecipes(grpc::CallbackServerContext* context,
-                                        const trainmesh::v1::ListRecipesRequest* request,
-                                        trainmesh::v1::ListRecipesResponse* response) override;
-  grpc::ServerUnaryReactor* GetRecipe(grpc::CallbackServerContext* context,
-                                      const trainmesh::v1::GetRecipeRequest* request,
-                                      trainmesh::v1::Recipe* response) override;
+  TM_UNARY_HANDLER(CreateJob, CreateJobRequest, Job);
+  TM_UNARY_HANDLER(GetJob, GetJobRequest, Job);
+  TM_UNARY_HANDLER(ListJobs, ListJobsRequest, ListJobsResponse);
+  TM_UNARY_HANDLER(CancelJob, CancelJobRequest, Job);
+  TM_UNARY_HANDLER(RetryJob, RetryJobRequest, Job);
+  TM_UNARY_HANDLER(GetErrorLog, GetErrorLogRequest, ErrorLog);
+  TM_STREAM_HANDLER(WatchJobs, WatchJobsRequest, Job);
+  TM_STREAM_HANDLER(WatchJob, WatchJobRequest, JobEvent);
+  TM_UNARY_HANDLER(ListNotifications, ListNotificationsRequest, ListNotificationsResponse);
+  TM_UNARY_HANDLER(MarkNotificationsRead, MarkNotificationsReadRequest, MarkNotificationsReadResponse);
+  TM_UNARY_HANDLER(ListJobEvents, ListJobEventsRequest, ListJobEventsResponse);
+  TM_STREAM_HANDLER(DownloadArtifact, DownloadArtifactRequest, ArtifactChunk);
+  TM_UNARY_HANDLER(ListRecipes, ListRecipesRequest, ListRecipesResponse);
+  TM_UNARY_HANDLER(GetRecipe, GetRecipeRequest, Recipe);
 
  private:
   JobsService* service_;
@@ -81,12 +54,8 @@ class JobControlServer final : public trainmesh::v1::JobControlService::Callback
                    const identity::Authenticator* authenticator)
       : service_(service), executor_(executor), auth_(authenticator) {}
 
-  grpc::ServerUnaryReactor* ReportJobStatus(grpc::CallbackServerContext* context,
-                                            const trainmesh::v1::ReportJobStatusRequest* request,
-                                            trainmesh::v1::Job* response) override;
-  grpc::ServerUnaryReactor* GetJobOwner(grpc::CallbackServerContext* context,
-                                        const trainmesh::v1::GetJobOwnerRequest* request,
-                                        trainmesh::v1::JobOwner* response) override;
+  TM_UNARY_HANDLER(ReportJobStatus, ReportJobStatusRequest, Job);
+  TM_UNARY_HANDLER(GetJobOwner, GetJobOwnerRequest, JobOwner);
 
  private:
   JobsService* service_;

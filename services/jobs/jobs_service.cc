@@ -10,6 +10,7 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "libs/artifacts/artifact_store.h"
 #include "libs/log/log.h"
+#include "libs/pagination/page.h"
 #include "libs/recipes/recipes.h"
 #include "libs/pg/ids.h"
 #include "libs/recipes/job_spec.h"
@@ -241,11 +242,10 @@ absl::StatusOr<trainmesh::v1::ListJobsResponse> JobsService::ListJobs(
     }
     query.after = std::make_pair(micros, cursor.second);
   }
-  query.limit = page_size + 1;
+  query.limit = pagination::RowsToRead(page_size);
   TM_ASSIGN_OR_RETURN(std::vector<Job> jobs, store_->List(query));
   trainmesh::v1::ListJobsResponse response;
-  const bool more = static_cast<int>(jobs.size()) > page_size;
-  if (more) jobs.resize(page_size);
+  const bool more = pagination::CutToPage(jobs, page_size);
   for (Job& job : jobs) *response.add_jobs() = std::move(job);
   if (more) {
     const Job& last = response.jobs(response.jobs_size() - 1);
@@ -359,10 +359,9 @@ absl::StatusOr<trainmesh::v1::ListJobEventsResponse> JobsService::ListJobEvents(
   const int limit = request.page_size() == 0 ? kDefaultEventsPageSize : request.page_size();
   TM_ASSIGN_OR_RETURN(JobStore::EventsPage page,
                       store_->Events(caller.subject(), request.id(), request.after_seq(),
-                                     limit + 1));
+                                     pagination::RowsToRead(limit)));
   trainmesh::v1::ListJobEventsResponse response;
-  response.set_more(static_cast<int>(page.events.size()) > limit);
-  if (response.more()) page.events.resize(limit);
+  response.set_more(pagination::CutToPage(page.events, limit));
   for (auto& e : page.events) *response.add_events() = std::move(e);
   return response;
 }
@@ -376,7 +375,7 @@ absl::StatusOr<trainmesh::v1::ListNotificationsResponse> JobsService::ListNotifi
   TM_RETURN_IF_ERROR(v.ToStatus());
   const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   NotificationQuery query{
-      .owner = caller.subject(), .unread_only = request.unread_only(), .limit = page_size + 1};
+      .owner = caller.subject(), .unread_only = request.unread_only(), .limit = pagination::RowsToRead(page_size)};
   // The token is bound to the caller and the filter.
   const std::string fingerprint =
       absl::StrCat("notifications\x1f", query.owner, "\x1f", query.unread_only ? "unread" : "all");
@@ -392,8 +391,7 @@ absl::StatusOr<trainmesh::v1::ListNotificationsResponse> JobsService::ListNotifi
   TM_ASSIGN_OR_RETURN(NotificationsPage page, store_->ListNotifications(query));
   trainmesh::v1::ListNotificationsResponse response;
   response.set_unread_count(page.unread_count);
-  const bool more = static_cast<int>(page.notifications.size()) > page_size;
-  if (more) page.notifications.resize(page_size);
+  const bool more = pagination::CutToPage(page.notifications, page_size);
   for (auto& n : page.notifications) *response.add_notifications() = std::move(n);
   if (more) {
     const int64_t last = response.notifications(response.notifications_size() - 1).id();

@@ -53,24 +53,21 @@ grpc::ServerUnaryReactor* MetricsServer::ReportMetricsBatch(
   });
 }
 
-#define TM_METRICS_UNARY(Name, Request, Response)                                          \
-  grpc::ServerUnaryReactor* MetricsServer::Name(grpc::CallbackServerContext* context,      \
-                                                const trainmesh::v1::Request* request,    \
-                                                trainmesh::v1::Response* response) {      \
-    static const auto& method = Method(#Name);                                             \
-    return server::HandleUnary(context, *executor_, *auth_, method, response,             \
-                               [this, request](const Principal& caller) {                  \
-                                 return service_->Name(caller, *request);                  \
-                               });                                                         \
-  }
-
-TM_METRICS_UNARY(QueryMetrics, QueryMetricsRequest, QueryMetricsResponse)
-TM_METRICS_UNARY(ListMetricNames, ListMetricNamesRequest, ListMetricNamesResponse)
-TM_METRICS_UNARY(GetLogs, GetLogsRequest, GetLogsResponse)
-TM_METRICS_UNARY(GetCost, GetCostRequest, Cost)
-TM_METRICS_UNARY(GetRecentMetrics, GetRecentMetricsRequest, GetRecentMetricsResponse)
-
-#undef TM_METRICS_UNARY
+TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", QueryMetrics,
+                        QueryMetricsRequest, QueryMetricsResponse,
+                        service_->QueryMetrics(caller, *request))
+TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", ListMetricNames,
+                        ListMetricNamesRequest, ListMetricNamesResponse,
+                        service_->ListMetricNames(caller, *request))
+TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetLogs,
+                        GetLogsRequest, GetLogsResponse,
+                        service_->GetLogs(caller, *request))
+TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetCost,
+                        GetCostRequest, Cost,
+                        service_->GetCost(caller, *request))
+TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetRecentMetrics,
+                        GetRecentMetricsRequest, GetRecentMetricsResponse,
+                        service_->GetRecentMetrics(caller, *request))
 
 grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* MetricsServer::StreamMetrics(
     grpc::CallbackServerContext* context, const trainmesh::v1::StreamMetricsRequest* request) {

@@ -1,6 +1,8 @@
 // The gRPC adapter of the metrics service.
 #pragma once
 
+#include "libs/server/handler.h"
+
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
 #include "services/metrics/metrics_service.h"
@@ -24,29 +26,14 @@ class MetricsServer final : public trainmesh::v1::MetricsService::CallbackServic
   grpc::ServerBidiReactor<trainmesh::v1::ReportMetricsRequest,
                           trainmesh::v1::ReportMetricsResponse>*
   ReportMetrics(grpc::CallbackServerContext* context) override;
-  grpc::ServerUnaryReactor* ReportMetricsBatch(
-      grpc::CallbackServerContext* context, const trainmesh::v1::ReportMetricsBatchRequest* request,
-      trainmesh::v1::ReportMetricsBatchResponse* response) override;
-  grpc::ServerUnaryReactor* QueryMetrics(grpc::CallbackServerContext* context,
-                                         const trainmesh::v1::QueryMetricsRequest* request,
-                                         trainmesh::v1::QueryMetricsResponse* response) override;
-  grpc::ServerUnaryReactor* ListMetricNames(
-      grpc::CallbackServerContext* context, const trainmesh::v1::ListMetricNamesRequest* request,
-      trainmesh::v1::ListMetricNamesResponse* response) override;
-  grpc::ServerUnaryReactor* GetLogs(grpc::CallbackServerContext* context,
-                                    const trainmesh::v1::GetLogsRequest* request,
-                                    trainmesh::v1::GetLogsResponse* response) override;
-  grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* StreamMetrics(
-      grpc::CallbackServerContext* context,
-      const trainmesh::v1::StreamMetricsRequest* request) override;
-  grpc::ServerWriteReactor<trainmesh::v1::LogStreamItem>* StreamLogs(
-      grpc::CallbackServerContext* context, const trainmesh::v1::StreamLogsRequest* request) override;
-  grpc::ServerUnaryReactor* GetCost(grpc::CallbackServerContext* context,
-                                    const trainmesh::v1::GetCostRequest* request,
-                                    trainmesh::v1::Cost* response) override;
-  grpc::ServerUnaryReactor* GetRecentMetrics(
-      grpc::CallbackServerContext* context, const trainmesh::v1::GetRecentMetricsRequest* request,
-      trainmesh::v1::GetRecentMetricsResponse* response) override;
+  TM_UNARY_HANDLER(ReportMetricsBatch, ReportMetricsBatchRequest, ReportMetricsBatchResponse);
+  TM_UNARY_HANDLER(QueryMetrics, QueryMetricsRequest, QueryMetricsResponse);
+  TM_UNARY_HANDLER(ListMetricNames, ListMetricNamesRequest, ListMetricNamesResponse);
+  TM_UNARY_HANDLER(GetLogs, GetLogsRequest, GetLogsResponse);
+  TM_STREAM_HANDLER(StreamMetrics, StreamMetricsRequest, MetricsStreamItem);
+  TM_STREAM_HANDLER(StreamLogs, StreamLogsRequest, LogStreamItem);
+  TM_UNARY_HANDLER(GetCost, GetCostRequest, Cost);
+  TM_UNARY_HANDLER(GetRecentMetrics, GetRecentMetricsRequest, GetRecentMetricsResponse);
 
  private:
   MetricsService* service_;

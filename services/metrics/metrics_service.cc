@@ -10,6 +10,7 @@
 #include "libs/pg/ids.h"
 #include "libs/identity/authenticator.h"
 #include "libs/log/log.h"
+#include "libs/pagination/page.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/status_macros.h"
 #include "libs/telemetry/metrics.h"
@@ -267,10 +268,10 @@ absl::StatusOr<trainmesh::v1::GetLogsResponse> MetricsService::GetLogs(
   if (request.after_seq() < 0) return status::InvalidField("after_seq", "must be >= 0");
   const int limit = request.limit() == 0 ? kDefaultLogs : request.limit();
   TM_ASSIGN_OR_RETURN(Page<trainmesh::v1::LogLine> page,
-                      store_->Logs(request.job_id(), request.after_seq(), 0, limit + 1));
+                      store_->Logs(request.job_id(), request.after_seq(), 0,
+                                   pagination::RowsToRead(limit)));
   trainmesh::v1::GetLogsResponse response;
-  response.set_more(static_cast<int>(page.items.size()) > limit);
-  if (response.more()) page.items.resize(limit);
+  response.set_more(pagination::CutToPage(page.items, limit));
   for (auto& l : page.items) *response.add_lines() = std::move(l);
   return response;
 }

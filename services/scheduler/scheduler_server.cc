@@ -120,24 +120,24 @@ grpc::ServerUnaryReactor* SchedulerServer::AcquireJob(grpc::CallbackServerContex
   return new AcquireReactor(context, request, response, service_, executor_, auth_, waiters_);
 }
 
-#define TM_SCHEDULER_HANDLER(Method, Request, Response)                                     \
-  grpc::ServerUnaryReactor* SchedulerServer::Method(grpc::CallbackServerContext* context,   \
-                                                    const trainmesh::v1::Request* request, \
-                                                    trainmesh::v1::Response* response) {   \
-    static const auto& method = identity::MethodOf("trainmesh.v1.SchedulerService", #Method); \
-    return server::HandleUnary(context, *executor_, *auth_, method, response,              \
-                               [this, request](const Principal& caller) {                   \
-                                 return service_->Method(caller, *request);                 \
-                               });                                                          \
-  }
-
-TM_SCHEDULER_HANDLER(Enqueue, EnqueueRequest, EnqueueResponse)
-TM_SCHEDULER_HANDLER(CancelAssignment, CancelAssignmentRequest, CancelAssignmentResponse)
-TM_SCHEDULER_HANDLER(RegisterAgent, RegisterAgentRequest, Agent)
-TM_SCHEDULER_HANDLER(ListAgents, ListAgentsRequest, ListAgentsResponse)
-TM_SCHEDULER_HANDLER(GetAgent, GetAgentRequest, Agent)
-TM_SCHEDULER_HANDLER(GetQueuePosition, GetQueuePositionRequest, QueuePosition)
-#undef TM_SCHEDULER_HANDLER
+TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", Enqueue,
+                        EnqueueRequest, EnqueueResponse,
+                        service_->Enqueue(caller, *request))
+TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", CancelAssignment,
+                        CancelAssignmentRequest, CancelAssignmentResponse,
+                        service_->CancelAssignment(caller, *request))
+TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", RegisterAgent,
+                        RegisterAgentRequest, Agent,
+                        service_->RegisterAgent(caller, *request))
+TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", ListAgents,
+                        ListAgentsRequest, ListAgentsResponse,
+                        service_->ListAgents(caller, *request))
+TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", GetAgent,
+                        GetAgentRequest, Agent,
+                        service_->GetAgent(caller, *request))
+TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", GetQueuePosition,
+                        GetQueuePositionRequest, QueuePosition,
+                        service_->GetQueuePosition(caller, *request))
 
 // Reports carry the job token in the body (the header may hold the agent's
 // API key); it is what authorises them.

@@ -1,6 +1,8 @@
 // The gRPC adapter of the scheduler.
 #pragma once
 
+#include "libs/server/handler.h"
+
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
 #include "services/scheduler/scheduler_service.h"
@@ -15,22 +17,17 @@ class SchedulerServer final : public trainmesh::v1::SchedulerService::CallbackSe
                   const identity::Authenticator* authenticator, Waiters* waiters)
       : service_(service), executor_(executor), auth_(authenticator), waiters_(waiters) {}
 
-#define TM_SCHEDULER_RPC(Method, Request, Response)                                     \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,                \
-                                   const trainmesh::v1::Request* request,              \
-                                   trainmesh::v1::Response* response) override;
-  TM_SCHEDULER_RPC(Enqueue, EnqueueRequest, EnqueueResponse)
-  TM_SCHEDULER_RPC(CancelAssignment, CancelAssignmentRequest, CancelAssignmentResponse)
-  TM_SCHEDULER_RPC(RegisterAgent, RegisterAgentRequest, Agent)
-  TM_SCHEDULER_RPC(ListAgents, ListAgentsRequest, ListAgentsResponse)
-  TM_SCHEDULER_RPC(GetAgent, GetAgentRequest, Agent)
-  TM_SCHEDULER_RPC(AcquireJob, AcquireJobRequest, AcquireJobResponse)
-  TM_SCHEDULER_RPC(Heartbeat, HeartbeatRequest, HeartbeatResponse)
-  TM_SCHEDULER_RPC(CompleteJob, CompleteJobRequest, CompleteJobResponse)
-  TM_SCHEDULER_RPC(FailJob, FailJobRequest, FailJobResponse)
-  TM_SCHEDULER_RPC(ReleaseJob, ReleaseJobRequest, ReleaseJobResponse)
-  TM_SCHEDULER_RPC(GetQueuePosition, GetQueuePositionRequest, QueuePosition)
-#undef TM_SCHEDULER_RPC
+  TM_UNARY_HANDLER(Enqueue, EnqueueRequest, EnqueueResponse);
+  TM_UNARY_HANDLER(CancelAssignment, CancelAssignmentRequest, CancelAssignmentResponse);
+  TM_UNARY_HANDLER(RegisterAgent, RegisterAgentRequest, Agent);
+  TM_UNARY_HANDLER(ListAgents, ListAgentsRequest, ListAgentsResponse);
+  TM_UNARY_HANDLER(GetAgent, GetAgentRequest, Agent);
+  TM_UNARY_HANDLER(AcquireJob, AcquireJobRequest, AcquireJobResponse);
+  TM_UNARY_HANDLER(Heartbeat, HeartbeatRequest, HeartbeatResponse);
+  TM_UNARY_HANDLER(CompleteJob, CompleteJobRequest, CompleteJobResponse);
+  TM_UNARY_HANDLER(FailJob, FailJobRequest, FailJobResponse);
+  TM_UNARY_HANDLER(ReleaseJob, ReleaseJobRequest, ReleaseJobResponse);
+  TM_UNARY_HANDLER(GetQueuePosition, GetQueuePositionRequest, QueuePosition);
 
  private:
   SchedulerService* service_;
