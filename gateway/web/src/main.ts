@@ -3,6 +3,7 @@ import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import { api, session, setUnauthenticatedHandler } from "./api";
 import { startFeed, stopFeed, onConnection } from "./feed";
+import { navigate, setRenderer, type Page } from "./nav";
 import {
   describe,
   markRead,
@@ -19,21 +20,12 @@ import { newJobPage } from "./views/newjob";
 import { jobPage } from "./views/job";
 import { comparePage } from "./views/compare";
 
-export interface Page {
-  // Stops the page's streams and timers.
-  dispose?: () => void;
-}
-
 const app = document.getElementById("app")!;
 let current: Page | null = null;
 let shellDispose: (() => void)[] = [];
 let who: { subject: string; name?: string } | null = null;
 
-export function navigate(path: string, replace = false) {
-  if (replace) history.replaceState(null, "", path);
-  else history.pushState(null, "", path);
-  void render();
-}
+setRenderer(() => void render());
 
 // Links inside the app navigate without reloading.
 document.addEventListener("click", (e) => {

@@ -7,7 +7,7 @@
 import uPlot from "uplot";
 import { api, ApiError, isTerminal, type Job, type MetricSeries } from "../api";
 import { onJob } from "../feed";
-import type { Page } from "../main";
+import type { Page } from "../nav";
 import { h, clear, link, number, shortDuration, stateBadge } from "../ui";
 
 export const MAX_COMPARED = 8;

@@ -15,7 +15,7 @@ import {
   type MetricPoint,
   type MetricSeries,
 } from "../api";
-import { navigate, type Page } from "../main";
+import { navigate, type Page } from "../nav";
 import { subscribe, type Subscription } from "../stream";
 import { h, clear, confirmDialog, dateTime, link, number, progressBar, seconds, shortDuration, stateBadge } from "../ui";
 

@@ -2,7 +2,7 @@
 // from the jobs feed (no polling); queued jobs say where they stand and why.
 import { api, ApiError, isTerminal, type Job, type JobState } from "../api";
 import { onJob } from "../feed";
-import { navigate, type Page } from "../main";
+import { navigate, type Page } from "../nav";
 import { h, clear, link, progressBar, stateBadge, timeAgo } from "../ui";
 import { MAX_COMPARED } from "./compare";
 

@@ -3,7 +3,7 @@
 // hyperparameters as JSON. Checked here first, then by the server, whose
 // field violations are shown next to their fields.
 import { api, ApiError, type ParameterSpec, type Recipe } from "../api";
-import { navigate, type Page } from "../main";
+import { navigate, type Page } from "../nav";
 import { h, clear } from "../ui";
 
 type Input = HTMLInputElement | HTMLSelectElement;

@@ -1,5 +1,5 @@
 import { api, ApiError, session } from "../api";
-import { navigate, type Page } from "../main";
+import { navigate, type Page } from "../nav";
 import { h, clear } from "../ui";
 
 // Sign in with a user name and password, or paste an API key.
