@@ -11,6 +11,15 @@ root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 fail() { echo "FAIL: $*" >&2; exit 1; }
 tc() { "$root/tools/trainctl" "$@"; }
+# until SECONDS CMD...: polls CMD every 0.1 s until it succeeds; 1 on deadline.
+until_ok() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    [ $SECONDS -lt $deadline ] || return 1
+    sleep 0.1
+  done
+}
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 e2e_start() {

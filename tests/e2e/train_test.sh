@@ -36,15 +36,6 @@ field() { python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
 job() { tc get "$1" -o json ${2:+--token "$2"}; }
 state() { job "$1" "${2:-}" | field "j.get('state', '')"; }
 
-# until SECONDS CMD...: polls CMD every 0.1 s until it succeeds; 1 on deadline.
-until_ok() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
 is_state() { [ "$(state "$1" "${3:-}")" = "$2" ]; }
 # wait_state ID STATE [TOKEN]: the job reaches STATE (120 s at most).
 wait_state() { until_ok 120 is_state "$@" || fail "job $1 is $(state "$1" "${3:-}"), not $2"; }
@@ -194,12 +185,12 @@ echo "$err" | grep -q "KeyError: learning_rte" || fail "script error log: $err"
 echo "$err" | grep -q "exit" || fail "no exit status in: $err"
 [ "$(job "$broken" | field "j['errorKind']")" = ERROR_KIND_USER ] || fail "script failure kind"
 
-# The jobs stopped mid-way below run 20000 steps: long enough to still be
+# The jobs stopped mid-way below run 12000 steps: long enough to still be
 # running when the test acts (3000 steps of this model take about 3 s on a
 # 2-core VM, less than one progress report and a signal).
 # ---- cancel while running: stops at the next heartbeat; then a retry that
 # ---- resumes from the cancelled job's checkpoint --------------------------
-long=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=20000 -p checkpoint_every=100 \
+long=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=12000 -p checkpoint_every=100 \
          -p hidden_sizes='[128,128]' -p batch_size=128)
 wait_state "$long" RUNNING
 until_ok 60 has_checkpoint "$long" || fail "no checkpoint written"
@@ -207,7 +198,7 @@ tc cancel "$long" --reason "enough" >/dev/null
 wait_state "$long" CANCELLED
 until_ok 30 eval "tc logs $long | grep -q 'cancelled at step'" || fail "the trainer did not stop: $(tc logs "$long")"
 step=$(tc logs "$long" | grep -o "cancelled at step [0-9]*" | grep -o "[0-9]*$")
-[ "$step" -lt 20000 ] || fail "ran to the end"
+[ "$step" -lt 12000 ] || fail "ran to the end"
 again=$(tc retry "$long" --resume)
 wait_state "$again" COMPLETED
 [ "$(job "$again" | field "j['retryOf']")" = "$long" ] || fail "retry lineage"
@@ -218,7 +209,7 @@ next=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=20)
 wait_state "$next" COMPLETED
 
 # ---- kill -9 of the trainer mid-job: requeued, resumed, completed -----------
-crash=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=20000 -p checkpoint_every=100 \
+crash=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=12000 -p checkpoint_every=100 \
           -p hidden_sizes='[128,128]' -p batch_size=128)
 wait_state "$crash" RUNNING
 until_ok 60 has_checkpoint "$crash" || fail "no checkpoint written"
@@ -228,7 +219,7 @@ wait_state "$crash" COMPLETED
 resumed=$(tc logs "$crash" | grep -o "resumed from checkpoint at step [0-9]*" | grep -o "[0-9]*$") || true
 [ -n "$resumed" ] && [ "$resumed" -ge 100 ] || fail "attempt 2 did not resume: $(tc logs "$crash")"
 tc logs "$crash" | grep -q "stopped renewing its lease on attempt 1" || fail "no requeue reason"
-[ "$(field "j['step']" <"$run/artifacts/$crash/model.json")" = 20000 ] || fail "final step"
+[ "$(field "j['step']" <"$run/artifacts/$crash/model.json")" = 12000 ] || fail "final step"
 
 # ---- scheduler restart mid-job: the job carries on -------------------------
 steady=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=2000 -p hidden_sizes='[128,128]' \
@@ -244,7 +235,7 @@ start_trainer trainer-b "$TRAINMESH_AGENT_API_KEY"
 pid_b=$(cat "$run/pids/trainer-b.pid")
 until_ok 60 eval "[ -s '$run/trainer-b.agent' ]" || fail "trainer-b did not register"
 agent_b=$(cat "$run/trainer-b.agent")
-zombie=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=20000 -p checkpoint_every=100 \
+zombie=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=12000 -p checkpoint_every=100 \
            -p hidden_sizes='[128,128]' -p batch_size=128)
 wait_state "$zombie" RUNNING
 until_ok 60 has_checkpoint "$zombie" || fail "no checkpoint written"
@@ -265,7 +256,7 @@ wait_state "$zombie" COMPLETED
 # ---- SIGTERM mid-job (a scale-down or a rollout): the trainer checkpoints,
 # ---- releases its job, and the other agent resumes it -----------------------
 # No periodic checkpoints: a resume past step 200 comes from the SIGTERM one.
-handoff=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=20000 -p checkpoint_every=100000 \
+handoff=$(tc submit --model mlp-policy --dataset synthetic://reach -p steps=12000 -p checkpoint_every=100000 \
             -p hidden_sizes='[128,128]' -p batch_size=128)
 wait_state "$handoff" RUNNING
 until_ok 90 eval "[ \"\$(job $handoff | field \"int(j.get('progress', {}).get('step', 0))\")\" -ge 200 ]" \

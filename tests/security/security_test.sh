@@ -71,15 +71,6 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 # ---- helpers ----------------------------------------------------------------
-# until_ok SECONDS CMD...: polls CMD until it succeeds; 1 past the deadline.
-until_ok() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
 # j EXPR: EXPR over j, the JSON read from stdin.
 j() { $py -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
 # api CREDENTIAL METHOD PATH [BODY] [CURL ARGS...]: "STATUS BODY" from the
