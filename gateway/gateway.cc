@@ -4,7 +4,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -136,27 +135,30 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     request_ = Buffer(request);
     stub->PrepareBidiStreamingCall(&context_, route_.grpc_path, grpc::StubOptions(), this);
     AddHold();
-    reading_ = true;  // nothing else runs yet
+    {
+      absl::MutexLock lock(&mu_);  // nothing else runs yet; the analysis wants it
+      reading_ = true;
+    }
     StartWriteLast(&request_, grpc::WriteOptions());
     StartRead(&read_);
     StartCall();
   }
 
   void Next(std::function<void(StreamPart)> ready) override {
-    std::unique_lock<std::mutex> lock(mu_);
+    absl::ReleasableMutexLock lock(&mu_);
     if (ready_.has_value()) {
       StreamPart part = std::move(*ready_);
       ready_.reset();
       const bool read = !cancelled_ && hold_ && !reading_;
       reading_ = reading_ || read;
-      lock.unlock();
+      lock.Release();
       if (read) StartRead(&read_);
       ready(std::move(part));
       return;
     }
     if (done_) {
       StreamPart part = FinalPart();
-      lock.unlock();
+      lock.Release();
       ready(std::move(part));
       return;
     }
@@ -166,7 +168,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   void Cancel() override {
     bool release = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       cancelled_ = true;
       release = hold_ && !reading_;  // an outstanding read releases it when it fails
       if (release) hold_ = false;
@@ -182,7 +184,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     if (!ok) {  // the stream ended: no more reads, OnDone follows
       bool release = false;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        absl::MutexLock lock(&mu_);
         reading_ = false;
         release = hold_;
         hold_ = false;
@@ -194,7 +196,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     std::function<void(StreamPart)> deliver;
     bool read = false, release = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       reading_ = false;
       sent_any_ = true;
       if (waiting_) {
@@ -221,7 +223,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
     std::function<void(StreamPart)> deliver;
     StreamPart part;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       done_ = true;
       status_ = status;
       if (waiting_) {  // whoever waits gets what is left, else the end
@@ -262,7 +264,7 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
 
   // After the last message: an end marker, or the error (as an answer of its
   // own while nothing was sent, else as a final event).
-  StreamPart FinalPart() const {
+  StreamPart FinalPart() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     StreamPart part;
     part.last = true;
     if (cancelled_) return part;
@@ -287,13 +289,15 @@ class StreamCall final : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::
   grpc::ByteBuffer request_, read_;
   std::shared_ptr<StreamCall> self_;
 
-  std::mutex mu_;
-  std::function<void(StreamPart)> waiting_;
-  std::optional<StreamPart> ready_;
-  bool done_ = false, cancelled_ = false, sent_any_ = false;
-  bool reading_ = false;  // a StartRead is outstanding
-  bool hold_ = true;      // the hold taken in Start is still held
-  grpc::Status status_;
+  absl::Mutex mu_;
+  std::function<void(StreamPart)> waiting_ ABSL_GUARDED_BY(mu_);
+  std::optional<StreamPart> ready_ ABSL_GUARDED_BY(mu_);
+  bool done_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool sent_any_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;  // a StartRead is outstanding
+  bool hold_ ABSL_GUARDED_BY(mu_) = true;      // the hold taken in Start is still held
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -314,20 +318,21 @@ HttpResponse ErrorResponse(const grpc::Status& status) {
 }
 
 InFlightCall::InFlightCall(std::shared_ptr<InFlightCalls> calls) : calls_(std::move(calls)) {
-  std::lock_guard<std::mutex> lock(calls_->mu);
+  absl::MutexLock lock(&calls_->mu);
   ++calls_->count;
 }
 
 InFlightCall::~InFlightCall() {
-  std::lock_guard<std::mutex> lock(calls_->mu);
-  if (--calls_->count == 0) calls_->ended.notify_all();
+  absl::MutexLock lock(&calls_->mu);
+  --calls_->count;  // the destructor's Await sees it when the lock is released
 }
 
 Gateway::~Gateway() {
-  std::unique_lock<std::mutex> lock(in_flight_->mu);
-  while (!in_flight_->ended.wait_for(lock, std::chrono::seconds(10),
-                                     [this] { return in_flight_->count == 0; })) {
-    TM_LOG(Warning, "waiting for backend calls to end").With("calls", in_flight_->count);
+  InFlightCalls& calls = *in_flight_;
+  absl::MutexLock lock(&calls.mu);
+  auto none = [&calls]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(calls.mu) { return calls.count == 0; };
+  while (!calls.mu.AwaitWithTimeout(absl::Condition(&none), absl::Seconds(10))) {
+    TM_LOG(Warning, "waiting for backend calls to end").With("calls", calls.count);
   }
 }
 
@@ -387,9 +392,9 @@ void Gateway::Ready(std::function<void(HttpResponse)> done) {
   struct Probe {
     explicit Probe(std::shared_ptr<InFlightCalls> calls) : in_flight(std::move(calls)) {}
     InFlightCall in_flight;  // first: released last
-    std::mutex mu;
-    size_t pending = 0;
-    std::map<std::string, std::string> states;  // endpoint -> SERVING or why not
+    absl::Mutex mu;
+    size_t pending ABSL_GUARDED_BY(mu) = 0;
+    std::map<std::string, std::string> states ABSL_GUARDED_BY(mu);  // endpoint -> SERVING or why not
     std::function<void(HttpResponse)> done;
     std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
     std::vector<std::unique_ptr<grpc::health::v1::HealthCheckResponse>> responses;
@@ -402,7 +407,10 @@ void Gateway::Ready(std::function<void(HttpResponse)> done) {
   }
   auto probe = std::make_shared<Probe>(in_flight_);
   probe->done = std::move(done);
-  probe->pending = channels_.size();
+  {
+    absl::MutexLock lock(&probe->mu);
+    probe->pending = channels_.size();
+  }
   for (const auto& [endpoint, channel] : channels_) {
     probe->contexts.push_back(std::make_unique<grpc::ClientContext>());
     probe->contexts.back()->set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
@@ -415,7 +423,7 @@ void Gateway::Ready(std::function<void(HttpResponse)> done) {
     probe->stubs[i]->async()->Check(
         probe->contexts[i].get(), &probe->request, response,
         [probe, endpoint = endpoint, response](grpc::Status s) {
-          std::lock_guard<std::mutex> lock(probe->mu);
+          absl::MutexLock lock(&probe->mu);
           probe->states[endpoint] =
               !s.ok() ? absl::StrCat("unreachable: ", s.error_message())
               : response->status() == grpc::health::v1::HealthCheckResponse::SERVING

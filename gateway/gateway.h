@@ -5,15 +5,14 @@
 // google.rpc.Status body (details included: field violations, retry info).
 #pragma once
 
-#include <condition_variable>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -50,9 +49,8 @@ struct GatewayOptions {
 // Backend calls still running. Their completions use the gateway (its routes,
 // its metrics), so the gateway is not destroyed before the last one ends.
 struct InFlightCalls {
-  std::mutex mu;
-  std::condition_variable ended;
-  int64_t count = 0;
+  absl::Mutex mu;
+  int64_t count ABSL_GUARDED_BY(mu) = 0;
 };
 
 // Counts one backend call for as long as it lives; held as the first member of

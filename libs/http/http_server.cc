@@ -10,17 +10,16 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <future>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "libs/log/log.h"
 
@@ -54,10 +53,10 @@ HttpRequest ToRequest(const http::request<http::string_body>& req) {
 struct ServerState {
   HttpServer::Options options;
   HttpServer::Handler handler;
-  std::mutex mu;
-  std::condition_variable idle;
-  std::map<Session*, std::weak_ptr<Session>> sessions;
-  bool draining = false;
+  absl::Mutex mu;
+  std::map<Session*, std::weak_ptr<Session>> sessions ABSL_GUARDED_BY(mu);
+  bool draining ABSL_GUARDED_BY(mu) = false;
+  bool Idle() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return sessions.empty(); }
 };
 
 class Session : public std::enable_shared_from_this<Session> {
@@ -67,7 +66,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // False when the server is draining (the connection is dropped).
   bool Register() {
-    std::lock_guard<std::mutex> lock(state_.mu);
+    absl::MutexLock lock(&state_.mu);
     if (state_.draining) return false;
     state_.sessions[this] = weak_from_this();
     return true;
@@ -292,9 +291,8 @@ class Session : public std::enable_shared_from_this<Session> {
     ServerState& state;
     Session* session;
     ~Registration() {
-      std::lock_guard<std::mutex> lock(state.mu);
-      state.sessions.erase(session);
-      if (state.sessions.empty()) state.idle.notify_all();
+      absl::MutexLock lock(&state.mu);
+      state.sessions.erase(session);  // a waiting Drain sees it when the lock is released
     }
   } registration_;
   beast::tcp_stream stream_;
@@ -399,7 +397,7 @@ void StopSessions(tcp::acceptor& acceptor, ServerState& state, bool hard) {
   }
   std::vector<std::shared_ptr<Session>> open;
   {
-    std::lock_guard<std::mutex> lock(state.mu);
+    absl::MutexLock lock(&state.mu);
     state.draining = true;
     for (const auto& [raw, weak] : state.sessions) {
       if (auto session = weak.lock()) open.push_back(std::move(session));
@@ -413,13 +411,13 @@ void StopSessions(tcp::acceptor& acceptor, ServerState& state, bool hard) {
 bool HttpServer::Drain(absl::Duration grace) {
   if (impl_ == nullptr || impl_->threads.empty()) return true;
   StopSessions(impl_->acceptor, impl_->state, /*hard=*/false);
-  std::unique_lock<std::mutex> lock(impl_->state.mu);
-  return impl_->state.idle.wait_for(lock, absl::ToChronoNanoseconds(grace),
-                                    [this] { return impl_->state.sessions.empty(); });
+  ServerState& state = impl_->state;
+  absl::MutexLock lock(&state.mu);
+  return state.mu.AwaitWithTimeout(absl::Condition(&state, &ServerState::Idle), grace);
 }
 
 size_t HttpServer::open_connections() const {
-  std::lock_guard<std::mutex> lock(impl_->state.mu);
+  absl::MutexLock lock(&impl_->state.mu);
   return impl_->state.sessions.size();
 }
 
@@ -430,8 +428,9 @@ void HttpServer::Shutdown() {
   // must find its session's executor alive.
   StopSessions(impl_->acceptor, impl_->state, /*hard=*/true);
   {
-    std::unique_lock<std::mutex> lock(impl_->state.mu);
-    impl_->state.idle.wait(lock, [this] { return impl_->state.sessions.empty(); });
+    ServerState& state = impl_->state;
+    absl::MutexLock lock(&state.mu);
+    state.mu.Await(absl::Condition(&state, &ServerState::Idle));
   }
   impl_->work.reset();
   impl_->ioc.stop();

@@ -194,7 +194,7 @@ Registry::Entry& Registry::Add(const std::string& name, const std::string& help,
 
 Family<Counter>& Registry::AddCounter(const std::string& name, const std::string& help,
                                       std::vector<std::string> label_names) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   Entry& entry = Add(name, help, "counter");
   if (entry.counter == nullptr) {
     entry.counter = std::make_unique<Family<Counter>>(std::move(label_names),
@@ -205,7 +205,7 @@ Family<Counter>& Registry::AddCounter(const std::string& name, const std::string
 
 Family<Gauge>& Registry::AddGauge(const std::string& name, const std::string& help,
                                   std::vector<std::string> label_names) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   Entry& entry = Add(name, help, "gauge");
   if (entry.gauge == nullptr) {
     entry.gauge = std::make_unique<Family<Gauge>>(std::move(label_names), [] { return std::make_unique<Gauge>(); });
@@ -215,7 +215,7 @@ Family<Gauge>& Registry::AddGauge(const std::string& name, const std::string& he
 
 Family<Histogram>& Registry::AddHistogram(const std::string& name, const std::string& help,
                                           std::vector<std::string> label_names, std::vector<double> bounds) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   Entry& entry = Add(name, help, "histogram");
   if (entry.histogram == nullptr) {
     entry.histogram = std::make_unique<Family<Histogram>>(
@@ -237,13 +237,13 @@ Registry::Registration& Registry::Registration::operator=(Registration&& other) 
 void Registry::Registration::Reset() {
   if (registry_ == nullptr) return;
   // Under the collectors' lock: a scrape running this collector finishes first.
-  std::lock_guard<std::mutex> lock(registry_->collect_mu_);
+  absl::MutexLock lock(&registry_->collect_mu_);
   registry_->collectors_.erase(id_);
   registry_ = nullptr;
 }
 
 Registry::Registration Registry::AddCollector(Collector collect) {
-  std::lock_guard<std::mutex> lock(collect_mu_);
+  absl::MutexLock lock(&collect_mu_);
   const int64_t id = next_collector_++;
   collectors_.emplace(id, std::move(collect));
   return Registration(this, id);
@@ -252,7 +252,7 @@ Registry::Registration Registry::AddCollector(Collector collect) {
 std::string Registry::Render() const {
   Exposition out;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& [name, entry] : families_) {
       out.Family(name, entry.help, entry.type);
       if (entry.counter != nullptr) {
@@ -285,7 +285,7 @@ std::string Registry::Render() const {
       }
     }
   }
-  std::lock_guard<std::mutex> lock(collect_mu_);
+  absl::MutexLock lock(&collect_mu_);
   for (const auto& [id, collect] : collectors_) collect(out);
   return out.text();
 }

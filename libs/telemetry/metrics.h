@@ -17,12 +17,12 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace trainmesh::telemetry {
 
@@ -100,7 +100,7 @@ class Family {
   // The child for these label values (as many as the family has names),
   // created at first use.
   T& With(const LabelValues& values) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     std::unique_ptr<T>& child = children_[values];
     if (child == nullptr) child = make_();
     return *child;
@@ -110,15 +110,15 @@ class Family {
 
   // Calls `f(values, child)` for each child, in label order.
   void ForEach(const std::function<void(const LabelValues&, const T&)>& f) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     for (const auto& [values, child] : children_) f(values, *child);
   }
 
  private:
   const std::vector<std::string> label_names_;
   const std::function<std::unique_ptr<T>()> make_;
-  mutable std::mutex mu_;
-  std::map<LabelValues, std::unique_ptr<T>> children_;
+  mutable absl::Mutex mu_;
+  std::map<LabelValues, std::unique_ptr<T>> children_ ABSL_GUARDED_BY(mu_);
 };
 
 class Registry {
@@ -172,14 +172,15 @@ class Registry {
     std::unique_ptr<Family<Gauge>> gauge;
     std::unique_ptr<Family<Histogram>> histogram;
   };
-  Entry& Add(const std::string& name, const std::string& help, const std::string& type);
+  Entry& Add(const std::string& name, const std::string& help, const std::string& type)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  mutable std::mutex mu_;
-  std::map<std::string, Entry> families_;
+  mutable absl::Mutex mu_;
+  std::map<std::string, Entry> families_ ABSL_GUARDED_BY(mu_);
   // Held while collectors run, so a registration's end waits for a scrape.
-  mutable std::mutex collect_mu_;
-  std::map<int64_t, Collector> collectors_;
-  int64_t next_collector_ = 1;
+  mutable absl::Mutex collect_mu_;
+  std::map<int64_t, Collector> collectors_ ABSL_GUARDED_BY(collect_mu_);
+  int64_t next_collector_ ABSL_GUARDED_BY(collect_mu_) = 1;
 };
 
 // Parses a text exposition into "name{labels}" → value, labels as rendered
