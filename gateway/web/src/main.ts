@@ -64,19 +64,28 @@ async function ensureSession(): Promise<boolean> {
 
 function agentIndicator(): HTMLElement {
   const el = h("span", { class: "agents", "data-testid": "agents", title: "Trainer agents you can use" }, "…");
+  // Every 15 s while an agent is online; every 3 s while none is, so a
+  // starting agent shows up within moments.
+  let timer = 0;
+  let stopped = false;
   const refresh = async () => {
+    let online = false;
     try {
       const r = await api<{ onlineCount?: number }>("GET", "/v1/agents");
       const n = r.onlineCount ?? 0;
-      el.className = `agents ${n > 0 ? "online" : "offline"}`;
-      el.textContent = n > 0 ? `● ${n} agent${n > 1 ? "s" : ""} online` : "○ waiting for agent…";
+      online = n > 0;
+      el.className = `agents ${online ? "online" : "offline"}`;
+      el.textContent = online ? `● ${n} agent${n > 1 ? "s" : ""} online` : "○ waiting for agent…";
     } catch {
       el.textContent = "";
     }
+    if (!stopped) timer = window.setTimeout(refresh, online ? 15000 : 3000);
   };
   void refresh();
-  const timer = window.setInterval(refresh, 15000);
-  shellDispose.push(() => clearInterval(timer));
+  shellDispose.push(() => {
+    stopped = true;
+    clearTimeout(timer);
+  });
   return el;
 }
 
