@@ -228,8 +228,11 @@ TEST(GrpcServerMetrics, CountsTimesAndServesEveryRpcByMethodAndCode) {
   watch_ctx.TryCancel();
   EXPECT_FALSE(reader->Read(&event));
   reader->Finish();
+  // One scrape is not a snapshot across families (handled_total is rendered
+  // before open_streams), so wait for both.
   samples = ScrapeUntil(server.metrics_port(), [&](const auto& s) {
-    return At(s, "trainmesh_grpc_server_open_streams{" + watch + "}") == 0;
+    return At(s, "trainmesh_grpc_server_open_streams{" + watch + "}") == 0 &&
+           At(s, "grpc_server_handled_total{" + watch + ",grpc_code=\"Canceled\"}") >= 0;
   });
   EXPECT_EQ(At(samples, "trainmesh_grpc_server_open_streams{" + watch + "}"), 0);
   EXPECT_EQ(At(samples, "grpc_server_handled_total{" + watch + ",grpc_code=\"Canceled\"}"), 1);
