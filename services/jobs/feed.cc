@@ -1,15 +1,15 @@
 #include "services/jobs/feed.h"
 
+#include <map>
 #include <memory>
 #include <optional>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "services/jobs/write_pump.h"
+#include "libs/server/write_pump.h"
 
 namespace trainmesh::jobs {
 namespace {
@@ -21,25 +21,35 @@ constexpr int kResyncLimit = 1000;
 
 // One WatchJobs stream: snapshots of the caller's jobs that changed, read
 // when the hub names them (or everything updated since a time, on a resync).
-class Feed : public WritePump<Job> {
+class Feed : public server::WritePump<Job>, public EventHub::Subscriber {
  public:
-  Feed(JobStore* store, server::Executor* executor, EventHub* hub, server::StreamGuards* guards, Authorize authorize,
-       std::optional<absl::Time> since)
-      : WritePump(executor, hub, guards, std::move(authorize),
-                  "server is shutting down; reconnect with since = the last update_time received"),
+  Feed(JobStore* store, server::Executor* executor, EventHub* hub, server::StreamGuards* guards,
+       Authorize authorize, std::optional<absl::Time> since)
+      : WritePump(executor, guards, std::move(authorize)),
         store_(store),
+        hub_(hub),
         since_(since) {}
 
- protected:
-  uint64_t Subscribe() override {
-    std::weak_ptr<Feed> weak = std::static_pointer_cast<Feed>(shared_from_this());
-    return hub()->SubscribeAll([weak](const std::string& job_id, const std::string& owner) {
-      if (auto self = weak.lock()) self->Changed(job_id, owner);
-    });
+  void OnEvent(const std::string& job_id, const JobChange& change) override {
+    Changed(job_id, change.owner);
+  }
+  // Notifications were missed: read back what changed lately.
+  void Resync() override { Changed("", ""); }
+  void Drain() override {
+    EndWith(absl::UnavailableError(
+        "server is shutting down; reconnect with since = the last update_time received"));
   }
 
+ protected:
+  void Subscribe() override {
+    subscription_ = hub_->SubscribeAll(std::static_pointer_cast<Feed>(shared_from_this()));
+  }
+  void Unsubscribe() override { hub_->Unsubscribe(subscription_); }
+
   // The fetch itself takes what is due.
-  bool TakeFetch() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return since_.has_value() || !dirty_.empty(); }
+  bool TakeFetch() override ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return since_.has_value() || !dirty_.empty();
+  }
 
   absl::Status Fetch(const trainmesh::v1::Principal& caller) override;
 
@@ -48,6 +58,8 @@ class Feed : public WritePump<Job> {
   void Queue(Job job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   JobStore* const store_;
+  EventHub* const hub_;
+  uint64_t subscription_ = 0;  // set in Subscribe, before gRPC can end the stream
   std::optional<absl::Time> since_ ABSL_GUARDED_BY(mu_);  // a resync is due from here
   // Jobs that changed, to read back: job id → owner (empty: not said).
   std::map<std::string, std::string> dirty_ ABSL_GUARDED_BY(mu_);
@@ -120,12 +132,14 @@ absl::Status Feed::Fetch(const trainmesh::v1::Principal& caller) {
 
 }  // namespace
 
-grpc::ServerWriteReactor<Job>* StartFeed(JobStore* store, server::Executor* executor, EventHub* hub,
-                                         server::StreamGuards* guards, std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
-                                         const trainmesh::v1::WatchJobsRequest& request) {
+grpc::ServerWriteReactor<Job>* StartFeed(
+    JobStore* store, server::Executor* executor, EventHub* hub, server::StreamGuards* guards,
+    std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
+    const trainmesh::v1::WatchJobsRequest& request) {
   std::optional<absl::Time> since;
   if (request.has_since()) {
-    since = absl::FromUnixMicros(google::protobuf::util::TimeUtil::TimestampToMicroseconds(request.since()));
+    since = absl::FromUnixMicros(
+        google::protobuf::util::TimeUtil::TimestampToMicroseconds(request.since()));
   }
   return std::make_shared<Feed>(store, executor, hub, guards, std::move(authorize), since)->Start();
 }

@@ -12,7 +12,6 @@
 #include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "libs/telemetry/metrics.h"
 #include "libs/identity/testing/test_keys.h"
 #include "libs/pg/listener.h"
 #include "libs/pg/migrations.h"
@@ -20,6 +19,7 @@
 #include "libs/server/grpc_server.h"
 #include "libs/status/field_violations.h"
 #include "libs/status/grpc_status.h"
+#include "libs/telemetry/metrics.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 
 namespace trainmesh::jobs {
@@ -55,19 +55,20 @@ class JobsServerTest : public ::testing::Test {
     executor_ = std::make_unique<server::Executor>(8);
     listener_ = std::make_unique<pg::Listener>(
         dsn_, std::vector<std::string>{JobStore::kEventsChannel},
-        [this](const std::string&, const std::string& id) { hub_.Publish(id); },
-        [this] { hub_.PublishAll(); });
+        [this](const std::string&, const std::string& id) { PublishNotification(&hub_, id); },
+        [this] { hub_.ResyncAll(); });
     listener_->Start();
     ASSERT_TRUE(listener_->WaitUntilListening(absl::Seconds(30)));
     auth_ = identity::testing::AuthenticatorFor(Issuer());
-    jobs_server_ = std::make_unique<JobsServer>(service_.get(), executor_.get(), auth_.get(), &hub_);
+    jobs_server_ =
+        std::make_unique<JobsServer>(service_.get(), executor_.get(), auth_.get(), &hub_);
     control_server_ =
         std::make_unique<JobControlServer>(service_.get(), executor_.get(), auth_.get());
     server_ = std::make_unique<server::GrpcServer>(
         server::ServerOptions{.address = "127.0.0.1:0", .drain_timeout = absl::Seconds(5)});
     server_->AddService(jobs_server_.get(), "trainmesh.v1.JobService");
     server_->AddService(control_server_.get(), "trainmesh.v1.JobControlService");
-    server_->OnDrain([this] { hub_.Drain(); });
+    server_->OnDrain([this] { hub_.DrainAll(); });
     ASSERT_TRUE(server_->Start().ok());
     auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
                                        grpc::InsecureChannelCredentials());
@@ -193,9 +194,8 @@ TEST_F(JobsServerTest, BadInputIsInvalidArgumentWithEveryFieldViolation) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(ViolatedFields(s),
               UnorderedElementsAre("job.dataset_url", "job.hyperparameters.steps",
-                                   "job.hyperparameters.bogus",
-                                   "job.hyperparameters.learning_rate", "job.priority",
-                                   "job.labels.Bad Key"));
+                                   "job.hyperparameters.bogus", "job.hyperparameters.learning_rate",
+                                   "job.priority", "job.labels.Bad Key"));
   auto unknown = Request(R"({"model": "gpt-7", "datasetUrl": "synthetic://x"})");
   s = jobs_->CreateJob(As("alice").get(), unknown, &job);
   EXPECT_THAT(ViolatedFields(s), Contains("job.model"));
@@ -231,8 +231,7 @@ TEST_F(JobsServerTest, CredentialsAndScopes) {
                        Request(R"({"model": "tabular", "datasetUrl": "synthetic://blobs"})"), &job);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(s.error_message(), HasSubstr("jobs:write"));
-  EXPECT_EQ(Report(MustCreate("alice").id(), Job::QUEUED, 0, 0).error_code(),
-            grpc::StatusCode::OK);
+  EXPECT_EQ(Report(MustCreate("alice").id(), Job::QUEUED, 0, 0).error_code(), grpc::StatusCode::OK);
   trainmesh::v1::ReportJobStatusRequest report;
   report.set_id(MustCreate("alice").id());
   EXPECT_EQ(control_->ReportJobStatus(As("alice").get(), report, &job).error_code(),
@@ -423,8 +422,8 @@ double Entered(const std::string& state) {
 }
 
 TEST_F(JobsServerTest, StatusReportsAreIdempotentAndMonotonic) {
-  const double created = Entered("PENDING"), queued = Entered("QUEUED"), running = Entered("RUNNING"),
-               completed = Entered("COMPLETED");
+  const double created = Entered("PENDING"), queued = Entered("QUEUED"),
+               running = Entered("RUNNING"), completed = Entered("COMPLETED");
   Job job = MustCreate("alice");
   Job out;
   ASSERT_TRUE(Report(job.id(), Job::QUEUED, 0, 1, &out).ok());
@@ -646,24 +645,41 @@ TEST_F(JobsServerTest, WatchReplaysThenFollowsLiveAndEndsAtTheTerminalEvent) {
   EXPECT_TRUE(reader->Finish().ok());
 }
 
+// Records what the hub tells it.
+class Recorder : public EventHub::Subscriber {
+ public:
+  void OnEvent(const std::string& job, const JobChange& change) override {
+    seen.emplace_back(job, change.owner);
+  }
+  void Resync() override { seen.emplace_back("", ""); }
+  void Drain() override { ++drained; }
+  std::vector<std::pair<std::string, std::string>> seen;
+  int drained = 0;
+};
+
 TEST(EventHub, NotificationsNameTheJobAndItsOwner) {
   EventHub hub;
-  std::vector<std::pair<std::string, std::string>> seen;
-  int woken = 0;
-  const uint64_t all = hub.SubscribeAll(
-      [&seen](const std::string& job, const std::string& owner) { seen.emplace_back(job, owner); });
-  const uint64_t one = hub.Subscribe("job-1", [&woken] { ++woken; });
-  hub.Publish("job-1 user with spaces");
-  hub.Publish("job-2");  // an older replica's payload: no owner
-  hub.PublishAll();
-  EXPECT_EQ(woken, 2);  // its own job, then everyone
-  EXPECT_EQ(seen, (std::vector<std::pair<std::string, std::string>>{
-                      {"job-1", "user with spaces"}, {"job-2", ""}, {"", ""}}));
-  hub.Unsubscribe(all);
-  hub.Unsubscribe(one);
-  hub.Publish("job-1 alice");
-  EXPECT_EQ(seen.size(), 3u);
-  EXPECT_EQ(woken, 2);
+  auto all = std::make_shared<Recorder>();
+  auto one = std::make_shared<Recorder>();
+  const uint64_t all_id = hub.SubscribeAll(all);
+  const uint64_t one_id = hub.Subscribe("job-1", one);
+  PublishNotification(&hub, "job-1 user with spaces");
+  PublishNotification(&hub, "job-2");  // an older replica's payload: no owner
+  hub.ResyncAll();
+  // Its own job, then everyone.
+  EXPECT_EQ(one->seen, (std::vector<std::pair<std::string, std::string>>{
+                           {"job-1", "user with spaces"}, {"", ""}}));
+  EXPECT_EQ(all->seen, (std::vector<std::pair<std::string, std::string>>{
+                           {"job-1", "user with spaces"}, {"job-2", ""}, {"", ""}}));
+  hub.DrainAll();
+  EXPECT_EQ(all->drained, 1);
+  EXPECT_EQ(one->drained, 1);
+  hub.Unsubscribe(all_id);
+  hub.Unsubscribe(one_id);
+  PublishNotification(&hub, "job-1 alice");
+  EXPECT_EQ(all->seen.size(), 3u);
+  EXPECT_EQ(one->seen.size(), 2u);
+  EXPECT_EQ(hub.subscribers(), 0u);
 }
 
 TEST_F(JobsServerTest, WatchJobsFollowsTheCallersJobsOnlyFromSince) {
@@ -800,9 +816,9 @@ TEST_F(JobsServerTest, SurvivesAPostgresRestartWithoutLosingAcknowledgedJobs) {
 
   ASSERT_TRUE(pg::testing::TestCluster::Get().Stop(/*immediate=*/true).ok());
   Job out;
-  grpc::Status down = jobs_->CreateJob(
-      As("alice").get(), Request(R"({"model": "tabular", "datasetUrl": "synthetic://blobs"})"),
-      &out);
+  grpc::Status down =
+      jobs_->CreateJob(As("alice").get(),
+                       Request(R"({"model": "tabular", "datasetUrl": "synthetic://blobs"})"), &out);
   EXPECT_EQ(down.error_code(), grpc::StatusCode::UNAVAILABLE) << down.error_message();
   ASSERT_TRUE(pg::testing::TestCluster::Get().Start().ok());
 

@@ -91,8 +91,8 @@ int main(int argc, char** argv) {
   jobs::EventHub hub;
   pg::Listener listener(
       dsn, {jobs::JobStore::kEventsChannel},
-      [&hub](const std::string&, const std::string& job_id) { hub.Publish(job_id); },
-      [&hub] { hub.PublishAll(); });
+      [&hub](const std::string&, const std::string& job_id) { jobs::PublishNotification(&hub, job_id); },
+      [&hub] { hub.ResyncAll(); });
   listener.Start();
 
   server::StreamGuards stream_guards(service::StreamGuardOptionsFromFlags());
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
   server::GrpcServer grpc_server(service::ServerOptionsFromFlags());
   grpc_server.AddService(&jobs_server, "trainmesh.v1.JobService");
   grpc_server.AddService(&control_server, "trainmesh.v1.JobControlService");
-  grpc_server.OnDrain([&hub] { hub.Drain(); });
+  grpc_server.OnDrain([&hub] { hub.DrainAll(); });
   if (absl::Status s = grpc_server.Start(); !s.ok()) server::Fail("cannot start", s);
 
   server::GrpcServer::WaitForTerminationSignal();

@@ -13,12 +13,8 @@
 // ingest. Every item carries the sequence number to resume from.
 #pragma once
 
-#include <atomic>
-#include <deque>
 #include <functional>
-#include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -28,6 +24,7 @@
 #include "grpcpp/grpcpp.h"
 #include "libs/identity/authenticator.h"
 #include "libs/server/executor.h"
+#include "libs/server/hub.h"
 #include "libs/server/stream_guard.h"
 #include "services/metrics/metrics_service.h"
 #include "trainmesh/v1/metrics.pb.h"
@@ -43,49 +40,45 @@ struct Chunk {
   std::vector<Item> items;
 };
 
+// One replica's fan-out of a job's items (see above): a Hub keyed by job id
+// whose events are chunks, plus the announced ranges not yet read.
 template <typename Item>
 class Feed {
  public:
+  using ChunkPtr = std::shared_ptr<const Chunk<Item>>;
+  // Told each chunk of its job (must not block), to re-read from the
+  // database when chunks may have been missed, and when the server drains.
+  using Subscriber = typename server::Hub<ChunkPtr>::Subscriber;
   using Fetch = std::function<absl::StatusOr<Page<Item>>(const std::string& job, int64_t after,
                                                          int64_t until, int limit)>;
 
-  class Subscriber {
-   public:
-    virtual ~Subscriber() = default;
-    // Must not block.
-    virtual void Offer(std::shared_ptr<const Chunk<Item>> chunk) = 0;
-    // Announcements may have been missed: read again from the database.
-    virtual void Resync() = 0;
-    // The server drains: end the stream, telling the client how to resume.
-    virtual void Drain() = 0;
-  };
-
   Feed(Fetch fetch, server::Executor* executor) : fetch_(std::move(fetch)), executor_(executor) {}
 
-  uint64_t Add(const std::string& job, std::weak_ptr<Subscriber> subscriber);
-  void Remove(uint64_t id);
+  uint64_t Add(const std::string& job, std::weak_ptr<Subscriber> subscriber) {
+    return hub_.Subscribe(job, std::move(subscriber));
+  }
+  void Remove(uint64_t id) { hub_.Unsubscribe(id); }
 
   // Items [first, last] of `job` were committed (from NOTIFY).
   void Announce(const std::string& job, int64_t first, int64_t last);
-  void ResyncAll();
-  void DrainAll();
-  size_t subscribers() const;
+  void ResyncAll() { hub_.ResyncAll(); }
+  void DrainAll() { hub_.DrainAll(); }
+  size_t subscribers() const { return hub_.subscribers(); }
 
  private:
-  struct Job {
-    std::map<uint64_t, std::weak_ptr<Subscriber>> subscribers;
-    // Announced ranges not yet read; one read in flight per job keeps order.
-    int64_t pending_first = 0, pending_last = -1;
+  // Announced ranges of one job not yet read; one read in flight per job
+  // keeps order.
+  struct Unread {
+    int64_t first = 0, last = -1;
     bool reading = false;
   };
   void Read(const std::string& job);
 
-  Fetch fetch_;
-  server::Executor* executor_;
-  mutable absl::Mutex mu_;
-  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
-  absl::flat_hash_map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_map<uint64_t, std::string> job_of_ ABSL_GUARDED_BY(mu_);
+  const Fetch fetch_;
+  server::Executor* const executor_;
+  server::Hub<ChunkPtr> hub_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Unread> unread_ ABSL_GUARDED_BY(mu_);
 };
 
 using PointFeed = Feed<trainmesh::v1::MetricPoint>;
@@ -111,8 +104,7 @@ grpc::ServerWriteReactor<trainmesh::v1::LogStreamItem>* StartLogStream(
     std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize,
     const trainmesh::v1::StreamLogsRequest& request, StreamLimits limits = {});
 
-grpc::ServerBidiReactor<trainmesh::v1::ReportMetricsRequest,
-                        trainmesh::v1::ReportMetricsResponse>*
+grpc::ServerBidiReactor<trainmesh::v1::ReportMetricsRequest, trainmesh::v1::ReportMetricsResponse>*
 StartReportStream(MetricsService* service, server::Executor* executor,
                   std::function<absl::StatusOr<trainmesh::v1::Principal>()> authorize);
 

@@ -152,8 +152,8 @@ TestMesh::TestMesh(MeshOptions options) {
   jobs_executor_ = std::make_unique<server::Executor>(8);
   listener_ = std::make_unique<pg::Listener>(
       dsn_, std::vector<std::string>{jobs::JobStore::kEventsChannel},
-      [this](const std::string&, const std::string& id) { hub_.Publish(id); },
-      [this] { hub_.PublishAll(); });
+      [this](const std::string&, const std::string& id) { jobs::PublishNotification(&hub_, id); },
+      [this] { hub_.ResyncAll(); });
   listener_->Start();
   jobs_server_ = std::make_unique<jobs::JobsServer>(jobs_service_.get(), jobs_executor_.get(),
                                                     jobs_auth_.get(), &hub_, nullptr, stream_guards_.get());
@@ -163,7 +163,7 @@ TestMesh::TestMesh(MeshOptions options) {
   job_control_server_ =
       std::make_unique<jobs::JobControlServer>(jobs_service_.get(), jobs_executor_.get(), jobs_auth_.get());
   jobs_grpc_->AddService(job_control_server_.get(), "trainmesh.v1.JobControlService");
-  jobs_grpc_->OnDrain([this] { hub_.Drain(); });
+  jobs_grpc_->OnDrain([this] { hub_.DrainAll(); });
   Check(jobs_grpc_->Start(), "jobs server");
   job_owner_ = metrics::JobOwnerFrom(jobs_endpoint(), service_key_);
 
