@@ -3,6 +3,8 @@
 // on the executor, convert its status, and log the call.
 #pragma once
 
+#include <functional>
+#include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -42,6 +44,20 @@ grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context, Exec
                             principal.ok() ? principal->subject() : std::string());
                     return status;
                   });
+}
+
+// How a stream learns its caller: the returned function authenticates and
+// authorises like HandleUnary, later, on the executor (a WritePump's
+// Authorize); a refusal is logged as a unary call's is. `context` and
+// `method` must outlive the stream.
+inline std::function<absl::StatusOr<trainmesh::v1::Principal>()> StreamCaller(
+    const identity::Authenticator* authenticator, grpc::CallbackServerContext* context,
+    const google::protobuf::MethodDescriptor& method) {
+  return [authenticator, context, &method]() {
+    absl::StatusOr<trainmesh::v1::Principal> caller = authenticator->Authorize(*context, method);
+    if (!caller.ok()) LogCall(method, caller.status(), absl::ZeroDuration(), "");
+    return caller;
+  };
 }
 
 }  // namespace trainmesh::server

@@ -5,11 +5,11 @@
 #include <chrono>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 
 namespace trainmesh::server {
 namespace {
@@ -132,7 +132,7 @@ class Factory : public grpc::experimental::ServerInterceptorFactoryInterface {
 
   grpc::experimental::Interceptor* CreateServerInterceptor(ServerRpcInfo* info) override {
     const char* method = info->method() != nullptr ? info->method() : "/unknown/unknown";
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     // Names a client made up (calls to no registered method) must not grow
     // the series without bound.
     if (by_method_.size() >= kMaxMethods && by_method_.count({method, static_cast<int>(info->type())}) == 0) {
@@ -153,9 +153,9 @@ class Factory : public grpc::experimental::ServerInterceptorFactoryInterface {
 
  private:
   Families families_;
-  std::mutex mu_;
+  absl::Mutex mu_;
   // By the method's name and type (names of registered methods are few).
-  std::map<std::pair<std::string, int>, std::unique_ptr<MethodSeries>> by_method_;
+  std::map<std::pair<std::string, int>, std::unique_ptr<MethodSeries>> by_method_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -14,8 +14,8 @@ struct StreamGuards::Guard::State {
   std::function<absl::Status()> recheck;
   std::function<void(absl::Status)> end;
   // Held while a check runs; `closed` once the guard is gone.
-  std::mutex mu;
-  bool closed = false;
+  absl::Mutex mu;
+  bool closed ABSL_GUARDED_BY(mu) = false;
 };
 
 StreamGuards::StreamGuards(Options options) : options_(options), thread_([this] { Run(); }) {}
@@ -65,7 +65,7 @@ StreamGuards::Guard::~Guard() { guards_->Close(state_); }
 
 void StreamGuards::Close(const std::shared_ptr<Guard::State>& state) {
   {
-    std::lock_guard<std::mutex> check(state->mu);  // waits for a check in progress
+    absl::MutexLock check(&state->mu);  // waits for a check in progress
     state->closed = true;
   }
   absl::MutexLock lock(&mu_);
@@ -99,7 +99,7 @@ void StreamGuards::Run() {
     for (const auto& state : ready) {
       absl::Status verdict;
       {
-        std::lock_guard<std::mutex> check(state->mu);
+        absl::MutexLock check(&state->mu);
         if (state->closed) continue;
         if (absl::Now() >= state->expires) {
           verdict = absl::UnauthenticatedError("the credential of this stream expired; reconnect with a fresh one");

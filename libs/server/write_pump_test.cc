@@ -16,12 +16,14 @@
 #include "libs/server/grpc_server.h"
 #include "libs/server/hub.h"
 #include "libs/server/stream_guard.h"
+#include "libs/server/testing/eventually.h"
 #include "trainmesh/v1/jobs.grpc.pb.h"
 
 namespace trainmesh::server {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::Eventually;
 using trainmesh::v1::JobEvent;
 
 // What a stream reads from (a table, in the services), and the hub that
@@ -164,17 +166,6 @@ class WritePumpTest : public ::testing::Test {
     request.set_id(job);
     request.set_after_seq(after);
     return stub_->WatchJob(ctx, request);
-  }
-
-  // Waits (60 s at most) for `done`.
-  template <typename Done>
-  bool Eventually(Done done) {
-    const absl::Time give_up = absl::Now() + absl::Seconds(60);
-    while (!done()) {
-      if (absl::Now() > give_up) return false;
-      absl::SleepFor(absl::Milliseconds(5));
-    }
-    return true;
   }
 
   Journal journal_;

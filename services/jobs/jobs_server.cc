@@ -169,15 +169,8 @@ TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetRecipe,
 grpc::ServerWriteReactor<trainmesh::v1::Job>* JobsServer::WatchJobs(
     grpc::CallbackServerContext* context, const trainmesh::v1::WatchJobsRequest* request) {
   static const auto& method = Method("WatchJobs");
-  const identity::Authenticator* auth = auth_;
-  return StartFeed(
-      service_->store(), executor_, hub_, guards_,
-      [auth, context]() {
-        absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
-        if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
-        return caller;
-      },
-      *request);
+  return StartFeed(service_->store(), executor_, hub_, guards_, server::StreamCaller(auth_, context, method),
+                   *request);
 }
 
 grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
@@ -187,15 +180,7 @@ grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
     server::LogCall(method, invalid, absl::ZeroDuration(), "");
     return new RefusedStream(invalid);
   }
-  const identity::Authenticator* auth = auth_;
-  return StartWatch(
-      service_, executor_, hub_, guards_,
-      [auth, context]() {
-        absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
-        if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
-        return caller;
-      },
-      *request);
+  return StartWatch(service_, executor_, hub_, guards_, server::StreamCaller(auth_, context, method), *request);
 }
 
 TM_DEFINE_UNARY_HANDLER(JobControlServer, "trainmesh.v1.JobControlService", ReportJobStatus,

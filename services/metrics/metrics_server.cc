@@ -13,23 +13,12 @@ const google::protobuf::MethodDescriptor& Method(const char* name) {
   return identity::MethodOf("trainmesh.v1.MetricsService", name);
 }
 
-// A stream's caller, resolved on the executor; refusals are logged like unary calls.
-std::function<absl::StatusOr<Principal>()> Deferred(const identity::Authenticator* auth,
-                                                    grpc::CallbackServerContext* context,
-                                                    const google::protobuf::MethodDescriptor& method) {
-  return [auth, context, &method]() {
-    absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
-    if (!caller.ok()) server::LogCall(method, caller.status(), absl::ZeroDuration(), "");
-    return caller;
-  };
-}
-
 }  // namespace
 
 grpc::ServerBidiReactor<trainmesh::v1::ReportMetricsRequest, trainmesh::v1::ReportMetricsResponse>*
 MetricsServer::ReportMetrics(grpc::CallbackServerContext* context) {
   static const auto& method = Method("ReportMetrics");
-  return StartReportStream(service_, executor_, Deferred(auth_, context, method));
+  return StartReportStream(service_, executor_, server::StreamCaller(auth_, context, method));
 }
 
 grpc::ServerUnaryReactor* MetricsServer::ReportMetricsBatch(
@@ -72,14 +61,14 @@ TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetRecentM
 grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* MetricsServer::StreamMetrics(
     grpc::CallbackServerContext* context, const trainmesh::v1::StreamMetricsRequest* request) {
   static const auto& method = Method("StreamMetrics");
-  return StartMetricsStream(service_, points_, executor_, Deferred(auth_, context, method),
+  return StartMetricsStream(service_, points_, executor_, server::StreamCaller(auth_, context, method),
                             *request, limits_);
 }
 
 grpc::ServerWriteReactor<trainmesh::v1::LogStreamItem>* MetricsServer::StreamLogs(
     grpc::CallbackServerContext* context, const trainmesh::v1::StreamLogsRequest* request) {
   static const auto& method = Method("StreamLogs");
-  return StartLogStream(service_, logs_, executor_, Deferred(auth_, context, method), *request,
+  return StartLogStream(service_, logs_, executor_, server::StreamCaller(auth_, context, method), *request,
                         limits_);
 }
 

@@ -17,7 +17,6 @@
 #include "libs/training/nvml.h"
 #include "libs/training/training.h"
 #include "services/trainer/metrics_reporter.h"
-#include "services/trainer/script_job.h"
 
 namespace trainmesh::trainer {
 
@@ -31,23 +30,25 @@ struct Agent::JobRun {
   explicit JobRun(const Assignment& a) : assignment(a), token(a.job_token()) {}
 
   std::string Token() {
-    std::lock_guard<std::mutex> l(mu);
+    absl::MutexLock l(&mu);
     return token;
   }
+  // What the heartbeat loop wakes for: the attempt ended, or it started
+  // running (to say so at once).
+  bool Wakeful() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) { return finished || state_changed; }
 
   const Assignment assignment;
   std::atomic<int> stop{training::kKeepGoing};
   std::atomic<bool> lost{false};      // the scheduler gave the job to another attempt
-  std::atomic<bool> finished{false};  // training returned
   MetricsReporter* reporter = nullptr;
 
-  std::mutex mu;
-  std::condition_variable cv;
-  std::string token;
-  trainmesh::v1::Progress progress;
-  bool running = false;  // past set-up: the first step (or script line) happened
-  bool state_changed = false;
-  std::optional<trainmesh::v1::Artifact> checkpoint;
+  absl::Mutex mu;
+  bool finished ABSL_GUARDED_BY(mu) = false;  // the attempt returned
+  std::string token ABSL_GUARDED_BY(mu);
+  trainmesh::v1::Progress progress ABSL_GUARDED_BY(mu);
+  bool running ABSL_GUARDED_BY(mu) = false;  // past set-up: the first step (or script line) happened
+  bool state_changed ABSL_GUARDED_BY(mu) = false;
+  std::optional<trainmesh::v1::Artifact> checkpoint ABSL_GUARDED_BY(mu);
 };
 
 namespace {
@@ -157,13 +158,13 @@ class UsageSampler {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options,
-             std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
-             std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics)
+Agent::Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
+             std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics, training::AttemptRunner runner)
     : options_(std::move(options)),
       scheduler_(std::move(scheduler)),
       metrics_(std::move(metrics)),
-      store_(options_.artifact_root) {
+      store_(options_.artifact_root),
+      runner_(std::move(runner)) {
   device_type_ = training::ProbeDevice(options_.device).device_type;
   Counters();
 }
@@ -171,7 +172,7 @@ Agent::Agent(AgentOptions options,
 Agent::~Agent() = default;
 
 std::string Agent::agent_id() const {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   return agent_id_;
 }
 
@@ -206,7 +207,7 @@ absl::Status Agent::Register() {
   absl::Duration backoff = absl::Milliseconds(200);
   while (true) {
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       if (shutting_down_) return absl::CancelledError("shutting down");
     }
     request.set_agent_id(id);
@@ -216,7 +217,7 @@ absl::Status Agent::Register() {
         scheduler_->RegisterAgent(NewContext(ctx, absl::Seconds(10)), request, &registered);
     if (s.ok()) {
       {
-        std::lock_guard<std::mutex> l(mu_);
+        absl::MutexLock l(&mu_);
         agent_id_ = registered.id();
       }
       WriteStateFile(options_.state_file, registered.id());
@@ -244,24 +245,29 @@ absl::Status Agent::Register() {
     TM_LOG(Warning, "scheduler unreachable; retrying registration")
         .With("error", s.error_message())
         .With("retry_in", absl::FormatDuration(backoff));
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, absl::ToChronoNanoseconds(backoff), [&] { return shutting_down_; });
+    {
+      absl::MutexLock l(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), backoff);
+    }
     backoff = std::min(absl::Seconds(5), 2 * backoff);
   }
 }
 
 absl::Status Agent::Run() {
+  scripts_.allowed = options_.allow_scripts;
+  scripts_.work_root = options_.work_root;
+  scripts_.allow_network = options_.allow_script_network;
   if (options_.allow_scripts) {
     scriptrun::SandboxOptions sandbox;
     sandbox.enabled = options_.sandbox;
     sandbox.user = options_.script_user;
     sandbox.limits = options_.script_limits;
-    script_policy_ =
-        DecideScriptPolicy(sandbox, options_.unsafe_scripts_without_sandbox, options_.work_root);
-    if (!script_policy_.refusal.empty()) {
-      TM_LOG(Error, "script jobs will be refused").With("error", script_policy_.refusal);
-    } else if (!script_policy_.warning.empty()) {
-      TM_LOG(Warning, "script jobs run without a sandbox").With("error", script_policy_.warning);
+    scripts_.policy =
+        training::DecideScriptPolicy(sandbox, options_.unsafe_scripts_without_sandbox, options_.work_root);
+    if (!scripts_.policy.refusal.empty()) {
+      TM_LOG(Error, "script jobs will be refused").With("error", scripts_.policy.refusal);
+    } else if (!scripts_.policy.warning.empty()) {
+      TM_LOG(Warning, "script jobs run without a sandbox").With("error", scripts_.policy.warning);
     } else {
       TM_LOG(Info, "script jobs run in a sandbox")
           .With("user", options_.script_user)
@@ -276,16 +282,14 @@ absl::Status Agent::Run() {
 }
 
 void Agent::Shutdown() {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   if (shutting_down_) return;
   shutting_down_ = true;
   for (grpc::ClientContext* poll : polls_) poll->TryCancel();
   for (JobRun* run : runs_) {
     int expected = training::kKeepGoing;
     run->stop.compare_exchange_strong(expected, training::kPreempt);
-    run->cv.notify_all();
   }
-  cv_.notify_all();
 }
 
 void Agent::Slot(int index) {
@@ -294,7 +298,7 @@ void Agent::Slot(int index) {
     trainmesh::v1::AcquireJobRequest request;
     std::unique_ptr<grpc::ClientContext> ctx;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       if (shutting_down_) return;
       request.set_agent_id(agent_id_);
       NewContext(ctx, options_.acquire_wait + absl::Seconds(15));
@@ -305,7 +309,7 @@ void Agent::Slot(int index) {
     const grpc::Status s = scheduler_->AcquireJob(ctx.get(), request, &response);
     bool stopping;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       polls_.erase(ctx.get());
       stopping = shutting_down_;
     }
@@ -342,8 +346,10 @@ void Agent::Slot(int index) {
         .With("slot", index)
         .With("error", s.error_message())
         .With("retry_in", absl::FormatDuration(backoff));
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait_for(l, absl::ToChronoNanoseconds(backoff), [&] { return shutting_down_; });
+    {
+      absl::MutexLock l(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&shutting_down_), backoff);
+    }
     backoff = std::min(absl::Seconds(5), 2 * backoff);
   }
 }
@@ -366,7 +372,7 @@ void Agent::Report(JobRun& run, const std::string& what,
     }
     bool stopping;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       stopping = shutting_down_;
     }
     // While shutting down, the lease (and the reaper) will settle it.
@@ -397,10 +403,9 @@ void Agent::HeartbeatLoop(JobRun& run) {
   while (true) {
     trainmesh::v1::HeartbeatRequest request;
     {
-      std::unique_lock<std::mutex> l(run.mu);
-      run.cv.wait_for(l, absl::ToChronoNanoseconds(interval),
-                      [&] { return run.finished.load() || run.state_changed; });
-      if (run.finished.load()) break;
+      absl::MutexLock l(&run.mu);
+      run.mu.AwaitWithTimeout(absl::Condition(&run, &JobRun::Wakeful), interval);
+      if (run.finished) break;
       run.state_changed = false;
       request.set_state(run.running ? trainmesh::v1::Job::RUNNING
                                     : trainmesh::v1::Job::INITIALIZING);
@@ -420,7 +425,7 @@ void Agent::HeartbeatLoop(JobRun& run) {
         scheduler_->Heartbeat(NewContext(ctx, absl::Seconds(10)), request, &response);
     if (s.ok()) {
       if (!response.job_token().empty()) {
-        std::lock_guard<std::mutex> l(run.mu);
+        absl::MutexLock l(&run.mu);
         run.token = response.job_token();
       }
       if (response.cancel_requested()) {
@@ -451,7 +456,7 @@ void Agent::Execute(const Assignment& assignment) {
   const trainmesh::v1::Job& job = assignment.job();
   JobRun run(assignment);
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     runs_.insert(&run);
     if (shutting_down_) run.stop = training::kPreempt;
   }
@@ -479,7 +484,7 @@ void Agent::Execute(const Assignment& assignment) {
   // step; steps done again after a rewind are not counted twice.
   int64_t counted_step = assignment.resume_from().step();
   sink.progress = [&](const trainmesh::v1::Progress& p) {
-    std::lock_guard<std::mutex> l(run.mu);
+    absl::MutexLock l(&run.mu);
     if (p.step() > counted_step) {
       Counters().steps.Add(static_cast<double>(p.step() - counted_step));
       counted_step = p.step();
@@ -487,68 +492,40 @@ void Agent::Execute(const Assignment& assignment) {
     run.progress = p;
     if (!run.running && (p.step() > 0 || job.model() == recipes::kScript)) {
       run.running = true;
-      run.state_changed = true;
-      run.cv.notify_all();
+      run.state_changed = true;  // the heartbeat loop wakes for it
     }
   };
   sink.checkpoint = [&](const trainmesh::v1::Artifact& a) {
-    std::lock_guard<std::mutex> l(run.mu);
+    absl::MutexLock l(&run.mu);
     run.checkpoint = a;
   };
 
-  training::RunResult result;
-  if (job.model() == recipes::kScript) {
-    if (!options_.allow_scripts) {
-      result.outcome = training::Outcome::kFailed;
-      result.error_kind = trainmesh::v1::ERROR_KIND_USER;
-      result.error = "this agent does not run scripts";
-    } else if (!script_policy_.refusal.empty()) {
-      // The agent's shortcoming, not the job's: another agent may run it.
-      result.outcome = training::Outcome::kFailed;
-      result.error_kind = trainmesh::v1::ERROR_KIND_INFRA;
-      result.error = script_policy_.refusal;
-    } else {
-      ScriptJobOptions o;
-      o.job = job;
-      o.attempt = assignment.attempt();
-      o.job_token = run.Token();
-      o.datasets = options_.datasets;
-      o.store = &store_;
-      o.work_root = options_.work_root;
-      o.sandbox = script_policy_.sandbox;
-      o.allow_network = options_.allow_script_network;
-      o.stop = &run.stop;
-      o.sink = sink;
-      o.output = [&](LogLine::Stream stream, std::string line) {
-        reporter.Log(stream, std::move(line));
-      };
-      o.chart = [&](trainmesh::v1::Chart chart) { reporter.Chart(std::move(chart)); };
-      result = RunScriptJob(o);
-    }
-  } else {
-    training::RunOptions o;
-    o.job = job;
-    o.attempt = assignment.attempt();
-    o.device = options_.device;
-    o.threads = options_.threads;
-    o.datasets = options_.datasets;
-    o.store = &store_;
-    if (assignment.has_resume_from() && !assignment.resume_from().uri().empty()) {
-      o.resume_from = assignment.resume_from();
-    }
-    o.stop = &run.stop;
-    o.checkpoint_interval = options_.checkpoint_interval;
-    o.sink = sink;
-    result = training::Train(o);
+  training::AttemptOptions attempt;
+  attempt.job = job;
+  attempt.attempt = assignment.attempt();
+  attempt.job_token = run.Token();
+  if (assignment.has_resume_from()) attempt.resume_from = assignment.resume_from();
+  attempt.device = options_.device;
+  attempt.threads = options_.threads;
+  attempt.datasets = options_.datasets;
+  attempt.store = &store_;
+  attempt.stop = &run.stop;
+  attempt.checkpoint_interval = options_.checkpoint_interval;
+  attempt.scripts = scripts_;
+  attempt.sink = sink;
+  attempt.output = [&](LogLine::Stream stream, std::string line) { reporter.Log(stream, std::move(line)); };
+  attempt.chart = [&](trainmesh::v1::Chart chart) { reporter.Chart(std::move(chart)); };
+  const training::RunResult result = runner_(attempt);
+  {
+    absl::MutexLock l(&run.mu);
+    run.finished = true;
   }
-  run.finished = true;
-  run.cv.notify_all();
   heartbeats.join();
 
   const std::string& id = job.id();
   std::optional<trainmesh::v1::Artifact> checkpoint = result.checkpoint;
   if (!checkpoint.has_value()) {
-    std::lock_guard<std::mutex> l(run.mu);
+    absl::MutexLock l(&run.mu);
     checkpoint = run.checkpoint;
   }
   Counters().attempts.With({run.lost ? "lost" : OutcomeName(result.outcome)}).Add();
@@ -616,7 +593,7 @@ void Agent::Execute(const Assignment& assignment) {
     }
   }
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     runs_.erase(&run);
   }
   running_.fetch_sub(1);

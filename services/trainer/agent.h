@@ -1,26 +1,25 @@
 // The trainer agent: registers with the scheduler (keeping its id in a state
 // file across restarts), long-polls for work on N slots, runs each assignment
-// (a LibTorch recipe or a user script), heartbeats while it runs (a cancel or
-// a lost lease stops it within one interval), streams metrics and logs, and
-// reports the outcome. Shutdown() checkpoints running jobs and gives their
+// through the attempt runner (libs/training/attempt.h: a LibTorch recipe or a
+// user script), heartbeats while it runs (a cancel or a lost lease stops it
+// within one interval), streams metrics and logs, and reports the outcome. Shutdown() checkpoints running jobs and gives their
 // leases back so another agent resumes them at once.
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "libs/artifacts/artifact_store.h"
 #include "libs/datasets/datasets.h"
 #include "libs/scriptrun/script.h"
-#include "services/trainer/script_job.h"
+#include "libs/training/attempt.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
 #include "trainmesh/v1/scheduler.grpc.pb.h"
 
@@ -60,9 +59,10 @@ struct AgentOptions {
 
 class Agent {
  public:
-  Agent(AgentOptions options,
-        std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
-        std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics);
+  // `runner` runs each attempt (tests hand in their own).
+  Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
+        std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics,
+        training::AttemptRunner runner = training::RunAttempt);
   ~Agent();
 
   // Registers (retrying while the scheduler is unreachable), then runs the
@@ -92,15 +92,15 @@ class Agent {
   const std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics_;
   artifacts::ArtifactStore store_;
   std::string device_type_;
+  const training::AttemptRunner runner_;
   // Decided in Run() before the slots start; read-only after.
-  ScriptPolicy script_policy_;
+  training::ScriptSettings scripts_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::string agent_id_;
-  bool shutting_down_ = false;
-  std::set<grpc::ClientContext*> polls_;  // in-flight AcquireJob calls
-  std::set<JobRun*> runs_;
+  mutable absl::Mutex mu_;
+  std::string agent_id_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::set<grpc::ClientContext*> polls_ ABSL_GUARDED_BY(mu_);  // in-flight AcquireJob calls
+  std::set<JobRun*> runs_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> running_{0};
   std::atomic<bool> registered_{false};
 };

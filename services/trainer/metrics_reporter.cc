@@ -25,10 +25,9 @@ MetricsReporter::MetricsReporter(std::shared_ptr<trainmesh::v1::MetricsService::
 
 MetricsReporter::~MetricsReporter() {
   {
-    std::lock_guard<std::mutex> l(mu_);
+    absl::MutexLock l(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
   thread_.join();
 }
 
@@ -45,7 +44,7 @@ void Trim(std::deque<T>& q, size_t keep, std::atomic<int64_t>& dropped) {
 }  // namespace
 
 void MetricsReporter::Points(std::vector<trainmesh::v1::MetricPoint> points) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   for (auto& p : points) points_.push_back(std::move(p));
   Trim(points_, options_.max_buffered, dropped_);
 }
@@ -56,36 +55,35 @@ void MetricsReporter::Log(trainmesh::v1::LogLine::Stream stream, std::string tex
   line.set_text(std::move(text));
   line.set_attempt(attempt_);
   *line.mutable_time() = google::protobuf::util::TimeUtil::GetCurrentTime();
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   logs_.push_back(std::move(line));
   Trim(logs_, options_.max_buffered, dropped_);
 }
 
 void MetricsReporter::Chart(trainmesh::v1::Chart chart) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   charts_.push_back(std::move(chart));
 }
 
 void MetricsReporter::AddDeviceSeconds(double seconds) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   device_seconds_ += std::max(0.0, seconds);
 }
 
 void MetricsReporter::Usage(const trainmesh::v1::DeviceUsage& usage) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   usage_ = usage;
 }
 
 bool MetricsReporter::Finish(absl::Duration timeout) {
-  std::unique_lock<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   finishing_ = true;
-  cv_.notify_all();
-  cv_.wait_until(l, absl::ToChronoTime(absl::Now() + timeout), [&] { return done_; });
+  mu_.AwaitWithTimeout(absl::Condition(&done_), timeout);
   return done_ && !refused_.load();
 }
 
 bool MetricsReporter::FillBatch(bool final) {
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   if (final && done_) return false;
   const bool empty = points_.empty() && logs_.empty() && charts_.empty() && device_seconds_ == 0 &&
                      !usage_.has_value();
@@ -142,9 +140,8 @@ bool MetricsReporter::Deliver() {
     batch_.reset();
     backoff_ = absl::ZeroDuration();
     if (final) {
-      std::lock_guard<std::mutex> l(mu_);
+      absl::MutexLock l(&mu_);
       done_ = true;
-      cv_.notify_all();
     }
     return true;
   }
@@ -164,11 +161,10 @@ bool MetricsReporter::Deliver() {
           .With("error", status.error_message());
       refused_ = true;
       {
-        std::lock_guard<std::mutex> l(mu_);
+        absl::MutexLock l(&mu_);
         points_.clear();
         logs_.clear();
         done_ = true;
-        cv_.notify_all();
       }
       batch_.reset();
       return true;
@@ -179,9 +175,8 @@ bool MetricsReporter::Deliver() {
           .With("error", status.error_message());
       dropped_.fetch_add(batch_->points_size() + batch_->logs_size());
       if (batch_->final()) {
-        std::lock_guard<std::mutex> l(mu_);
+        absl::MutexLock l(&mu_);
         done_ = true;
-        cv_.notify_all();
       }
       batch_.reset();
       return true;
@@ -202,8 +197,8 @@ void MetricsReporter::Loop() {
   while (true) {
     bool final = false;
     {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait_until(l, absl::ToChronoTime(next_flush), [&] { return stopping_ || (finishing_ && !done_); });
+      absl::MutexLock l(&mu_);
+      mu_.AwaitWithDeadline(absl::Condition(this, &MetricsReporter::Wakeful), next_flush);
       if (stopping_) break;
       final = finishing_;
       if (final && done_) {
@@ -215,21 +210,21 @@ void MetricsReporter::Loop() {
     while (batch_.has_value() || FillBatch(final)) {
       if (!Deliver()) {
         // Wait out the backoff (or until told to stop), then try again.
-        std::unique_lock<std::mutex> l(mu_);
-        cv_.wait_for(l, absl::ToChronoNanoseconds(backoff_), [&] { return stopping_; });
+        absl::MutexLock l(&mu_);
+        mu_.AwaitWithTimeout(absl::Condition(&stopping_), backoff_);
         if (stopping_) break;
         next_flush = absl::Now();
         break;
       }
     }
     if (refused_.load()) {
-      std::unique_lock<std::mutex> l(mu_);
-      cv_.wait(l, [&] { return stopping_; });
+      absl::MutexLock l(&mu_);
+      mu_.Await(absl::Condition(&stopping_));
       break;
     }
   }
   CloseStream();
-  std::lock_guard<std::mutex> l(mu_);
+  absl::MutexLock l(&mu_);
   if (dropped_.load() > 0) {
     TM_LOG(Warning, "metric points or log lines were dropped").With("job_id", job_id_).With("dropped", dropped_.load());
   }

@@ -7,17 +7,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "trainmesh/v1/metrics.grpc.pb.h"
 
@@ -71,17 +70,18 @@ class MetricsReporter {
   const std::function<std::string()> token_;
   const ReporterOptions options_;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<trainmesh::v1::MetricPoint> points_;
-  std::deque<trainmesh::v1::LogLine> logs_;
-  std::vector<trainmesh::v1::Chart> charts_;
-  double device_seconds_ = 0;
-  std::optional<trainmesh::v1::DeviceUsage> usage_;
-  bool finishing_ = false;
-  bool done_ = false;  // the final batch was acknowledged (or refused)
-  bool stopping_ = false;
-  int64_t log_seq_ = 0;
+  // What the loop waits for: a stop, or a finish not yet delivered.
+  bool Wakeful() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || (finishing_ && !done_); }
+
+  absl::Mutex mu_;
+  std::deque<trainmesh::v1::MetricPoint> points_ ABSL_GUARDED_BY(mu_);
+  std::deque<trainmesh::v1::LogLine> logs_ ABSL_GUARDED_BY(mu_);
+  std::vector<trainmesh::v1::Chart> charts_ ABSL_GUARDED_BY(mu_);
+  double device_seconds_ ABSL_GUARDED_BY(mu_) = 0;
+  std::optional<trainmesh::v1::DeviceUsage> usage_ ABSL_GUARDED_BY(mu_);
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool done_ ABSL_GUARDED_BY(mu_) = false;  // the final batch was acknowledged (or refused)
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   // Owned by the loop thread.
   std::unique_ptr<grpc::ClientContext> context_;

@@ -4,22 +4,15 @@
 #                               TRAINMESH_RUN_DIR), trainctl's config kept in
 #                               it, and a free port for each service named
 #                               (JOBS, AUTH, METRICS, SCHEDULER, GATEWAY, TRAINER)
-#   free_port, fail MESSAGE, tc ARGS (trainctl), field SUFFIX (a JSON value
-#   from stdin, e.g. field "['state']"), no_sanitizer_findings
+#   fail MESSAGE, tc ARGS (trainctl), field SUFFIX (a JSON value from stdin,
+#   e.g. field "['state']"), no_sanitizer_findings, and tools/lib.sh's
+#   free_port, until_ok, await_healthy
 root=${TRAINMESH_SOURCE_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# free_port, until_ok, await_healthy
+. "$root/tools/lib.sh"
 fail() { echo "FAIL: $*" >&2; exit 1; }
 tc() { "$root/tools/trainctl" "$@"; }
-# until SECONDS CMD...: polls CMD every 0.1 s until it succeeds; 1 on deadline.
-until_ok() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    [ $SECONDS -lt $deadline ] || return 1
-    sleep 0.1
-  done
-}
 field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 e2e_start() {

@@ -18,7 +18,6 @@
 #include <functional>
 #include <iostream>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -31,6 +30,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -91,7 +91,7 @@ int64_t PrintLogsAfter(Client& client, const std::string& id, int64_t after_seq,
 
 // `logs -f`: the training log as it is written, until the job ends.
 int FollowLogs(Client& client, const std::string& id, int64_t after_seq, int64_t after_event) {
-  std::mutex mu;
+  absl::Mutex mu;
   std::optional<Job::State> final_state;
   std::unique_ptr<grpc::ClientContext> stream_ctx;
   // The job's end, from its own event stream, stops the log stream.
@@ -99,7 +99,7 @@ int FollowLogs(Client& client, const std::string& id, int64_t after_seq, int64_t
     Job::State state = Job::STATE_UNSPECIFIED;
     (void)FollowEvents(
         client, id, after_event, [](const JobEvent&) {}, [](const grpc::Status&, int64_t) {}, &state);
-    std::lock_guard<std::mutex> lock(mu);
+    absl::MutexLock lock(&mu);
     final_state = state;
     if (stream_ctx != nullptr) stream_ctx->TryCancel();
   });
@@ -110,7 +110,7 @@ int FollowLogs(Client& client, const std::string& id, int64_t after_seq, int64_t
     request.set_after_seq(after_seq);
     std::unique_ptr<grpc::ClientReader<trainmesh::v1::LogStreamItem>> reader;
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (final_state.has_value()) break;
       stream_ctx = client.Context(/*streaming=*/true);
       reader = client.metrics().StreamLogs(stream_ctx.get(), request);
@@ -127,7 +127,7 @@ int FollowLogs(Client& client, const std::string& id, int64_t after_seq, int64_t
     }
     grpc::Status s = reader->Finish();
     {
-      std::lock_guard<std::mutex> lock(mu);
+      absl::MutexLock lock(&mu);
       if (final_state.has_value()) break;
     }
     if (!s.ok() && s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::CANCELLED) {

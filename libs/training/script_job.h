@@ -17,7 +17,7 @@
 #include "trainmesh/v1/jobs.pb.h"
 #include "trainmesh/v1/metrics.pb.h"
 
-namespace trainmesh::trainer {
+namespace trainmesh::training {
 
 struct ScriptJobOptions {
   trainmesh::v1::Job job;
@@ -62,4 +62,4 @@ struct ScriptPolicy {
 ScriptPolicy DecideScriptPolicy(const scriptrun::SandboxOptions& wanted,
                                 bool unsafe_without_sandbox, const std::string& work_root);
 
-}  // namespace trainmesh::trainer
+}  // namespace trainmesh::training

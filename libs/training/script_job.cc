@@ -1,4 +1,4 @@
-#include "services/trainer/script_job.h"
+#include "libs/training/script_job.h"
 
 #include <signal.h>
 
@@ -21,7 +21,7 @@
 #include "libs/scriptrun/outputs.h"
 #include "libs/scriptrun/script.h"
 
-namespace trainmesh::trainer {
+namespace trainmesh::training {
 namespace {
 
 namespace fs = std::filesystem;
@@ -318,9 +318,9 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   return finish(r);
 }
 
-}  // namespace trainmesh::trainer
+}  // namespace trainmesh::training
 
-namespace trainmesh::trainer {
+namespace trainmesh::training {
 
 ScriptPolicy DecideScriptPolicy(const scriptrun::SandboxOptions& wanted,
                                 bool unsafe_without_sandbox, const std::string& work_root) {
@@ -347,4 +347,4 @@ ScriptPolicy DecideScriptPolicy(const scriptrun::SandboxOptions& wanted,
   return policy;
 }
 
-}  // namespace trainmesh::trainer
+}  // namespace trainmesh::training

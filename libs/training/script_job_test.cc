@@ -1,5 +1,5 @@
 // Script jobs: real child processes speaking the metric protocol.
-#include "services/trainer/script_job.h"
+#include "libs/training/script_job.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,7 +20,7 @@
 #include "libs/scriptrun/testing/loopback_listener.h"
 #include "libs/json/json.h"
 
-namespace trainmesh::trainer {
+namespace trainmesh::training {
 namespace {
 
 using ::testing::Contains;
@@ -327,4 +327,4 @@ TEST_F(ScriptJobTest, WithoutAWorkingSandboxScriptsAreRefusedUnlessTheAdminSaidO
 }
 
 }  // namespace
-}  // namespace trainmesh::trainer
+}  // namespace trainmesh::training
