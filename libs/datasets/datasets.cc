@@ -286,14 +286,6 @@ absl::StatusOr<Source> Resolve(const recipes::DatasetRef& ref, const DatasetOpti
   return absl::InvalidArgumentError("unknown dataset scheme");
 }
 
-absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options) {
-  auto ref = recipes::ParseDatasetUrl(url);
-  if (!ref.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("the dataset URL ", ref.status().message()));
-  }
-  return Resolve(*ref, options);
-}
-
 absl::StatusOr<Table> ReadCsv(const std::string& path, size_t max_rows) {
   auto text = ReadText(path, std::numeric_limits<int64_t>::max());
   if (!text.ok()) return text.status();

@@ -51,8 +51,6 @@ struct Source {
 // refuses; NOT_FOUND for a missing file, an HTTP error or a host that cannot
 // be reached; FAILED_PRECONDITION when the options lack a data root or cache.
 absl::StatusOr<Source> Resolve(const recipes::DatasetRef& ref, const DatasetOptions& options);
-// The same for a URL (parsed by recipes::ParseDatasetUrl, the one grammar).
-absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options);
 
 // A CSV file (see ParseCsv). NOT_FOUND when it cannot be read.
 absl::StatusOr<Table> ReadCsv(const std::string& path, size_t max_rows = 50'000'000);

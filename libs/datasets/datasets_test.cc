@@ -27,6 +27,13 @@ using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// A URL resolved as a job's is: parsed by the one grammar, then resolved.
+absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options) {
+  auto ref = recipes::ParseDatasetUrl(url);
+  if (!ref.ok()) return ref.status();
+  return datasets::Resolve(*ref, options);
+}
+
 struct Dirs {
   Dirs() {
     std::string t = absl::StrCat(::testing::TempDir(), "/data-XXXXXX");

@@ -27,7 +27,9 @@ std::string Write(const std::string& name, const std::string& text) {
 }
 
 Source Synthetic(const std::string& url) {
-  auto s = Resolve(url, {});
+  auto ref = recipes::ParseDatasetUrl(url);
+  EXPECT_TRUE(ref.ok()) << ref.status();
+  auto s = Resolve(*ref, {});
   EXPECT_TRUE(s.ok()) << s.status();
   return *s;
 }

@@ -120,7 +120,7 @@ std::optional<JobSpec> ResolveJobSpec(absl::string_view recipe_name, const Struc
                     absl::StrCat("unknown recipe \"", recipe_name, "\"; one of ", RecipeNames()));
   }
   const std::string url_field = absl::StrCat(prefix, ".dataset_url");
-  ValidateDatasetUrl(recipe, dataset_url, url_field, violations);
+  std::optional<DatasetRef> dataset = ValidateDatasetUrl(recipe, dataset_url, url_field, violations);
   JobSpec spec;
   if (recipe != nullptr) {
     spec.recipe = recipe->name();
@@ -128,7 +128,7 @@ std::optional<JobSpec> ResolveJobSpec(absl::string_view recipe_name, const Struc
         *recipe, hyperparameters, absl::StrCat(prefix, ".hyperparameters"), violations);
   }
   if (violations->violations().size() != before) return std::nullopt;
-  spec.dataset = *ParseDatasetUrl(dataset_url);  // checked above
+  spec.dataset = *std::move(dataset);  // set when nothing was violated
   Type(&spec);
   return spec;
 }

@@ -194,12 +194,12 @@ google::protobuf::Struct ResolveHyperparameters(const trainmesh::v1::Recipe& rec
   return resolved;
 }
 
-void ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view url,
-                        const std::string& field, status::FieldViolations* violations) {
+std::optional<DatasetRef> ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view url,
+                                             const std::string& field, status::FieldViolations* violations) {
   auto ref = ParseDatasetUrl(url);
   if (!ref.ok()) {
     violations->Add(field, std::string(ref.status().message()));
-    return;
+    return std::nullopt;
   }
   if (recipe != nullptr && ref->synthetic()) {
     std::vector<std::string> generators = SyntheticDatasets(recipe->name());
@@ -207,8 +207,10 @@ void ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view u
       violations->Add(field, absl::StrCat("unknown synthetic dataset ", ref->generator,
                                           " for recipe ", recipe->name(),
                                           "; it has: ", absl::StrJoin(generators, ", ")));
+      return std::nullopt;
     }
   }
+  return *std::move(ref);
 }
 
 }  // namespace trainmesh::recipes

@@ -3,10 +3,12 @@
 // to the input and a CLI user knows what to fix.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/string_view.h"
 #include "google/protobuf/struct.pb.h"
+#include "libs/recipes/dataset_url.h"
 #include "libs/status/field_violations.h"
 #include "trainmesh/v1/recipes.pb.h"
 
@@ -23,8 +25,9 @@ google::protobuf::Struct ResolveHyperparameters(const trainmesh::v1::Recipe& rec
 
 // file:///path (relative to the trainer's data root, no ".."), http(s)://host/…,
 // or synthetic://<generator>?k=v… where the generator is one `recipe` reads
-// (any generator when recipe is null).
-void ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view url,
-                        const std::string& field, status::FieldViolations* violations);
+// (any generator when recipe is null). The parsed reference when it is valid;
+// else what is wrong is added to `violations`.
+std::optional<DatasetRef> ValidateDatasetUrl(const trainmesh::v1::Recipe* recipe, absl::string_view url,
+                                             const std::string& field, status::FieldViolations* violations);
 
 }  // namespace trainmesh::recipes
