@@ -45,14 +45,18 @@ function(trainmesh_cc_benchmark)
   trainmesh_cc_binary(NAME ${TM_NAME} SRCS ${TM_SRCS} DEPS ${TM_DEPS} benchmark::benchmark)
 endfunction()
 
-# trainmesh_cc_test(NAME SRCS ... DEPS ... [LABELS ...])
-# One CTest test per binary, so a binary's tests share the throwaway Postgres
-# cluster it starts (tests labelled "pg") instead of starting one per case.
+# trainmesh_cc_test(NAME n DEPS ... [SRCS ...] [LABELS ...]), built from n.cc
+# unless SRCS says otherwise. One CTest test per binary, so a binary's tests
+# share the throwaway Postgres cluster it starts (tests labelled "pg") instead
+# of starting one per case.
 function(trainmesh_cc_test)
   if(NOT BUILD_TESTING)
     return()
   endif()
   cmake_parse_arguments(TM "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  if(NOT TM_SRCS)
+    set(TM_SRCS ${TM_NAME}.cc)
+  endif()
   add_executable(${TM_NAME} ${TM_SRCS})
   target_include_directories(${TM_NAME} PRIVATE ${PROJECT_SOURCE_DIR}
                                                 ${PROJECT_BINARY_DIR})
@@ -84,12 +88,30 @@ function(trainmesh_embed_migrations target dir ns)
   target_sources(${target} PRIVATE ${out})
 endfunction()
 
-# trainmesh_cc_fuzz(NAME n SRCS ... DEPS ...): a libFuzzer target, only in the
-# clang build configured with -DTRAINMESH_FUZZ=ON (tools/test runs each briefly).
+# trainmesh_service(NAME n SRCS ... HDRS ... DEPS ...): one service of the mesh.
+# The library trainmesh::<n>_service (its SQL migrations from ./migrations
+# embedded as trainmesh::<n>::Migrations()) and the binary <n> built from
+# main.cc with what every service main uses (flags, database, identity).
+function(trainmesh_service)
+  cmake_parse_arguments(S "" "NAME" "SRCS;HDRS;DEPS" ${ARGN})
+  trainmesh_cc_library(NAME ${S_NAME}_service SRCS ${S_SRCS} HDRS ${S_HDRS} DEPS ${S_DEPS})
+  trainmesh_embed_migrations(trainmesh_${S_NAME}_service ${CMAKE_CURRENT_SOURCE_DIR}/migrations
+                             trainmesh::${S_NAME})
+  trainmesh_cc_binary(NAME ${S_NAME} SRCS main.cc
+    DEPS trainmesh::${S_NAME}_service trainmesh::service_database trainmesh::identity_flags
+         trainmesh::service_main)
+endfunction()
+
+# trainmesh_cc_fuzz(NAME n DEPS ... [SRCS ...]): a libFuzzer target built from
+# n.cc (or SRCS), only in the clang build configured with -DTRAINMESH_FUZZ=ON
+# (tools/test runs each briefly).
 function(trainmesh_cc_fuzz)
   cmake_parse_arguments(F "" "NAME" "SRCS;DEPS" ${ARGN})
   if(NOT TRAINMESH_FUZZ)
     return()
+  endif()
+  if(NOT F_SRCS)
+    set(F_SRCS ${F_NAME}.cc)
   endif()
   add_executable(${F_NAME} ${F_SRCS})
   target_include_directories(${F_NAME} PRIVATE ${PROJECT_SOURCE_DIR})

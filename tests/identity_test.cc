@@ -31,6 +31,18 @@ grpc::Status CreateJob(TestMesh& mesh, const std::string& credential, Job* out) 
   return mesh.jobs().CreateJob(TestMesh::With(credential).get(), NewJob(), out);
 }
 
+// The status code of the jobs service's `rpc` on job `id`, called with `credential`.
+template <typename Request, typename Response>
+grpc::StatusCode OnJob(TestMesh& mesh,
+                       grpc::Status (trainmesh::v1::JobService::Stub::*rpc)(grpc::ClientContext*,
+                                                                            const Request&, Response*),
+                       const std::string& credential, const std::string& id) {
+  Request request;
+  request.set_id(id);
+  Response response;
+  return (mesh.jobs().*rpc)(TestMesh::With(credential).get(), request, &response).error_code();
+}
+
 TEST(IdentityTest, LoginTokensAndApiKeysBothReachTheJobsService) {
   TestMesh mesh;
   TestMesh::User alice = mesh.AddUser("alice");
@@ -61,32 +73,12 @@ TEST(IdentityTest, ASecondUserSeesAndTouchesNothingOfTheFirst) {
   Job cancelled;
   ASSERT_TRUE(mesh.jobs().CancelJob(TestMesh::With(alice.token).get(), cancel_own, &cancelled).ok());
   for (const std::string& credential : {bob.token, bob_key.secret()}) {
-    Job out;
-    trainmesh::v1::GetJobRequest get;
-    get.set_id(job.id());
-    EXPECT_EQ(mesh.jobs().GetJob(TestMesh::With(credential).get(), get, &out).error_code(),
-              grpc::StatusCode::NOT_FOUND);
-    trainmesh::v1::CancelJobRequest cancel;
-    cancel.set_id(job.id());
-    EXPECT_EQ(mesh.jobs().CancelJob(TestMesh::With(credential).get(), cancel, &out).error_code(),
-              grpc::StatusCode::NOT_FOUND);
-    trainmesh::v1::RetryJobRequest retry;
-    retry.set_id(job.id());
-    EXPECT_EQ(mesh.jobs().RetryJob(TestMesh::With(credential).get(), retry, &out).error_code(),
-              grpc::StatusCode::NOT_FOUND);
-    trainmesh::v1::GetErrorLogRequest log_request;
-    log_request.set_id(job.id());
-    trainmesh::v1::ErrorLog log;
-    EXPECT_EQ(
-        mesh.jobs().GetErrorLog(TestMesh::With(credential).get(), log_request, &log).error_code(),
-        grpc::StatusCode::NOT_FOUND);
-    trainmesh::v1::ListJobEventsRequest events_request;
-    events_request.set_id(job.id());
-    trainmesh::v1::ListJobEventsResponse events;
-    EXPECT_EQ(mesh.jobs()
-                  .ListJobEvents(TestMesh::With(credential).get(), events_request, &events)
-                  .error_code(),
-              grpc::StatusCode::NOT_FOUND);
+    using Stub = trainmesh::v1::JobService::Stub;
+    EXPECT_EQ(OnJob(mesh, &Stub::GetJob, credential, job.id()), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(OnJob(mesh, &Stub::CancelJob, credential, job.id()), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(OnJob(mesh, &Stub::RetryJob, credential, job.id()), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(OnJob(mesh, &Stub::GetErrorLog, credential, job.id()), grpc::StatusCode::NOT_FOUND);
+    EXPECT_EQ(OnJob(mesh, &Stub::ListJobEvents, credential, job.id()), grpc::StatusCode::NOT_FOUND);
     trainmesh::v1::WatchJobRequest watch;
     watch.set_id(job.id());
     auto ctx = TestMesh::With(credential);

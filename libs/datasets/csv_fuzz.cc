@@ -3,12 +3,12 @@
 // is an error or a table that keeps the parser's promises (every row as wide
 // as the header, no more text than the input held), never a crash or an
 // error quoting the input.
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
 #include "libs/datasets/formats.h"
+#include "libs/datasets/fuzz_checks.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace trainmesh::datasets;
@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_field_bytes = 256;
   auto table = ParseCsv(input, limits);
   if (!table.ok()) {
-    if (table.status().message().size() > 200) std::abort();
+    fuzzing::CheckError(table.status());
     return 0;
   }
   if (table->header.empty() || table->header.size() > limits.max_columns) std::abort();
@@ -36,14 +36,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const Column& c : frame.columns) {
     if (c.size() != table->rows.size()) std::abort();
   }
-  auto demos = DemonstrationsFromTable(*table);
-  if (!demos.ok()) {
-    if (demos.status().message().size() > 200) std::abort();
-    return 0;
-  }
-  if (demos->obs.rows != demos->act.rows || demos->obs.rows < 2) std::abort();
-  for (float v : demos->obs.data) {
-    if (!std::isfinite(v)) std::abort();
-  }
+  fuzzing::CheckDemonstrations(DemonstrationsFromTable(*table));
   return 0;
 }

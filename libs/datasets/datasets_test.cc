@@ -22,10 +22,8 @@
 namespace trainmesh::datasets {
 namespace {
 
-using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 // A URL resolved as a job's is: parsed by the one grammar, then resolved.
 absl::StatusOr<Source> Resolve(absl::string_view url, const DatasetOptions& options) {
@@ -179,7 +177,8 @@ TEST(DatasetsTest, AnOperatorAllowsAHostByName) {
   auto refused = Resolve(url, d.Options());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied);
   EXPECT_THAT(Message(refused),
-              AllOf(HasSubstr("fetching dataset from localhost: address "), HasSubstr("loopback")));
+              ::testing::AllOf(HasSubstr("fetching dataset from localhost: address "),
+                               HasSubstr("loopback")));
   // ...unless the operator allows the name, whatever it resolves to.
   auto allowed = Resolve(url, d.Allowing({}, {"localhost"}));
   ASSERT_TRUE(allowed.ok()) << allowed.status();
@@ -264,7 +263,7 @@ TEST(DatasetsTest, ErrorsNameTheHostAndStatusNeverTheBodyOrQuery) {
   auto demos = ReadDemonstrations(fetched->path);
   EXPECT_EQ(demos.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(demos.status().message()),
-              AllOf(HasSubstr("obs_*"), Not(HasSubstr("SECRET"))));
+              ::testing::AllOf(HasSubstr("obs_*"), ::testing::Not(HasSubstr("SECRET"))));
   // Nothing reachable there.
   auto down = Resolve("http://127.0.0.1:1/data.csv?sig=SECRETSIG", options);
   EXPECT_EQ(down.status().code(), absl::StatusCode::kNotFound);

@@ -14,10 +14,8 @@
 namespace trainmesh::datasets {
 namespace {
 
-using ::testing::AllOf;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 // A file under libs/datasets/testdata (or another folder of libs/datasets).
 std::string TestData(const std::string& name, const std::string& folder = "testdata") {
@@ -151,8 +149,9 @@ TEST(NpzTest, HeadersParseStrictly) {
               HasSubstr("Fortran order"));
   EXPECT_THAT(Header("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }"),
               HasSubstr("array obs in the .npz: dtype >f4 is not supported"));
-  EXPECT_THAT(Header("{'descr': 'SECRET-TOKEN-123', 'fortran_order': False, 'shape': (2,), }"),
-              AllOf(HasSubstr("dtype is not supported"), Not(HasSubstr("SECRET"))));
+  EXPECT_THAT(
+      Header("{'descr': 'SECRET-TOKEN-123', 'fortran_order': False, 'shape': (2,), }"),
+      ::testing::AllOf(HasSubstr("dtype is not supported"), ::testing::Not(HasSubstr("SECRET"))));
   EXPECT_THAT(Header("{'descr': '<f4', 'fortran_order': False, 'shape': (1, 1, 2), }"),
               HasSubstr("only 1-D and 2-D"));
   EXPECT_THAT(Header("{'descr': '<f4', 'fortran_order': False, 'shape': (), }"),
@@ -270,7 +269,7 @@ TEST(CsvTest, ErrorsDescribePositionsNotContent) {
     auto t = ParseCsv(text, limits);
     EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
     const std::string message(t.status().message());
-    EXPECT_THAT(message, Not(HasSubstr("secret")));
+    EXPECT_THAT(message, ::testing::Not(HasSubstr("secret")));
     return message;
   };
   EXPECT_EQ(error(""), "the CSV is empty (no header row)");

@@ -3,12 +3,12 @@
 // input is an error or arrays that keep the parser's promises (shapes that
 // match the data, no more floats than the input has bytes for), never a
 // crash, an unbounded allocation or an error quoting the input.
-#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
 #include "libs/datasets/formats.h"
+#include "libs/datasets/fuzz_checks.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace trainmesh::datasets;
@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_arrays = 64;
   auto arrays = ParseNpz(input, limits);
   if (!arrays.ok()) {
-    if (arrays.status().message().size() > 200) std::abort();
+    fuzzing::CheckError(arrays.status());
     return 0;
   }
   size_t floats = 0;
@@ -27,17 +27,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     floats += m.data.size();
   }
   if (floats * 4 > size) std::abort();  // each float came from at least 4 input bytes
-  auto demos = DemonstrationsFromArrays(std::move(*arrays));
-  if (!demos.ok()) {
-    if (demos.status().message().size() > 200) std::abort();
-    return 0;
-  }
-  if (demos->obs.rows != demos->act.rows || demos->obs.rows < 2) std::abort();
-  for (float v : demos->obs.data) {
-    if (!std::isfinite(v)) std::abort();
-  }
-  for (float v : demos->act.data) {
-    if (!std::isfinite(v)) std::abort();
-  }
+  fuzzing::CheckDemonstrations(DemonstrationsFromArrays(std::move(*arrays)));
   return 0;
 }

@@ -72,13 +72,8 @@ void BM_SignJobToken(benchmark::State& state, const char* alg) {
     state.SkipWithError("no key");
     return;
   }
-  Claims claims;
-  claims.kind = "job";
-  claims.subject = "alice";
-  claims.job_id = "00000000-0000-4000-8000-000000000001";
-  claims.attempt = 1;
-  claims.agent_id = "00000000-0000-4000-8000-000000000002";
-  claims.scopes = {"job:report"};
+  const Claims claims = JobClaims("alice", "00000000-0000-4000-8000-000000000001", 1,
+                                  "00000000-0000-4000-8000-000000000002");
   for (auto _ : state) benchmark::DoNotOptimize(SignToken(*key, "trainmesh", "trainmesh", claims, absl::Minutes(15)));
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -28,9 +29,10 @@ absl::StatusOr<std::shared_ptr<EVP_PKEY>> ParsedPrivateKey(const std::string& pe
   static auto* cache = new absl::flat_hash_map<std::string, std::shared_ptr<EVP_PKEY>>();
   absl::MutexLock lock(&mu);
   if (auto it = cache->find(pem); it != cache->end()) return it->second;
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())),
-                                                &BIO_free);
-  EVP_PKEY* raw = bio == nullptr ? nullptr : PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  EVP_PKEY* raw =
+      bio == nullptr ? nullptr : PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
   if (raw == nullptr) return absl::InternalError("cannot read the signing key");
   if (cache->size() >= 16) cache->clear();
   std::shared_ptr<EVP_PKEY> key(raw, &EVP_PKEY_free);
@@ -49,14 +51,15 @@ absl::StatusOr<std::string> SignSha256(EVP_PKEY* key, bool ec, absl::string_view
     return absl::InternalError("cannot sign token");
   }
   std::string signature(len, '\0');
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len, data, input.size()) != 1) {
+  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()), &len, data,
+                     input.size()) != 1) {
     return absl::InternalError("cannot sign token");
   }
   signature.resize(len);
   if (!ec) return signature;
   const auto* der = reinterpret_cast<const unsigned char*>(signature.data());
-  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(d2i_ECDSA_SIG(nullptr, &der, static_cast<long>(len)),
-                                                           &ECDSA_SIG_free);
+  std::unique_ptr<ECDSA_SIG, decltype(&ECDSA_SIG_free)> sig(
+      d2i_ECDSA_SIG(nullptr, &der, static_cast<long>(len)), &ECDSA_SIG_free);
   if (sig == nullptr) return absl::InternalError("cannot sign token");
   const BIGNUM* r = nullptr;
   const BIGNUM* sv = nullptr;
@@ -71,11 +74,23 @@ absl::StatusOr<std::string> SignSha256(EVP_PKEY* key, bool ec, absl::string_view
 
 }  // namespace
 
+Claims JobClaims(std::string owner, std::string job_id, int attempt, std::string agent_id) {
+  Claims claims;
+  claims.kind = "job";
+  claims.subject = std::move(owner);
+  claims.job_id = std::move(job_id);
+  claims.attempt = attempt;
+  claims.agent_id = std::move(agent_id);
+  claims.scopes = {"job:report"};
+  return claims;
+}
+
 absl::StatusOr<std::string> SignToken(const SigningKey& key, absl::string_view issuer,
                                       absl::string_view audience, const Claims& claims,
                                       absl::Duration ttl, absl::Time now) {
   const bool ec = key.alg == "ES256";
-  if (!ec && key.alg != "RS256") return absl::InvalidArgumentError("signing key must be RS256 or ES256");
+  if (!ec && key.alg != "RS256")
+    return absl::InvalidArgumentError("signing key must be RS256 or ES256");
   TM_ASSIGN_OR_RETURN(std::shared_ptr<EVP_PKEY> pkey, ParsedPrivateKey(key.private_pem));
   std::string header = absl::StrCat("{\"alg\":\"", key.alg, "\",\"typ\":\"JWT\",\"kid\":");
   json::AppendString(&header, key.kid);
@@ -127,7 +142,8 @@ absl::StatusOr<UnverifiedToken> PeekToken(absl::string_view token) {
   google::protobuf::Struct header;
   UnverifiedToken out;
   if (!Base64UrlDecode(parts[0], &header_json) || !Base64UrlDecode(parts[1], &claims_json) ||
-      !json::ToStruct(header_json, &header).ok() || !json::ToStruct(claims_json, &out.claims).ok()) {
+      !json::ToStruct(header_json, &header).ok() ||
+      !json::ToStruct(claims_json, &out.claims).ok()) {
     return absl::UnauthenticatedError("invalid token: malformed header or claims");
   }
   auto text = [&header](const char* name) {

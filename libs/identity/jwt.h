@@ -34,6 +34,10 @@ struct Claims {
   std::string url;
 };
 
+// The claims of a job token: kind "job", the one scope "job:report", bound to
+// (job, attempt, agent); its subject is the job's owner.
+Claims JobClaims(std::string owner, std::string job_id, int attempt, std::string agent_id);
+
 // A token signed by `key` (its kid in the header), valid from `now` for `ttl`.
 absl::StatusOr<std::string> SignToken(const SigningKey& key, absl::string_view issuer,
                                       absl::string_view audience, const Claims& claims,

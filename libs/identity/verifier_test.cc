@@ -65,6 +65,12 @@ IssuerConfig Own(const TestIssuer& issuer, std::shared_ptr<JwksSource> source) {
   return config;
 }
 
+// The issuer's config with its keys served by `source` (which counts fetches).
+IssuerConfig Counted(const TestIssuer& issuer, CountingSource* source) {
+  source->Set(issuer.Jwks());
+  return Own(issuer, source->Source());
+}
+
 std::string Raw(jwt_alg_t alg, const std::string& key, const std::string& kid,
                 const std::string& iss = "trainmesh") {
   jwt_t* jwt = nullptr;
@@ -163,8 +169,7 @@ TEST(VerifierTest, AlgorithmIsPinnedPerKey) {
 TEST(VerifierTest, UnknownKidRefreshesOnceThenIsRefused) {
   TestIssuer issuer;
   CountingSource source;
-  source.Set(issuer.Jwks());
-  IssuerConfig config = Own(issuer, source.Source());
+  IssuerConfig config = Counted(issuer, &source);
   config.min_refresh_interval = absl::Hours(1);
   config.min_fetch_gap = absl::ZeroDuration();
   TokenVerifier verifier({config});
@@ -188,8 +193,7 @@ TEST(VerifierTest, UnknownKidRefreshesOnceThenIsRefused) {
 TEST(VerifierTest, DistinctUnknownKidsNeverSleepAndShareOneFetchBudget) {
   TestIssuer issuer;
   CountingSource source;
-  source.Set(issuer.Jwks());
-  IssuerConfig config = Own(issuer, source.Source());
+  IssuerConfig config = Counted(issuer, &source);
   config.min_fetch_gap = absl::Hours(1);
   TokenVerifier verifier({config});
   ASSERT_TRUE(Verify(verifier, issuer.Token("u")).ok());
@@ -224,9 +228,8 @@ TEST(VerifierTest, DistinctUnknownKidsNeverSleepAndShareOneFetchBudget) {
 TEST(VerifierTest, ConcurrentFirstRequestsShareTheInitialFetch) {
   TestIssuer issuer;
   CountingSource source;
-  source.Set(issuer.Jwks());
+  IssuerConfig config = Counted(issuer, &source);
   source.Hold(true);
-  IssuerConfig config = Own(issuer, source.Source());
   config.min_fetch_gap = absl::Hours(1);
   TokenVerifier verifier({config});
   std::vector<std::thread> threads;
@@ -248,9 +251,8 @@ TEST(VerifierTest, ConcurrentFirstRequestsShareTheInitialFetch) {
 TEST(VerifierTest, AFailedFetchIsNotANegativeAnswer) {
   TestIssuer issuer;
   CountingSource source;
-  source.Set(issuer.Jwks());
+  IssuerConfig config = Counted(issuer, &source);
   source.Fail(absl::UnavailableError("auth service: connection refused"));
-  IssuerConfig config = Own(issuer, source.Source());
   config.min_refresh_interval = absl::Hours(1);
   config.min_fetch_gap = absl::ZeroDuration();
   TokenVerifier verifier({config});
@@ -274,8 +276,7 @@ TEST(VerifierTest, AFailedFetchIsNotANegativeAnswer) {
 TEST(VerifierTest, RotatedKeysArePickedUpWithoutRestart) {
   TestIssuer issuer;
   CountingSource source;
-  source.Set(issuer.Jwks());
-  IssuerConfig config = Own(issuer, source.Source());
+  IssuerConfig config = Counted(issuer, &source);
   config.min_refresh_interval = absl::ZeroDuration();
   config.min_fetch_gap = absl::ZeroDuration();
   TokenVerifier verifier({config});
@@ -315,14 +316,8 @@ TEST(VerifierTest, ExternalIssuersMapClaimsAndNeverMintJobTokens) {
 TEST(VerifierTest, JobTokensCarryTheirBinding) {
   TestIssuer issuer;
   TokenVerifier verifier({issuer.Config()});
-  Claims claims;
-  claims.subject = "owner-1";
-  claims.kind = "job";
-  claims.job_id = "job-9";
-  claims.attempt = 3;
-  claims.agent_id = "agent-7";
-  claims.scopes = {"job:report"};
-  absl::StatusOr<Principal> p = verifier.Verify(issuer.TokenWith(claims));
+  absl::StatusOr<Principal> p =
+      verifier.Verify(issuer.TokenWith(JobClaims("owner-1", "job-9", 3, "agent-7")));
   ASSERT_TRUE(p.ok()) << p.status();
   EXPECT_EQ(p->kind(), Principal::JOB);
   EXPECT_EQ(p->subject(), "owner-1");

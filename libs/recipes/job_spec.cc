@@ -11,93 +11,76 @@ namespace {
 using google::protobuf::Struct;
 using google::protobuf::Value;
 
-// Readers of a resolved (complete, checked) Struct: every name is present
-// with its schema's type, so there is nothing to fall back to.
-class Reader {
- public:
-  explicit Reader(const Struct& s) : s_(s) {}
-  const Value& operator[](const std::string& name) const {
-    auto it = s_.fields().find(name);
-    return it == s_.fields().end() ? Value::default_instance() : it->second;
-  }
-  double Float(const std::string& name) const { return (*this)[name].number_value(); }
-  int64_t Int(const std::string& name) const { return static_cast<int64_t>(Float(name)); }
-  const std::string& String(const std::string& name) const {
-    return (*this)[name].string_value();
-  }
-  bool Bool(const std::string& name) const { return (*this)[name].bool_value(); }
-  std::vector<int64_t> Ints(const std::string& name) const {
-    std::vector<int64_t> out;
-    for (const Value& v : (*this)[name].list_value().values()) {
-      out.push_back(static_cast<int64_t>(v.number_value()));
+// Fills `params` from a resolved (complete, checked) Struct: each field is the
+// parameter of its name, of the matching type. A field the recipe lacks is
+// allowed only where it is `optional` in params.proto; any other mismatch
+// between params.proto and the schemas is this library's bug (the tests
+// resolve every recipe), reported as an internal error.
+absl::Status Fill(const Struct& hp, google::protobuf::Message* params) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Descriptor& d = *params->GetDescriptor();
+  const google::protobuf::Reflection& r = *params->GetReflection();
+  for (int i = 0; i < d.field_count(); ++i) {
+    const FieldDescriptor* f = d.field(i);
+    auto it = hp.fields().find(f->name());
+    if (it == hp.fields().end()) {
+      if (f->has_optional_keyword()) continue;
+      return absl::InternalError(absl::StrCat(d.name(), ".", f->name(), ": no such parameter"));
     }
-    return out;
+    const Value& v = it->second;
+    const bool list = v.kind_case() == Value::kListValue;
+    if (f->is_repeated() != list) {
+      return absl::InternalError(absl::StrCat(d.name(), ".", f->name(), ": list mismatch"));
+    }
+    // One value into the field (appended where it is repeated).
+    auto put = [&](const Value& e) -> absl::Status {
+      const Value::KindCase kind =
+          f->cpp_type() == FieldDescriptor::CPPTYPE_STRING ? Value::kStringValue
+          : f->cpp_type() == FieldDescriptor::CPPTYPE_BOOL ? Value::kBoolValue
+                                                           : Value::kNumberValue;
+      if (e.kind_case() != kind) {
+        return absl::InternalError(absl::StrCat(d.name(), ".", f->name(), ": type mismatch"));
+      }
+      switch (f->cpp_type()) {
+        case FieldDescriptor::CPPTYPE_INT64: {
+          const auto n = static_cast<int64_t>(e.number_value());
+          f->is_repeated() ? r.AddInt64(params, f, n) : r.SetInt64(params, f, n);
+          return absl::OkStatus();
+        }
+        case FieldDescriptor::CPPTYPE_DOUBLE:
+          r.SetDouble(params, f, e.number_value());
+          return absl::OkStatus();
+        case FieldDescriptor::CPPTYPE_STRING:
+          f->is_repeated() ? r.AddString(params, f, e.string_value())
+                           : r.SetString(params, f, e.string_value());
+          return absl::OkStatus();
+        case FieldDescriptor::CPPTYPE_BOOL:
+          r.SetBool(params, f, e.bool_value());
+          return absl::OkStatus();
+        default:
+          return absl::InternalError(absl::StrCat(d.name(), ".", f->name(), ": unsupported type"));
+      }
+    };
+    if (!list) {
+      if (absl::Status s = put(v); !s.ok()) return s;
+      continue;
+    }
+    for (const Value& e : v.list_value().values()) {
+      if (absl::Status s = put(e); !s.ok()) return s;
+    }
   }
-  std::vector<std::string> Strings(const std::string& name) const {
-    std::vector<std::string> out;
-    for (const Value& v : (*this)[name].list_value().values()) out.push_back(v.string_value());
-    return out;
-  }
-  bool Has(const std::string& name) const { return s_.fields().count(name) > 0; }
-
- private:
-  const Struct& s_;
-};
-
-TrainingParams Training(const Reader& hp) {
-  TrainingParams t;
-  t.steps = hp.Int("steps");
-  t.batch_size = hp.Int("batch_size");
-  t.learning_rate = hp.Float("learning_rate");
-  t.seed = hp.Int("seed");
-  t.checkpoint_every = hp.Int("checkpoint_every");
-  t.val_fraction = hp.Float("val_fraction");
-  if (hp.Has("weight_decay")) t.weight_decay = hp.Float("weight_decay");
-  return t;
+  return absl::OkStatus();
 }
 
-void Type(JobSpec* spec) {
-  const Reader hp(spec->hyperparameters);
-  if (spec->recipe == kScript) {
-    ScriptParams p;
-    p.command = hp.String("command");
-    p.args = hp.Strings("args");
-    p.timeout_seconds = hp.Int("timeout_seconds");
-    p.total_steps = hp.Int("total_steps");
-    p.seed = hp.Int("seed");
-    p.network = hp.Bool("network");
-    spec->params = std::move(p);
-    return;
-  }
-  spec->training = Training(hp);
-  if (spec->recipe == kMlpPolicy) {
-    MlpPolicyParams p;
-    p.hidden_sizes = hp.Ints("hidden_sizes");
-    p.activation = hp.String("activation");
-    p.dropout = hp.Float("dropout");
-    spec->params = std::move(p);
-  } else if (spec->recipe == kTabular) {
-    TabularParams p;
-    p.target_column = hp.String("target_column");
-    p.task = hp.String("task");
-    p.test_fraction = hp.Float("test_fraction");
-    p.hidden_sizes = hp.Ints("hidden_sizes");
-    p.dropout = hp.Float("dropout");
-    spec->params = std::move(p);
-  } else if (spec->recipe == kLoraLm) {
-    LoraLmParams p;
-    p.context_length = hp.Int("context_length");
-    p.d_model = hp.Int("d_model");
-    p.n_layers = hp.Int("n_layers");
-    p.n_heads = hp.Int("n_heads");
-    p.lora_rank = hp.Int("lora_rank");
-    p.lora_alpha = hp.Float("lora_alpha");
-    p.lora_dropout = hp.Float("lora_dropout");
-    p.base_job = hp.String("base_job");
-    p.warmup_steps = hp.Int("warmup_steps");
-    p.grad_clip = hp.Float("grad_clip");
-    spec->params = std::move(p);
-  }
+// The recipe's typed parameters from the complete hyperparameters.
+absl::Status Type(JobSpec* spec) {
+  const Struct& hp = spec->hyperparameters;
+  if (spec->recipe == kScript) return Fill(hp, &spec->params.emplace<ScriptParams>());
+  if (absl::Status s = Fill(hp, &spec->training.emplace()); !s.ok()) return s;
+  if (spec->recipe == kMlpPolicy) return Fill(hp, &spec->params.emplace<MlpPolicyParams>());
+  if (spec->recipe == kTabular) return Fill(hp, &spec->params.emplace<TabularParams>());
+  if (spec->recipe == kLoraLm) return Fill(hp, &spec->params.emplace<LoraLmParams>());
+  return absl::InternalError(absl::StrCat("no typed parameters for recipe ", spec->recipe));
 }
 
 }  // namespace
@@ -114,7 +97,8 @@ std::optional<JobSpec> ResolveJobSpec(absl::string_view recipe_name, const Struc
   const size_t before = violations->violations().size();
   const trainmesh::v1::Recipe* recipe = FindRecipe(recipe_name);
   if (recipe_name.empty()) {
-    violations->Add(absl::StrCat(prefix, ".model"), absl::StrCat("is required: one of ", RecipeNames()));
+    violations->Add(absl::StrCat(prefix, ".model"),
+                    absl::StrCat("is required: one of ", RecipeNames()));
   } else if (recipe == nullptr) {
     violations->Add(absl::StrCat(prefix, ".model"),
                     absl::StrCat("unknown recipe \"", recipe_name, "\"; one of ", RecipeNames()));
@@ -129,14 +113,17 @@ std::optional<JobSpec> ResolveJobSpec(absl::string_view recipe_name, const Struc
   }
   if (violations->violations().size() != before) return std::nullopt;
   spec.dataset = *std::move(dataset);  // set when nothing was violated
-  Type(&spec);
+  if (absl::Status typed = Type(&spec); !typed.ok()) {
+    violations->Add(absl::StrCat(prefix, ".model"), std::string(typed.message()));
+    return std::nullopt;
+  }
   return spec;
 }
 
 absl::StatusOr<JobSpec> ResolveJobSpec(const trainmesh::v1::Job& job) {
   status::FieldViolations violations;
-  auto spec = ResolveJobSpec(job.model(), job.hyperparameters(), job.dataset_url(), "job",
-                             &violations);
+  auto spec =
+      ResolveJobSpec(job.model(), job.hyperparameters(), job.dataset_url(), "job", &violations);
   if (!spec.has_value()) return violations.ToStatus("the job does not resolve");
   return *std::move(spec);
 }

@@ -6,7 +6,6 @@
 // recipes.cc.
 #pragma once
 
-#include <cstdint>
 #include <optional>
 #include <string>
 #include <variant>
@@ -18,56 +17,17 @@
 #include "libs/recipes/dataset_url.h"
 #include "libs/status/field_violations.h"
 #include "trainmesh/v1/jobs.pb.h"
+#include "trainmesh/v1/params.pb.h"
 
 namespace trainmesh::recipes {
 
-// What every LibTorch recipe shares (recipes.cc: AddTrainingParameters).
-struct TrainingParams {
-  int64_t steps = 0;
-  int64_t batch_size = 0;
-  double learning_rate = 0;
-  int64_t seed = 0;
-  int64_t checkpoint_every = 0;
-  double val_fraction = 0;
-  // AdamW weight decay: lora-lm has no such parameter and trains without.
-  double weight_decay = 0;
-};
-
-struct MlpPolicyParams {
-  std::vector<int64_t> hidden_sizes;
-  std::string activation;
-  double dropout = 0;
-};
-
-struct TabularParams {
-  std::string target_column;  // "": the last column
-  std::string task;           // auto, classification, regression
-  double test_fraction = 0;
-  std::vector<int64_t> hidden_sizes;
-  double dropout = 0;
-};
-
-struct LoraLmParams {
-  int64_t context_length = 0;
-  int64_t d_model = 0;
-  int64_t n_layers = 0;
-  int64_t n_heads = 0;
-  int64_t lora_rank = 0;
-  double lora_alpha = 0;
-  double lora_dropout = 0;
-  std::string base_job;  // "": train a base model
-  int64_t warmup_steps = 0;
-  double grad_clip = 0;
-};
-
-struct ScriptParams {
-  std::string command;
-  std::vector<std::string> args;
-  int64_t timeout_seconds = 0;  // 0: no limit
-  int64_t total_steps = 0;      // 0: unknown
-  int64_t seed = 0;
-  bool network = false;
-};
+// Each recipe's typed parameters (protos/trainmesh/v1/params.proto: a field
+// per hyperparameter of the schema).
+using TrainingParams = trainmesh::v1::TrainingParams;
+using MlpPolicyParams = trainmesh::v1::MlpPolicyParams;
+using TabularParams = trainmesh::v1::TabularParams;
+using LoraLmParams = trainmesh::v1::LoraLmParams;
+using ScriptParams = trainmesh::v1::ScriptParams;
 
 struct JobSpec {
   std::string recipe;

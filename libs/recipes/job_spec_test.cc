@@ -15,7 +15,6 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::Pair;
-using ::testing::UnorderedElementsAre;
 
 google::protobuf::Struct Json(const std::string& json) {
   google::protobuf::Struct s;
@@ -41,60 +40,59 @@ double SchemaDefault(absl::string_view recipe, const std::string& name) {
 
 TEST(JobSpecTest, TrainingDefaultsAreEachRecipesOwn) {
   for (absl::string_view recipe : {kMlpPolicy, kLoraLm, kTabular}) {
-    const std::string url =
-        absl::StrCat("synthetic://", SyntheticDatasets(recipe).front());
+    const std::string url = absl::StrCat("synthetic://", SyntheticDatasets(recipe).front());
     const JobSpec spec = MustResolve(recipe, "{}", url);
     ASSERT_TRUE(spec.training.has_value()) << recipe;
-    EXPECT_EQ(spec.training->steps, SchemaDefault(recipe, "steps")) << recipe;
-    EXPECT_EQ(spec.training->batch_size, SchemaDefault(recipe, "batch_size")) << recipe;
-    EXPECT_EQ(spec.training->learning_rate, SchemaDefault(recipe, "learning_rate")) << recipe;
-    EXPECT_EQ(spec.training->checkpoint_every, SchemaDefault(recipe, "checkpoint_every"));
-    EXPECT_EQ(spec.training->val_fraction, SchemaDefault(recipe, "val_fraction")) << recipe;
+    EXPECT_EQ(spec.training->steps(), SchemaDefault(recipe, "steps")) << recipe;
+    EXPECT_EQ(spec.training->batch_size(), SchemaDefault(recipe, "batch_size")) << recipe;
+    EXPECT_EQ(spec.training->learning_rate(), SchemaDefault(recipe, "learning_rate")) << recipe;
+    EXPECT_EQ(spec.training->checkpoint_every(), SchemaDefault(recipe, "checkpoint_every"));
+    EXPECT_EQ(spec.training->val_fraction(), SchemaDefault(recipe, "val_fraction")) << recipe;
   }
   // Where the trainer's old fallbacks (1000 steps, batch 64, lr 1e-3) disagreed.
   const JobSpec lm = MustResolve(kLoraLm, "{}", "synthetic://text");
-  EXPECT_EQ(lm.training->steps, 2000);
-  EXPECT_EQ(lm.training->batch_size, 16);
-  EXPECT_DOUBLE_EQ(lm.training->learning_rate, 3e-4);
-  EXPECT_EQ(lm.training->weight_decay, 0);  // lora-lm has none
+  EXPECT_EQ(lm.training->steps(), 2000);
+  EXPECT_EQ(lm.training->batch_size(), 16);
+  EXPECT_DOUBLE_EQ(lm.training->learning_rate(), 3e-4);
+  EXPECT_EQ(lm.training->weight_decay(), 0);  // lora-lm has none
   const auto& lora = std::get<LoraLmParams>(lm.params);
-  EXPECT_EQ(lora.context_length, 128);
-  EXPECT_EQ(lora.n_heads, 4);
-  EXPECT_EQ(lora.lora_rank, 8);
-  EXPECT_EQ(lora.warmup_steps, 100);
-  EXPECT_EQ(lora.base_job, "");
+  EXPECT_EQ(lora.context_length(), 128);
+  EXPECT_EQ(lora.n_heads(), 4);
+  EXPECT_EQ(lora.lora_rank(), 8);
+  EXPECT_EQ(lora.warmup_steps(), 100);
+  EXPECT_EQ(lora.base_job(), "");
   const JobSpec tab = MustResolve(kTabular, "{}", "synthetic://blobs");
-  EXPECT_EQ(tab.training->batch_size, 128);
-  EXPECT_DOUBLE_EQ(tab.training->weight_decay, 1e-4);
+  EXPECT_EQ(tab.training->batch_size(), 128);
+  EXPECT_DOUBLE_EQ(tab.training->weight_decay(), 1e-4);
   const auto& table = std::get<TabularParams>(tab.params);
-  EXPECT_THAT(table.hidden_sizes, ElementsAre(128, 64));
-  EXPECT_EQ(table.task, "auto");
-  EXPECT_DOUBLE_EQ(table.dropout, 0.1);
+  EXPECT_THAT(table.hidden_sizes(), ElementsAre(128, 64));
+  EXPECT_EQ(table.task(), "auto");
+  EXPECT_DOUBLE_EQ(table.dropout(), 0.1);
   // The stored hyperparameters are complete.
   EXPECT_EQ(tab.hyperparameters.fields().size(), FindRecipe(kTabular)->parameters().size());
 }
 
 TEST(JobSpecTest, GivenValuesAreTyped) {
-  const JobSpec mlp = MustResolve(
-      kMlpPolicy, R"({"steps": 7, "hidden_sizes": [32, 16, 8], "activation": "tanh"})",
-      "synthetic://reach?samples=100");
-  EXPECT_EQ(mlp.training->steps, 7);
+  const JobSpec mlp =
+      MustResolve(kMlpPolicy, R"({"steps": 7, "hidden_sizes": [32, 16, 8], "activation": "tanh"})",
+                  "synthetic://reach?samples=100");
+  EXPECT_EQ(mlp.training->steps(), 7);
   const auto& p = std::get<MlpPolicyParams>(mlp.params);
-  EXPECT_THAT(p.hidden_sizes, ElementsAre(32, 16, 8));
-  EXPECT_EQ(p.activation, "tanh");
+  EXPECT_THAT(p.hidden_sizes(), ElementsAre(32, 16, 8));
+  EXPECT_EQ(p.activation(), "tanh");
   EXPECT_EQ(mlp.dataset.generator, "reach");
-  EXPECT_THAT(mlp.dataset.params, UnorderedElementsAre(Pair("samples", "100")));
+  EXPECT_THAT(mlp.dataset.params, ::testing::UnorderedElementsAre(Pair("samples", "100")));
 
   const JobSpec script = MustResolve(
       kScript, R"({"command": "python3", "args": ["-c", "x"], "network": true, "seed": 4})",
       "synthetic://none");
   EXPECT_FALSE(script.training.has_value());
   const auto& s = std::get<ScriptParams>(script.params);
-  EXPECT_EQ(s.command, "python3");
-  EXPECT_THAT(s.args, ElementsAre("-c", "x"));
-  EXPECT_TRUE(s.network);
-  EXPECT_EQ(s.seed, 4);
-  EXPECT_EQ(s.timeout_seconds, 0);
+  EXPECT_EQ(s.command(), "python3");
+  EXPECT_THAT(s.args(), ElementsAre("-c", "x"));
+  EXPECT_TRUE(s.network());
+  EXPECT_EQ(s.seed(), 4);
+  EXPECT_EQ(s.timeout_seconds(), 0);
 }
 
 TEST(JobSpecTest, EveryProblemIsAFieldViolation) {
@@ -137,7 +135,8 @@ TEST(DatasetRefTest, OneParseForEveryScheme) {
   auto synthetic = ParseDatasetUrl("synthetic://text?bytes=20&name=a+b%21");
   ASSERT_TRUE(synthetic.ok());
   EXPECT_TRUE(synthetic->synthetic());
-  EXPECT_THAT(synthetic->params, UnorderedElementsAre(Pair("bytes", "20"), Pair("name", "a b!")));
+  EXPECT_THAT(synthetic->params,
+              ::testing::UnorderedElementsAre(Pair("bytes", "20"), Pair("name", "a b!")));
 
   EXPECT_THAT(ParseDatasetUrl("gopher://x").status().message(),
               HasSubstr("scheme gopher is not supported"));

@@ -10,11 +10,9 @@
 namespace trainmesh::recipes {
 namespace {
 
-using ::testing::ElementsAre;
-using ::testing::Field;
+using status::FieldViolation;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
-using status::FieldViolation;
 
 google::protobuf::Struct Json(const std::string& json) {
   google::protobuf::Struct s;
@@ -30,8 +28,8 @@ struct Result {
 Result Resolve(absl::string_view recipe, const std::string& json) {
   status::FieldViolations violations;
   Result r;
-  r.resolved = ResolveHyperparameters(*FindRecipe(recipe), Json(json), "job.hyperparameters",
-                                      &violations);
+  r.resolved =
+      ResolveHyperparameters(*FindRecipe(recipe), Json(json), "job.hyperparameters", &violations);
   r.violations = violations.violations();
   return r;
 }
@@ -46,7 +44,7 @@ std::vector<FieldViolation> Dataset(absl::string_view recipe, absl::string_view 
 TEST(RecipesTest, RegistryHasTheFourRecipesWithSharedParameters) {
   std::vector<std::string> names;
   for (const auto& r : Recipes()) names.push_back(r.name());
-  EXPECT_THAT(names, ElementsAre("mlp-policy", "lora-lm", "tabular", "script"));
+  EXPECT_THAT(names, ::testing::ElementsAre("mlp-policy", "lora-lm", "tabular", "script"));
   for (absl::string_view name : {kMlpPolicy, kLoraLm, kTabular}) {
     std::vector<std::string> params;
     for (const auto& p : FindRecipe(name)->parameters()) params.push_back(p.name());

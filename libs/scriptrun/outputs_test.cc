@@ -22,9 +22,6 @@ namespace trainmesh::scriptrun {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
-using ::testing::Pair;
-using ::testing::UnorderedElementsAre;
 
 // The script's user: a uid of its own when the test is root (as on CI), so
 // that "owned by another user" means something; else ourselves.
@@ -110,8 +107,8 @@ TEST_F(CollectTest, RegularFilesOfTheScriptUserWithTheirFoldersAndNothingElse) {
   }
   absl::StatusOr<CollectReport> report = Collect();
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_THAT(got_,
-              UnorderedElementsAre(Pair("figures/loss.png", "png"), Pair("model.pt", "weights")));
+  EXPECT_THAT(got_, ::testing::UnorderedElementsAre(::testing::Pair("figures/loss.png", "png"),
+                                                    ::testing::Pair("model.pt", "weights")));
   EXPECT_THAT(report->collected, ElementsAre("figures/loss.png", "model.pt"));
   EXPECT_EQ(report->skipped, expected_skips);
   EXPECT_EQ(report->bytes, 10);
@@ -157,7 +154,7 @@ TEST_F(CollectTest, ADeepTreeIsCutAndAnErrorFromTheSinkStops) {
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_THAT(report->collected, ElementsAre("top.txt"));
   ASSERT_EQ(report->skipped.size(), 1u);
-  EXPECT_THAT(report->skipped[0], HasSubstr("d/d/d: nested deeper than 3"));
+  EXPECT_THAT(report->skipped[0], ::testing::HasSubstr("d/d/d: nested deeper than 3"));
   CollectOptions any;
   any.owner = kScriptUid;
   auto failed = CollectOutputs(

@@ -1,6 +1,5 @@
 // Real processes in a real sandbox (bubblewrap): what a hostile script can
 // reach, how much it can take, and that nothing of it outlives a cancel.
-#include "libs/scriptrun/testing/loopback_listener.h"
 #include "libs/scriptrun/script.h"
 
 #include <arpa/inet.h>
@@ -27,13 +26,13 @@
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/scriptrun/testing/loopback_listener.h"
 
 extern char** environ;
 
 namespace trainmesh::scriptrun {
 namespace {
 
-using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -126,7 +125,8 @@ int ProcessesOf(uid_t uid, std::string* described = nullptr, bool zombies = fals
     std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
     std::string line;
     while (std::getline(in, line)) {
-      if (!zombies && line.rfind("State:", 0) == 0 && line.find("zombie") != std::string::npos) break;
+      if (!zombies && line.rfind("State:", 0) == 0 && line.find("zombie") != std::string::npos)
+        break;
       if (line.rfind("Uid:", 0) != 0) continue;
       std::vector<std::string> f = absl::StrSplit(line, '\t', absl::SkipEmpty());
       uint32_t real = 0;
@@ -230,7 +230,7 @@ TEST(ScriptTest, MemoryLimitApplies) {
   o.sandbox.limits.memory_bytes = 64 << 20;
   auto r = scriptrun::Run(o, lines.Sink(), nullptr);
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_THAT(lines.out, Contains("done"));  // streaming tools fit; a hog would not
+  EXPECT_THAT(lines.out, ::testing::Contains("done"));  // streaming tools fit; a hog would not
   ScriptOptions hog = Shell("exec python3 -c 'x = bytearray(500 * 1024 * 1024)'");
   hog.sandbox.limits.memory_bytes = 128 << 20;
   auto h = scriptrun::Run(hog, lines.Sink(), nullptr);
@@ -389,7 +389,8 @@ TEST(SandboxTest, AForkBombIsContained) {
         },
         absl::Seconds(30));
     host_fine = HostCanSpawn();
-    for (int i = 0; i < 20; ++i) most = std::max(most.load(), ProcessesOf(kUid, nullptr, /*zombies=*/true));
+    for (int i = 0; i < 20; ++i)
+      most = std::max(most.load(), ProcessesOf(kUid, nullptr, /*zombies=*/true));
     stop = 1;
   });
   const absl::Time began = absl::Now();

@@ -22,28 +22,31 @@ namespace trainmesh::server {
 void LogCall(const google::protobuf::MethodDescriptor& method, const absl::Status& status,
              absl::Duration latency, const std::string& caller);
 
-// `fn(const Principal&)` returns absl::StatusOr<Response>.
+// `fn(const Principal&)` returns absl::StatusOr<Response>. A report that
+// carries its job token in the body (`body_token`, when not empty) is
+// authorised by that token rather than the header's credential.
 template <typename Response, typename Fn>
 grpc::ServerUnaryReactor* HandleUnary(grpc::CallbackServerContext* context, Executor& executor,
                                       const identity::Authenticator& authenticator,
                                       const google::protobuf::MethodDescriptor& method,
-                                      Response* response, Fn&& fn) {
+                                      Response* response, Fn&& fn, std::string body_token = "") {
   const absl::Time start = absl::Now();
-  return RunUnary(context, executor,
-                  [context, &authenticator, &method, response, start,
-                   fn = std::forward<Fn>(fn)]() mutable -> absl::Status {
-                    absl::StatusOr<trainmesh::v1::Principal> principal =
-                        authenticator.Authorize(*context, method);
-                    absl::Status status = principal.status();
-                    if (principal.ok()) {
-                      absl::StatusOr<Response> result = fn(*principal);
-                      status = result.status();
-                      if (result.ok()) *response = *std::move(result);
-                    }
-                    LogCall(method, status, absl::Now() - start,
-                            principal.ok() ? principal->subject() : std::string());
-                    return status;
-                  });
+  return RunUnary(
+      context, executor,
+      [context, &authenticator, &method, response, start, body_token = std::move(body_token),
+       fn = std::forward<Fn>(fn)]() mutable -> absl::Status {
+        absl::StatusOr<trainmesh::v1::Principal> principal =
+            authenticator.AuthorizeWithBodyToken(*context, method, body_token);
+        absl::Status status = principal.status();
+        if (principal.ok()) {
+          absl::StatusOr<Response> result = fn(*principal);
+          status = result.status();
+          if (result.ok()) *response = *std::move(result);
+        }
+        LogCall(method, status, absl::Now() - start,
+                principal.ok() ? principal->subject() : std::string());
+        return status;
+      });
 }
 
 // How a stream learns its caller: the returned function authenticates and
@@ -62,38 +65,16 @@ inline std::function<absl::StatusOr<trainmesh::v1::Principal>()> StreamCaller(
 
 }  // namespace trainmesh::server
 
-// How every service declares and defines its handlers (the one way):
+// What a server class (derived from its generated adapter, libs/server/adapter.h)
+// declares for the RPCs it writes itself:
 //
-//   class FooServer final : public trainmesh::v1::FooService::CallbackService {
-//     TM_UNARY_HANDLER(GetFoo, GetFooRequest, Foo);
-//     TM_STREAM_HANDLER(WatchFoo, WatchFooRequest, FooEvent);
-//     ...  // members executor_ (server::Executor*) and auth_ (const Authenticator*)
-//   };
-//
-//   TM_DEFINE_UNARY_HANDLER(FooServer, "trainmesh.v1.FooService", GetFoo, GetFooRequest, Foo,
-//                           service_->GetFoo(caller, *request))
-//
-// The last argument is the call, an expression of `caller` (the authenticated
-// trainmesh.v1.Principal) and `request`; it runs on the executor after
-// HandleUnary authenticated and authorised the caller.
-#define TM_UNARY_HANDLER(Method, Request, Response)                                   \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,              \
-                                   const trainmesh::v1::Request* request,            \
+//   TM_UNARY_HANDLER(Login, LoginRequest, LoginResponse);
+//   TM_STREAM_HANDLER(WatchFoo, WatchFooRequest, FooEvent);
+#define TM_UNARY_HANDLER(Method, Request, Response)                       \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* context,  \
+                                   const trainmesh::v1::Request* request, \
                                    trainmesh::v1::Response* response) override
 
-#define TM_STREAM_HANDLER(Method, Request, Message)                                   \
-  grpc::ServerWriteReactor<trainmesh::v1::Message>* Method(                           \
+#define TM_STREAM_HANDLER(Method, Request, Message)         \
+  grpc::ServerWriteReactor<trainmesh::v1::Message>* Method( \
       grpc::CallbackServerContext* context, const trainmesh::v1::Request* request) override
-
-#define TM_DEFINE_UNARY_HANDLER(Class, Service, Method, Request, Response, call)      \
-  grpc::ServerUnaryReactor* Class::Method(grpc::CallbackServerContext* context,       \
-                                          const trainmesh::v1::Request* request,     \
-                                          trainmesh::v1::Response* response) {       \
-    static const auto& method = identity::MethodOf(Service, #Method);                 \
-    return server::HandleUnary(context, *executor_, *auth_, method, response,         \
-                               [this, request](const trainmesh::v1::Principal& caller) { \
-                                 (void)caller;                                        \
-                                 (void)request;                                       \
-                                 return call;                                         \
-                               });                                                    \
-  }

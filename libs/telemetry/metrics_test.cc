@@ -10,7 +10,6 @@ namespace trainmesh::telemetry {
 namespace {
 
 using ::testing::HasSubstr;
-using ::testing::Not;
 
 TEST(Metrics, CountersAndGaugesRenderPerLabelValues) {
   Registry r;
@@ -76,7 +75,7 @@ TEST(Metrics, CollectorsRunAtScrapeUntilTheirRegistrationEnds) {
     EXPECT_EQ(ParseExposition(r.Render()).at("rows{table=\"queue\"}"), 10);
     EXPECT_EQ(ParseExposition(r.Render()).at("rows{table=\"queue\"}"), 20);
   }
-  EXPECT_THAT(r.Render(), Not(HasSubstr("rows")));
+  EXPECT_THAT(r.Render(), ::testing::Not(HasSubstr("rows")));
   EXPECT_EQ(scrapes, 2);
 }
 

@@ -1,6 +1,7 @@
 #include "libs/training/attempt.h"
 
 #include "libs/recipes/recipes.h"
+#include "libs/training/script_job.h"
 
 namespace trainmesh::training {
 
@@ -32,20 +33,7 @@ RunResult RunAttempt(const AttemptOptions& o) {
     refused.error = o.scripts.policy.refusal;
     return refused;
   }
-  ScriptJobOptions script;
-  script.job = o.job;
-  script.attempt = o.attempt;
-  script.job_token = o.job_token;
-  script.datasets = o.datasets;
-  script.store = o.store;
-  script.work_root = o.scripts.work_root;
-  script.sandbox = o.scripts.policy.sandbox;
-  script.allow_network = o.scripts.allow_network;
-  script.stop = o.stop;
-  script.sink = o.sink;
-  script.output = o.output;
-  script.chart = o.chart;
-  return RunScriptJob(script);
+  return RunScriptJob(o);
 }
 
 }  // namespace trainmesh::training

@@ -182,11 +182,11 @@ class LoraLm : public Task {
   static absl::StatusOr<std::unique_ptr<Task>> Make(const Context& c) {
     const auto& hp = std::get<recipes::LoraLmParams>(c.spec.params);
     LmShape shape;
-    shape.context = hp.context_length;
-    shape.d_model = hp.d_model;
-    shape.layers = hp.n_layers;
-    shape.heads = hp.n_heads;
-    const std::string& base_job = hp.base_job;
+    shape.context = hp.context_length();
+    shape.d_model = hp.d_model();
+    shape.layers = hp.n_layers();
+    shape.heads = hp.n_heads();
+    const std::string& base_job = hp.base_job();
     std::optional<Base> base;
     if (!base_job.empty()) {
       auto loaded = LoadBase(c, base_job);
@@ -203,9 +203,9 @@ class LoraLm : public Task {
       shape.d_model = base->shape.d_model;
       shape.layers = base->shape.layers;
       shape.heads = base->shape.heads;
-      shape.lora_rank = hp.lora_rank;
-      shape.lora_alpha = hp.lora_alpha;
-      shape.lora_dropout = hp.lora_dropout;
+      shape.lora_rank = hp.lora_rank();
+      shape.lora_alpha = hp.lora_alpha();
+      shape.lora_dropout = hp.lora_dropout();
     }
     if (shape.d_model % shape.heads != 0) {
       return absl::InvalidArgumentError(absl::StrCat("n_heads (", shape.heads, ") must divide d_model (", shape.d_model, ")"));
@@ -216,7 +216,7 @@ class LoraLm : public Task {
     auto text = source->synthetic() ? datasets::SyntheticText(*source) : datasets::ReadText(source->path, int64_t{1} << 30);
     if (!text.ok()) return text.status();
     const int64_t n = static_cast<int64_t>(text->size());
-    const double val_fraction = c.spec.training->val_fraction;
+    const double val_fraction = c.spec.training->val_fraction();
     const int64_t n_val = val_fraction > 0 ? std::max<int64_t>(shape.context + 1, static_cast<int64_t>(n * val_fraction)) : 0;
     const int64_t n_train = n - n_val;
     if (n_train < shape.context + 1) {
@@ -225,8 +225,8 @@ class LoraLm : public Task {
     }
     auto t = std::unique_ptr<LoraLm>(new LoraLm(c.device, shape, c.seed));
     t->base_job_ = base_job;
-    t->grad_clip_ = hp.grad_clip;
-    t->warmup_ = hp.warmup_steps;
+    t->grad_clip_ = hp.grad_clip();
+    t->warmup_ = hp.warmup_steps();
     std::vector<uint8_t> bytes(text->begin(), text->end());
     t->data_ = torch::from_blob(bytes.data(), {n}, torch::kUInt8).to(torch::kLong).to(c.device);
     t->n_train_ = n_train;

@@ -174,13 +174,13 @@ class Tabular : public Task {
     if (frame.columns.size() < 2) {
       return absl::InvalidArgumentError("the table needs at least one feature column and a target column");
     }
-    std::string target = hp.target_column;
+    std::string target = hp.target_column();
     if (target.empty()) target = frame.columns.back().name;
     const datasets::Column* y = frame.Find(target);
     if (y == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("target_column ", target, " is not a column of the table"));
     }
-    std::string kind = hp.task;
+    std::string kind = hp.task();
     if (kind == "auto") kind = LooksCategorical(*y, frame.rows()) ? "classification" : "regression";
     if (kind == "regression" && !y->numeric) {
       return absl::InvalidArgumentError(absl::StrCat("regression needs a numeric target; ", target, " has text"));
@@ -193,8 +193,8 @@ class Tabular : public Task {
     if (keep.size() < 4) return absl::InvalidArgumentError("the table has fewer than 4 rows with a target value");
     auto t = std::unique_ptr<Tabular>(new Tabular(c.device));
     t->classification_ = kind == "classification";
-    const Split split = SplitRows(static_cast<int64_t>(keep.size()), c.spec.training->val_fraction,
-                                  hp.test_fraction, c.seed);
+    const Split split = SplitRows(static_cast<int64_t>(keep.size()), c.spec.training->val_fraction(),
+                                  hp.test_fraction(), c.seed);
     auto rows_of = [&](const std::vector<int64_t>& positions) {
       std::vector<int64_t> out;
       for (int64_t p : positions) out.push_back(keep[static_cast<size_t>(p)]);
@@ -271,7 +271,7 @@ class Tabular : public Task {
     t->test_ = Indices(split.test, c.device);
     t->sampler_ = std::make_unique<EpochSampler>(split.train, c.seed);
     // Tabular has no activation parameter: ReLU.
-    t->params_ = MlpParams{hp.hidden_sizes, "relu", hp.dropout};
+    t->params_ = MlpParams{{hp.hidden_sizes().begin(), hp.hidden_sizes().end()}, "relu", hp.dropout()};
     t->model_ = std::make_shared<NormalizedMlp>(t->encoding_.width, t->params_.hidden, outputs, t->params_.activation,
                                                 t->params_.dropout, !t->classification_);
     {
@@ -386,12 +386,13 @@ absl::StatusOr<std::unique_ptr<Task>> MakeMlpPolicy(const Context& c) {
   auto data = source->synthetic() ? datasets::SyntheticDemonstrations(*source)
                                   : datasets::ReadDemonstrations(source->path);
   if (!data.ok()) return data.status();
-  const Split split = SplitRows(data->obs.rows, c.spec.training->val_fraction, 0, c.seed);
+  const Split split = SplitRows(data->obs.rows, c.spec.training->val_fraction(), 0, c.seed);
   if (c.log) {
     c.log(absl::StrFormat("demonstrations: %d rows (%d train, %d validation), %d observation and %d action dims",
                           data->obs.rows, split.train.size(), split.val.size(), data->obs.cols, data->act.cols));
   }
-  const MlpParams params{hp.hidden_sizes, hp.activation, hp.dropout};
+  const MlpParams params{
+      {hp.hidden_sizes().begin(), hp.hidden_sizes().end()}, hp.activation(), hp.dropout()};
   return std::unique_ptr<Task>(new MlpPolicy(c, std::move(*data), params, split));
 }
 

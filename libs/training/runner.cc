@@ -318,12 +318,12 @@ RunResult Train(const RunOptions& o) {
     return finish(Failure(r, trainmesh::v1::ERROR_KIND_INFRA, absl::StrCat("recipe ", spec->recipe, " is not trained here")));
   }
   const recipes::TrainingParams& training = *spec->training;
-  const uint64_t seed = static_cast<uint64_t>(training.seed);
-  const int64_t steps = training.steps;
-  const int64_t batch = training.batch_size;
-  const double lr = training.learning_rate;
-  const double weight_decay = training.weight_decay;
-  const int64_t checkpoint_every = training.checkpoint_every;
+  const uint64_t seed = static_cast<uint64_t>(training.seed());
+  const int64_t steps = training.steps();
+  const int64_t batch = training.batch_size();
+  const double lr = training.learning_rate();
+  const double weight_decay = training.weight_decay();
+  const int64_t checkpoint_every = training.checkpoint_every();
   const int64_t eval_every = o.eval_every > 0 ? o.eval_every : std::max<int64_t>(1, steps / 20);
   try {
     torch::manual_seed(seed);

@@ -66,7 +66,7 @@ std::string SignalHint(int signal) {
 
 }  // namespace
 
-training::RunResult RunScriptJob(const ScriptJobOptions& o) {
+training::RunResult RunScriptJob(const AttemptOptions& o) {
   const absl::Time started = absl::Now();
   training::RunResult r;
   r.device_type = "cpu";
@@ -84,12 +84,12 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   }
   const auto& hp = std::get<recipes::ScriptParams>(spec->params);
   scriptrun::ScriptOptions run;
-  run.command = hp.command;
-  run.args = hp.args;
-  if (hp.timeout_seconds > 0) run.timeout = absl::Seconds(hp.timeout_seconds);
-  const int64_t total_steps = hp.total_steps;
-  const bool wants_network = hp.network;
-  if (wants_network && !o.allow_network) {
+  run.command = hp.command();
+  run.args.assign(hp.args().begin(), hp.args().end());
+  if (hp.timeout_seconds() > 0) run.timeout = absl::Seconds(hp.timeout_seconds());
+  const int64_t total_steps = hp.total_steps();
+  const bool wants_network = hp.network();
+  if (wants_network && !o.scripts.allow_network) {
     return finish(UserFailure(
         r,
         "the job asks for the network (hyperparameters.network) but this agent does not "
@@ -98,7 +98,7 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   }
 
   // A fresh working directory, and the dataset where the script can read it.
-  const fs::path work = fs::path(o.work_root) / absl::StrCat(o.job.id(), "-", o.attempt);
+  const fs::path work = fs::path(o.scripts.work_root) / absl::StrCat(o.job.id(), "-", o.attempt);
   std::error_code ec;
   fs::remove_all(work, ec);
   fs::create_directories(work / "output", ec);
@@ -125,7 +125,7 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
   }
   run.workdir = work.string();
   run.output_dir = (work / "output").string();
-  run.sandbox = o.sandbox;
+  run.sandbox = o.scripts.policy.sandbox;
   run.sandbox.network = wants_network;
   // The dataset file is the one thing of the host the script reads.
   if (!dataset_path.empty()) run.sandbox.read_only.push_back(dataset_path);
@@ -141,7 +141,7 @@ training::RunResult RunScriptJob(const ScriptJobOptions& o) {
       {"TRAINMESH_DATASET_PATH", dataset_path},
       {"TRAINMESH_OUTPUT_DIR", (work / "output").string()},
       {"TRAINMESH_SEED",
-       absl::StrCat(hp.seed)},
+       absl::StrCat(hp.seed())},
       {"TRAINMESH_HYPERPARAMETERS", json::FromStruct(spec->hyperparameters)},
   };
   if (!dataset_path.empty()) {

@@ -92,9 +92,9 @@ class ScriptJobTest : public ::testing::Test {
   Outcome RunScript(const std::string& script, const std::string& extra_hp = "",
                     const std::string& dataset = "synthetic://none",
                     std::atomic<int>* stop = nullptr,
-                    const std::function<void(ScriptJobOptions&)>& tweak = nullptr) {
+                    const std::function<void(AttemptOptions&)>& tweak = nullptr) {
     Outcome out;
-    ScriptJobOptions o;
+    AttemptOptions o;
     o.job.set_id(kJobId);
     o.job.set_owner("users/ada");
     o.job.set_model("script");
@@ -107,8 +107,8 @@ class ScriptJobTest : public ::testing::Test {
     o.job_token = "job-token-abc";
     o.datasets.data_root = dir_ + "/data";
     o.store = store_.get();
-    o.work_root = dir_ + "/work";
-    o.sandbox.enabled = SandboxHere().ok();
+    o.scripts.work_root = dir_ + "/work";
+    o.scripts.policy.sandbox.enabled = SandboxHere().ok();
     o.stop = stop;
     o.sink.metrics = [&](std::vector<trainmesh::v1::MetricPoint> p) {
       out.points.insert(out.points.end(), p.begin(), p.end());
@@ -272,7 +272,7 @@ TEST_F(ScriptJobTest, TheNetworkOnlyWhenTheJobAsksAndTheAgentAllows) {
       "exec python3 -c 'import socket\ntry:\n  socket.create_connection((\"127.0.0.1\", ",
       host.port,
       "), timeout=5); print(\"connected\")\nexcept OSError as e:\n  print(\"refused:\", e)'");
-  auto allow = [](ScriptJobOptions& o) { o.allow_network = true; };
+  auto allow = [](AttemptOptions& o) { o.scripts.allow_network = true; };
   // The agent allows it, the job does not ask: no network.
   const Outcome quiet = RunScript(connect, "", "synthetic://none", nullptr, allow);
   ASSERT_EQ(quiet.result.outcome, training::Outcome::kCompleted) << quiet.result.error;
@@ -296,7 +296,7 @@ TEST_F(ScriptJobTest, AGigabyteOfOutputIsCutWithAClearError) {
   const Outcome out = RunScript(
       R"(i=0; while [ $i -lt 100 ]; do head -c 10000000 /dev/zero > "$TRAINMESH_OUTPUT_DIR/part-$i"; i=$((i+1)); done)",
       "", "synthetic://none", nullptr,
-      [](ScriptJobOptions& o) { o.sandbox.limits.max_output_bytes = 16 << 20; });
+      [](AttemptOptions& o) { o.scripts.policy.sandbox.limits.max_output_bytes = 16 << 20; });
   EXPECT_EQ(out.result.outcome, training::Outcome::kFailed);
   EXPECT_EQ(out.result.error_kind, trainmesh::v1::ERROR_KIND_USER);
   EXPECT_THAT(out.result.error, HasSubstr("more than 16 MiB"));

@@ -4,68 +4,28 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "libs/server/handler.h"
 
 namespace trainmesh::auth {
 
 using trainmesh::v1::Principal;
 
-// Each RPC: the shared handler path (credential, scopes, rate limit, executor,
-// logging), then one call into AuthService.
-
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", CreateUser,
-                        CreateUserRequest, User,
-                        service_->CreateUser(*request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", ListUsers,
-                        ListUsersRequest, ListUsersResponse,
-                        service_->ListUsers(*request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", GetUser,
-                        GetUserRequest, User,
-                        service_->GetUser(*request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", GetJwks,
-                        GetJwksRequest, Jwks,
-                        service_->GetJwks())
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", RotateSigningKey,
-                        RotateSigningKeyRequest, RotateSigningKeyResponse,
-                        service_->RotateSigningKey())
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", CreateApiKey,
-                        CreateApiKeyRequest, CreateApiKeyResponse,
-                        service_->CreateApiKey(caller, *request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", ListApiKeys,
-                        ListApiKeysRequest, ListApiKeysResponse,
-                        service_->ListApiKeys(caller, *request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", RevokeApiKey,
-                        RevokeApiKeyRequest, ApiKey,
-                        service_->RevokeApiKey(caller, *request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", Authenticate,
-                        AuthenticateRequest, Principal,
-                        service_->Authenticate(*request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", MintJobToken,
-                        MintJobTokenRequest, JobToken,
-                        service_->MintJobToken(*request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", RenewJobToken,
-                        RenewJobTokenRequest, JobToken,
-                        service_->RenewJobToken(*request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", SignUrl,
-                        SignUrlRequest, SignedUrl,
-                        service_->SignUrl(caller, *request))
-TM_DEFINE_UNARY_HANDLER(AuthServer, "trainmesh.v1.AuthService", WhoAmI,
-                        WhoAmIRequest, Principal,
-                        absl::StatusOr<Principal>(caller))
-
 grpc::ServerUnaryReactor* AuthServer::Login(grpc::CallbackServerContext* context,
                                             const trainmesh::v1::LoginRequest* request,
                                             trainmesh::v1::LoginResponse* response) {
   static const auto& method = identity::MethodOf("trainmesh.v1.AuthService", "Login");
   const std::string client = ClientAddress(*context, options_.trusted_proxies);
-  server::Executor& executor = options_.login_executor != nullptr ? *options_.login_executor : *executor_;
-  return server::HandleUnary(context, executor, *auth_, method, response,
-                             [this, request, client](const Principal&) { return service_->Login(*request, client); });
+  server::Executor& executor =
+      options_.login_executor != nullptr ? *options_.login_executor : *executor_;
+  return server::HandleUnary(
+      context, executor, *auth_, method, response,
+      [this, request, client](const Principal&) { return service_->Login(*request, client); });
 }
 
-std::string ClientAddress(const grpc::ServerContextBase& context, const std::vector<std::string>& trusted_proxies) {
+std::string ClientAddress(const grpc::ServerContextBase& context,
+                          const std::vector<std::string>& trusted_proxies) {
   // "ipv4:10.0.0.1:5000", "ipv6:[::1]:5000", "unix:/path"
   const std::string peer_text = context.peer();  // by value: keep it while viewed
   absl::string_view peer = peer_text;
@@ -78,7 +38,8 @@ std::string ClientAddress(const grpc::ServerContextBase& context, const std::vec
   } else {
     ip = std::string(peer);
   }
-  if (std::find(trusted_proxies.begin(), trusted_proxies.end(), ip) == trusted_proxies.end()) return ip;
+  if (std::find(trusted_proxies.begin(), trusted_proxies.end(), ip) == trusted_proxies.end())
+    return ip;
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("x-forwarded-for");
   if (it == metadata.end()) return ip;

@@ -28,8 +28,6 @@ using trainmesh::v1::Principal;
 
 constexpr size_t kMinPassword = 8;
 constexpr size_t kMaxPassword = 1024;
-constexpr int kDefaultPageSize = 50;
-constexpr int kMaxPageSize = 1000;
 // Scopes any user may put on their own keys; the rest need admin.
 constexpr const char* kUserScopes[] = {"jobs:read", "jobs:write", "agent"};
 // "pool:shared" is an admin's grant to an agent key: its agents may join the
@@ -46,12 +44,6 @@ bool ValidUserName(absl::string_view name) {
 
 bool HasScope(const Principal& p, absl::string_view scope) {
   return std::find(p.scopes().begin(), p.scopes().end(), scope) != p.scopes().end();
-}
-
-void CheckPageSize(int page_size, FieldViolations* v) {
-  if (page_size < 0 || page_size > kMaxPageSize) {
-    v->Add("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize));
-  }
 }
 
 google::protobuf::Timestamp ToProto(absl::Time t) {
@@ -124,18 +116,15 @@ absl::StatusOr<trainmesh::v1::User> AuthService::GetUser(const trainmesh::v1::Ge
 absl::StatusOr<trainmesh::v1::ListUsersResponse> AuthService::ListUsers(
     const trainmesh::v1::ListUsersRequest& request) {
   FieldViolations v;
-  CheckPageSize(request.page_size(), &v);
+  const int size = pagination::PageSize(request.page_size(), &v);
   TM_RETURN_IF_ERROR(v.ToStatus());
-  const int size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   std::string after;
   if (!request.page_token().empty()) {
     TM_ASSIGN_OR_RETURN(after, page_tokens_.Decode("users", request.page_token()));
   }
   TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::User> users, store_->ListUsers(after, pagination::RowsToRead(size)));
   trainmesh::v1::ListUsersResponse response;
-  const bool more = pagination::CutToPage(users, size);
-  for (auto& u : users) *response.add_users() = std::move(u);
-  if (more) {
+  if (pagination::FillPage(users, size, response.mutable_users())) {
     response.set_next_page_token(
         page_tokens_.Encode("users", response.users(response.users_size() - 1).name()));
   }
@@ -307,9 +296,8 @@ absl::StatusOr<trainmesh::v1::CreateApiKeyResponse> AuthService::CreateApiKey(
 absl::StatusOr<trainmesh::v1::ListApiKeysResponse> AuthService::ListApiKeys(
     const Principal& caller, const trainmesh::v1::ListApiKeysRequest& request) {
   FieldViolations v;
-  CheckPageSize(request.page_size(), &v);
+  const int size = pagination::PageSize(request.page_size(), &v);
   TM_RETURN_IF_ERROR(v.ToStatus());
-  const int size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   std::optional<std::pair<int64_t, std::string>> after;
   const std::string query = absl::StrCat("keys:", caller.subject());
   if (!request.page_token().empty()) {
@@ -324,9 +312,7 @@ absl::StatusOr<trainmesh::v1::ListApiKeysResponse> AuthService::ListApiKeys(
   TM_ASSIGN_OR_RETURN(std::vector<trainmesh::v1::ApiKey> keys,
                       store_->ListApiKeys(caller.subject(), after, pagination::RowsToRead(size)));
   trainmesh::v1::ListApiKeysResponse response;
-  const bool more = pagination::CutToPage(keys, size);
-  for (auto& k : keys) *response.add_api_keys() = std::move(k);
-  if (more) {
+  if (pagination::FillPage(keys, size, response.mutable_api_keys())) {
     const auto& last = response.api_keys(response.api_keys_size() - 1);
     response.set_next_page_token(page_tokens_.Encode(
         query, absl::StrCat(TimeUtil::TimestampToMicroseconds(last.create_time()), "|", last.id())));
@@ -417,14 +403,9 @@ absl::StatusOr<trainmesh::v1::JobToken> AuthService::MintJobToken(
     }
   }
   TM_RETURN_IF_ERROR(v.ToStatus());
-  identity::Claims claims;
-  claims.kind = "job";
-  claims.subject = request.owner();
-  claims.job_id = request.job_id();
-  claims.attempt = request.attempt();
-  claims.agent_id = request.agent_id();
-  claims.scopes = {"job:report"};
-  return SignClaims(claims, ttl);
+  return SignClaims(identity::JobClaims(request.owner(), request.job_id(), request.attempt(),
+                                        request.agent_id()),
+                    ttl);
 }
 
 absl::StatusOr<trainmesh::v1::JobToken> AuthService::RenewJobToken(
@@ -434,14 +415,9 @@ absl::StatusOr<trainmesh::v1::JobToken> AuthService::RenewJobToken(
   if (current.kind() != Principal::JOB || current.issuer() != options_.issuer) {
     return status::InvalidField("token", "is not a job token of this mesh");
   }
-  identity::Claims claims;
-  claims.kind = "job";
-  claims.subject = current.subject();
-  claims.job_id = current.job_id();
-  claims.attempt = current.attempt();
-  claims.agent_id = current.agent_id();
-  claims.scopes = {"job:report"};
-  return SignClaims(claims, options_.job_token_ttl);
+  return SignClaims(identity::JobClaims(current.subject(), current.job_id(), current.attempt(),
+                                        current.agent_id()),
+                    options_.job_token_ttl);
 }
 
 absl::StatusOr<trainmesh::v1::SignedUrl> AuthService::SignUrl(

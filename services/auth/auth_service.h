@@ -81,6 +81,11 @@ class AuthService {
   // another URL's): the path's stream or download, read-only, for minutes.
   absl::StatusOr<trainmesh::v1::SignedUrl> SignUrl(const trainmesh::v1::Principal& caller,
                                                    const trainmesh::v1::SignUrlRequest& request);
+  // Who the credential of the call is, as the services see it.
+  absl::StatusOr<trainmesh::v1::Principal> WhoAmI(const trainmesh::v1::Principal& caller,
+                                                  const trainmesh::v1::WhoAmIRequest&) const {
+    return caller;
+  }
 
   // The API key resolver the auth service's own authenticator uses.
   absl::StatusOr<Principal> ResolveApiKey(absl::string_view key);

@@ -30,8 +30,13 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
                   const trainmesh::v1::DownloadArtifactRequest* request, JobsService* service,
                   const identity::Authenticator* auth, const artifacts::ArtifactStore* store,
                   server::Executor* executor, server::StreamGuards* guards)
-      : context_(context), request_(request), service_(service), auth_(auth), store_(store),
-        executor_(executor), guards_(guards) {
+      : context_(context),
+        request_(request),
+        service_(service),
+        auth_(auth),
+        store_(store),
+        executor_(executor),
+        guards_(guards) {
     Next();
   }
   void OnWriteDone(bool ok) override {
@@ -68,14 +73,16 @@ class DownloadReactor : public grpc::ServerWriteReactor<trainmesh::v1::ArtifactC
           caller.ok() ? service_->ArtifactOf(*caller, *request_) : caller.status();
       name_ = request_->name().empty() ? "model.pt" : request_->name();
       absl::StatusOr<std::string> path =
-          !job.ok() ? job.status()
+          !job.ok()           ? job.status()
           : store_ == nullptr ? absl::UnavailableError("this replica has no artifact store")
                               : store_->Path(job->id(), name_);
-      server::LogCall(method, path.status(), absl::ZeroDuration(), caller.ok() ? caller->subject() : "");
+      server::LogCall(method, path.status(), absl::ZeroDuration(),
+                      caller.ok() ? caller->subject() : "");
       if (!path.ok()) return Finish(status::ToGrpcStatus(path.status()));
       path_ = *path;
       in_.open(path_, std::ios::binary);
-      if (!in_) return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "artifact file is missing"));
+      if (!in_)
+        return Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "artifact file is missing"));
       in_.seekg(0, std::ios::end);
       total_ = in_.tellg();
       in_.seekg(0);
@@ -122,55 +129,11 @@ grpc::ServerWriteReactor<trainmesh::v1::ArtifactChunk>* JobsServer::DownloadArti
   return new DownloadReactor(context, request, service_, auth_, artifacts_, executor_, guards_);
 }
 
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", CreateJob,
-                        CreateJobRequest, Job,
-                        service_->CreateJob(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetJob,
-                        GetJobRequest, Job,
-                        service_->GetJob(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListJobs,
-                        ListJobsRequest, ListJobsResponse,
-                        service_->ListJobs(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", CancelJob,
-                        CancelJobRequest, Job,
-                        service_->CancelJob(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", RetryJob,
-                        RetryJobRequest, Job,
-                        service_->RetryJob(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetErrorLog,
-                        GetErrorLogRequest, ErrorLog,
-                        service_->GetErrorLog(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListJobEvents,
-                        ListJobEventsRequest, ListJobEventsResponse,
-                        service_->ListJobEvents(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListNotifications,
-                        ListNotificationsRequest, ListNotificationsResponse,
-                        service_->ListNotifications(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", MarkNotificationsRead,
-                        MarkNotificationsReadRequest, MarkNotificationsReadResponse,
-                        service_->MarkNotificationsRead(caller, *request))
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", ListRecipes,
-                        ListRecipesRequest, ListRecipesResponse,
-                        service_->ListRecipes())
-
-TM_DEFINE_UNARY_HANDLER(JobsServer, "trainmesh.v1.JobService", GetRecipe,
-                        GetRecipeRequest, Recipe,
-                        service_->GetRecipe(*request))
-
 grpc::ServerWriteReactor<trainmesh::v1::Job>* JobsServer::WatchJobs(
     grpc::CallbackServerContext* context, const trainmesh::v1::WatchJobsRequest* request) {
   static const auto& method = Method("WatchJobs");
-  return StartFeed(service_->store(), executor_, hub_, guards_, server::StreamCaller(auth_, context, method),
-                   *request);
+  return StartFeed(service_->store(), executor_, hub_, guards_,
+                   server::StreamCaller(auth_, context, method), *request);
 }
 
 grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
@@ -180,14 +143,8 @@ grpc::ServerWriteReactor<trainmesh::v1::JobEvent>* JobsServer::WatchJob(
     server::LogCall(method, invalid, absl::ZeroDuration(), "");
     return new RefusedStream(invalid);
   }
-  return StartWatch(service_, executor_, hub_, guards_, server::StreamCaller(auth_, context, method), *request);
+  return StartWatch(service_, executor_, hub_, guards_,
+                    server::StreamCaller(auth_, context, method), *request);
 }
-
-TM_DEFINE_UNARY_HANDLER(JobControlServer, "trainmesh.v1.JobControlService", ReportJobStatus,
-                        ReportJobStatusRequest, Job,
-                        service_->ReportJobStatus(caller, *request))
-TM_DEFINE_UNARY_HANDLER(JobControlServer, "trainmesh.v1.JobControlService", GetJobOwner,
-                        GetJobOwnerRequest, JobOwner,
-                        service_->GetJobOwner(*request))
 
 }  // namespace trainmesh::jobs

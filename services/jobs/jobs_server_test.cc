@@ -107,6 +107,22 @@ class JobsServerTest : public ::testing::Test {
     return request;
   }
 
+  // A WatchJob stream on job `id`, called as `subject`, with its context.
+  struct Watcher {
+    std::unique_ptr<grpc::ClientContext> ctx;
+    std::unique_ptr<grpc::ClientReader<JobEvent>> reader;
+  };
+  Watcher Watch(const std::string& subject, const std::string& id, int64_t after_seq = 0,
+                std::vector<std::string> scopes = {"jobs:read", "jobs:write"}) {
+    trainmesh::v1::WatchJobRequest request;
+    request.set_id(id);
+    request.set_after_seq(after_seq);
+    Watcher watcher;
+    watcher.ctx = As(subject, std::move(scopes));
+    watcher.reader = jobs_->WatchJob(watcher.ctx.get(), request);
+    return watcher;
+  }
+
   Job MustCreate(const std::string& owner, const std::string& request_id = "") {
     auto request = Request(R"({"model": "mlp-policy", "datasetUrl": "synthetic://reach",
                                "hyperparameters": {"steps": 20}})");
@@ -260,10 +276,8 @@ TEST_F(JobsServerTest, AnotherUsersJobIsNotFoundEverywhere) {
   trainmesh::v1::ListJobEventsResponse events;
   EXPECT_EQ(jobs_->ListJobEvents(As("bob").get(), events_request, &events).error_code(),
             grpc::StatusCode::NOT_FOUND);
-  trainmesh::v1::WatchJobRequest watch;
-  watch.set_id(alices.id());
-  auto ctx = As("bob");
-  auto reader = jobs_->WatchJob(ctx.get(), watch);
+  Watcher watch = Watch("bob", alices.id());
+  auto& reader = watch.reader;
   JobEvent event;
   EXPECT_FALSE(reader->Read(&event));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
@@ -620,10 +634,8 @@ TEST_F(JobsServerTest, RecipesAreServed) {
 TEST_F(JobsServerTest, WatchReplaysThenFollowsLiveAndEndsAtTheTerminalEvent) {
   Job job = MustCreate("alice");
   ASSERT_TRUE(Report(job.id(), Job::QUEUED, 0, 1).ok());
-  trainmesh::v1::WatchJobRequest request;
-  request.set_id(job.id());
-  auto ctx = As("alice", {"jobs:read"});
-  auto reader = jobs_->WatchJob(ctx.get(), request);
+  Watcher watch = Watch("alice", job.id(), 0, {"jobs:read"});
+  auto& reader = watch.reader;
   JobEvent e;
   ASSERT_TRUE(reader->Read(&e));
   EXPECT_EQ(e.seq(), 1);
@@ -729,11 +741,8 @@ TEST_F(JobsServerTest, WatchJobsFollowsTheCallersJobsOnlyFromSince) {
 TEST_F(JobsServerTest, WatchResumesAfterSeqAndEndsAtOnceForAFinishedJob) {
   Job job = MustCreate("alice");
   ASSERT_TRUE(Cancel("alice", job.id()).ok());
-  trainmesh::v1::WatchJobRequest request;
-  request.set_id(job.id());
-  request.set_after_seq(1);
-  auto ctx = As("alice");
-  auto reader = jobs_->WatchJob(ctx.get(), request);
+  Watcher watch = Watch("alice", job.id(), 1);
+  auto& reader = watch.reader;
   JobEvent e;
   ASSERT_TRUE(reader->Read(&e));
   EXPECT_EQ(e.seq(), 2);
@@ -741,11 +750,9 @@ TEST_F(JobsServerTest, WatchResumesAfterSeqAndEndsAtOnceForAFinishedJob) {
   EXPECT_FALSE(reader->Read(&e));
   EXPECT_TRUE(reader->Finish().ok());
   // Resuming after the last event of a finished job: nothing, and done.
-  request.set_after_seq(2);
-  auto ctx2 = As("alice");
-  auto reader2 = jobs_->WatchJob(ctx2.get(), request);
-  EXPECT_FALSE(reader2->Read(&e));
-  EXPECT_TRUE(reader2->Finish().ok());
+  Watcher resumed = Watch("alice", job.id(), 2);
+  EXPECT_FALSE(resumed.reader->Read(&e));
+  EXPECT_TRUE(resumed.reader->Finish().ok());
 }
 
 TEST_F(JobsServerTest, ManyWatchersEachSeeEveryEventOnce) {
@@ -756,10 +763,8 @@ TEST_F(JobsServerTest, ManyWatchersEachSeeEveryEventOnce) {
   std::atomic<int> started{0};
   for (int w = 0; w < kWatchers; ++w) {
     watchers.emplace_back([&, w] {
-      trainmesh::v1::WatchJobRequest request;
-      request.set_id(job.id());
-      auto ctx = As("alice");
-      auto reader = jobs_->WatchJob(ctx.get(), request);
+      Watcher watch = Watch("alice", job.id());
+      auto& reader = watch.reader;
       JobEvent e;
       bool first = true;
       while (reader->Read(&e)) {
@@ -791,10 +796,8 @@ TEST_F(JobsServerTest, ManyWatchersEachSeeEveryEventOnce) {
 
 TEST_F(JobsServerTest, ShutdownEndsWatchStreamsWithAResumePoint) {
   Job job = MustCreate("alice");
-  trainmesh::v1::WatchJobRequest request;
-  request.set_id(job.id());
-  auto ctx = As("alice");
-  auto reader = jobs_->WatchJob(ctx.get(), request);
+  Watcher watch = Watch("alice", job.id());
+  auto& reader = watch.reader;
   JobEvent e;
   ASSERT_TRUE(reader->Read(&e));
   EXPECT_EQ(e.seq(), 1);
@@ -807,10 +810,8 @@ TEST_F(JobsServerTest, ShutdownEndsWatchStreamsWithAResumePoint) {
 
 TEST_F(JobsServerTest, SurvivesAPostgresRestartWithoutLosingAcknowledgedJobs) {
   Job before = MustCreate("alice");
-  trainmesh::v1::WatchJobRequest request;
-  request.set_id(before.id());
-  auto ctx = As("alice");
-  auto reader = jobs_->WatchJob(ctx.get(), request);
+  Watcher watch = Watch("alice", before.id());
+  auto& reader = watch.reader;
   JobEvent e;
   ASSERT_TRUE(reader->Read(&e));
 

@@ -36,9 +36,9 @@ constexpr int kMaxLabels = 64;
 constexpr size_t kMaxLabelValueBytes = 256;
 constexpr size_t kMaxRequestIdBytes = 128;
 constexpr size_t kMaxReasonBytes = 1024;
-constexpr int kDefaultPageSize = 50;
-constexpr int kMaxPageSize = 1000;
 constexpr int kDefaultEventsPageSize = 100;
+// Notifications one MarkNotificationsRead names at most (a page of them).
+constexpr int kMaxIdsPerCall = pagination::PageSizes{}.max;
 
 void CheckId(absl::string_view id, const std::string& field, FieldViolations* v) {
   if (id.empty()) {
@@ -201,10 +201,7 @@ absl::StatusOr<trainmesh::v1::ListJobsResponse> JobsService::ListJobs(
   FieldViolations v;
   ListQuery query;
   query.owner = caller.subject();
-  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    v.Add("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize));
-  }
-  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
+  const int page_size = pagination::PageSize(request.page_size(), &v);
   for (int i = 0; i < request.states_size(); ++i) {
     if (request.states(i) == Job::STATE_UNSPECIFIED) {
       v.Add(absl::StrCat("states[", i, "]"), "must be a job state");
@@ -245,9 +242,7 @@ absl::StatusOr<trainmesh::v1::ListJobsResponse> JobsService::ListJobs(
   query.limit = pagination::RowsToRead(page_size);
   TM_ASSIGN_OR_RETURN(std::vector<Job> jobs, store_->List(query));
   trainmesh::v1::ListJobsResponse response;
-  const bool more = pagination::CutToPage(jobs, page_size);
-  for (Job& job : jobs) *response.add_jobs() = std::move(job);
-  if (more) {
+  if (pagination::FillPage(jobs, page_size, response.mutable_jobs())) {
     const Job& last = response.jobs(response.jobs_size() - 1);
     const int64_t micros = last.create_time().seconds() * 1000000 + last.create_time().nanos() / 1000;
     response.set_next_page_token(
@@ -351,29 +346,23 @@ absl::StatusOr<trainmesh::v1::ListJobEventsResponse> JobsService::ListJobEvents(
     const Principal& caller, const trainmesh::v1::ListJobEventsRequest& request) {
   FieldViolations v;
   CheckId(request.id(), "id", &v);
-  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    v.Add("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize));
-  }
+  const int limit =
+      pagination::PageSize(request.page_size(), &v, {.default_size = kDefaultEventsPageSize});
   if (request.after_seq() < 0) v.Add("after_seq", "must be >= 0");
   TM_RETURN_IF_ERROR(v.ToStatus());
-  const int limit = request.page_size() == 0 ? kDefaultEventsPageSize : request.page_size();
   TM_ASSIGN_OR_RETURN(JobStore::EventsPage page,
                       store_->Events(caller.subject(), request.id(), request.after_seq(),
                                      pagination::RowsToRead(limit)));
   trainmesh::v1::ListJobEventsResponse response;
-  response.set_more(pagination::CutToPage(page.events, limit));
-  for (auto& e : page.events) *response.add_events() = std::move(e);
+  response.set_more(pagination::FillPage(page.events, limit, response.mutable_events()));
   return response;
 }
 
 absl::StatusOr<trainmesh::v1::ListNotificationsResponse> JobsService::ListNotifications(
     const Principal& caller, const trainmesh::v1::ListNotificationsRequest& request) {
   FieldViolations v;
-  if (request.page_size() < 0 || request.page_size() > kMaxPageSize) {
-    v.Add("page_size", absl::StrCat("must be between 0 and ", kMaxPageSize));
-  }
+  const int page_size = pagination::PageSize(request.page_size(), &v);
   TM_RETURN_IF_ERROR(v.ToStatus());
-  const int page_size = request.page_size() == 0 ? kDefaultPageSize : request.page_size();
   NotificationQuery query{
       .owner = caller.subject(), .unread_only = request.unread_only(), .limit = pagination::RowsToRead(page_size)};
   // The token is bound to the caller and the filter.
@@ -391,9 +380,7 @@ absl::StatusOr<trainmesh::v1::ListNotificationsResponse> JobsService::ListNotifi
   TM_ASSIGN_OR_RETURN(NotificationsPage page, store_->ListNotifications(query));
   trainmesh::v1::ListNotificationsResponse response;
   response.set_unread_count(page.unread_count);
-  const bool more = pagination::CutToPage(page.notifications, page_size);
-  for (auto& n : page.notifications) *response.add_notifications() = std::move(n);
-  if (more) {
+  if (pagination::FillPage(page.notifications, page_size, response.mutable_notifications())) {
     const int64_t last = response.notifications(response.notifications_size() - 1).id();
     response.set_next_page_token(page_tokens_.Encode(fingerprint, absl::StrCat(last)));
   }
@@ -406,10 +393,10 @@ absl::StatusOr<trainmesh::v1::MarkNotificationsReadResponse> JobsService::MarkNo
   if (request.ids().empty() && request.through_id() == 0) {
     v.Add("ids", "give the notifications to mark read, or through_id");
   }
-  if (request.ids_size() > kMaxPageSize) {
-    v.Add("ids", absl::StrCat("at most ", kMaxPageSize, " at once (or use through_id)"));
+  if (request.ids_size() > kMaxIdsPerCall) {
+    v.Add("ids", absl::StrCat("at most ", kMaxIdsPerCall, " at once (or use through_id)"));
   }
-  for (int i = 0; i < request.ids_size() && i < kMaxPageSize; ++i) {
+  for (int i = 0; i < request.ids_size() && i < kMaxIdsPerCall; ++i) {
     if (request.ids(i) <= 0) v.Add(absl::StrCat("ids[", i, "]"), "must be a notification id (> 0)");
   }
   if (request.through_id() < 0) v.Add("through_id", "must be >= 0");

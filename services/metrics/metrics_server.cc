@@ -42,34 +42,18 @@ grpc::ServerUnaryReactor* MetricsServer::ReportMetricsBatch(
   });
 }
 
-TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", QueryMetrics,
-                        QueryMetricsRequest, QueryMetricsResponse,
-                        service_->QueryMetrics(caller, *request))
-TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", ListMetricNames,
-                        ListMetricNamesRequest, ListMetricNamesResponse,
-                        service_->ListMetricNames(caller, *request))
-TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetLogs,
-                        GetLogsRequest, GetLogsResponse,
-                        service_->GetLogs(caller, *request))
-TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetCost,
-                        GetCostRequest, Cost,
-                        service_->GetCost(caller, *request))
-TM_DEFINE_UNARY_HANDLER(MetricsServer, "trainmesh.v1.MetricsService", GetRecentMetrics,
-                        GetRecentMetricsRequest, GetRecentMetricsResponse,
-                        service_->GetRecentMetrics(caller, *request))
-
 grpc::ServerWriteReactor<trainmesh::v1::MetricsStreamItem>* MetricsServer::StreamMetrics(
     grpc::CallbackServerContext* context, const trainmesh::v1::StreamMetricsRequest* request) {
   static const auto& method = Method("StreamMetrics");
-  return StartMetricsStream(service_, points_, executor_, server::StreamCaller(auth_, context, method),
-                            *request, limits_);
+  return StartMetricsStream(service_, points_, executor_,
+                            server::StreamCaller(auth_, context, method), *request, limits_);
 }
 
 grpc::ServerWriteReactor<trainmesh::v1::LogStreamItem>* MetricsServer::StreamLogs(
     grpc::CallbackServerContext* context, const trainmesh::v1::StreamLogsRequest* request) {
   static const auto& method = Method("StreamLogs");
-  return StartLogStream(service_, logs_, executor_, server::StreamCaller(auth_, context, method), *request,
-                        limits_);
+  return StartLogStream(service_, logs_, executor_, server::StreamCaller(auth_, context, method),
+                        *request, limits_);
 }
 
 }  // namespace trainmesh::metrics

@@ -40,14 +40,7 @@ const identity::testing::TestIssuer& Issuer() {
 }
 
 std::string JobToken(const std::string& job, int attempt, const std::string& owner = "alice") {
-  identity::Claims claims;
-  claims.kind = "job";
-  claims.subject = owner;
-  claims.job_id = job;
-  claims.attempt = attempt;
-  claims.agent_id = "agent-1";
-  claims.scopes = {"job:report"};
-  return Issuer().TokenWith(claims);
+  return Issuer().TokenWith(identity::JobClaims(owner, job, attempt, "agent-1"));
 }
 
 // One metrics replica: service, feeds, listener and server.
@@ -133,8 +126,32 @@ trainmesh::v1::ReportMetricsRequest Batch(const std::string& job, int64_t batch_
   return b;
 }
 
+// A server stream with the context that keeps it open.
+template <typename Item>
+struct Stream {
+  std::unique_ptr<grpc::ClientContext> ctx;
+  std::unique_ptr<grpc::ClientReader<Item>> reader;
+};
+
 class MetricsServerTest : public ::testing::Test {
  protected:
+  using Stub = trainmesh::v1::MetricsService::Stub;
+
+  // StreamMetrics or StreamLogs (`rpc`) as `user`, on `request`'s job or
+  // kJob when it names none, through `replica` (default: replica_).
+  template <typename Request, typename Item>
+  Stream<Item> Open(std::unique_ptr<grpc::ClientReader<Item>> (Stub::*rpc)(grpc::ClientContext*,
+                                                                           const Request&),
+                    const std::string& user, Request request = Request(),
+                    Replica* replica = nullptr) {
+    if (request.job_id().empty()) request.set_job_id(kJob);
+    Stream<Item> stream;
+    stream.ctx = With(Issuer().Token(user));
+    stream.reader = ((replica != nullptr ? replica : replica_.get())->stub.get()->*rpc)(
+        stream.ctx.get(), request);
+    return stream;
+  }
+
   void SetUp() override {
     dsn_ = pg::testing::TestCluster::Get().NewDatabase();
     ASSERT_TRUE(pg::Migrate(dsn_, "metrics", Migrations()).ok());
@@ -441,10 +458,7 @@ TEST_F(MetricsServerTest, ASlowSubscriberNeitherSlowsIngestNorLosesPoints) {
   replica_ = std::make_unique<Replica>(dsn_, StreamLimits{.max_queued_items = 200, .read_batch = 500});
   const std::string token = JobToken(kJob, 1);
   Report(token, {Batch(kJob, 0, 0, 10)});
-  trainmesh::v1::StreamMetricsRequest request;
-  request.set_job_id(kJob);
-  auto ctx = With(Issuer().Token("alice"));
-  auto reader = replica_->stub->StreamMetrics(ctx.get(), request);
+  auto [ctx, reader] = Open(&Stub::StreamMetrics, "alice");
   int64_t last = 0;
   ASSERT_EQ(ReadPoints(reader.get(), 10, &last).size(), 10u);  // subscribed, then stops reading
   // Ingest goes on at full speed while the subscriber reads nothing.
@@ -464,10 +478,7 @@ TEST_F(MetricsServerTest, ASlowSubscriberNeitherSlowsIngestNorLosesPoints) {
 
 TEST_F(MetricsServerTest, PointsReachSubscribersOfAnotherReplica) {
   Replica other(dsn_, StreamLimits{});
-  trainmesh::v1::StreamMetricsRequest request;
-  request.set_job_id(kJob);
-  auto ctx = With(Issuer().Token("alice"));
-  auto reader = other.stub->StreamMetrics(ctx.get(), request);
+  auto [ctx, reader] = Open(&Stub::StreamMetrics, "alice", {}, &other);
   // Subscribed on `other` (the stream is open once it reads the empty backlog),
   // written through `replica_`.
   while (other.points->subscribers() == 0) std::this_thread::yield();
@@ -484,10 +495,7 @@ TEST_F(MetricsServerTest, OtherUsersSeeNothing) {
   grpc::Status status;
   Query(Issuer().Token("bob"), q, &status);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
-  trainmesh::v1::StreamMetricsRequest request;
-  request.set_job_id(kJob);
-  auto ctx = With(Issuer().Token("bob"));
-  auto reader = replica_->stub->StreamMetrics(ctx.get(), request);
+  auto [ctx, reader] = Open(&Stub::StreamMetrics, "bob");
   trainmesh::v1::MetricsStreamItem item;
   EXPECT_FALSE(reader->Read(&item));
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::NOT_FOUND);
@@ -553,10 +561,7 @@ TEST_F(MetricsServerTest, LogsStreamAndRestAgentsReportWithATokenInTheBody) {
   grpc::Status s = replica_->stub->ReportMetricsBatch(&plain, rest, &acks);
   ASSERT_TRUE(s.ok()) << s.error_message();
   EXPECT_EQ(acks.acks(0).logs_stored(), 3);
-  trainmesh::v1::StreamLogsRequest request;
-  request.set_job_id(kJob);
-  auto ctx = With(Issuer().Token("alice"));
-  auto reader = replica_->stub->StreamLogs(ctx.get(), request);
+  auto [ctx, reader] = Open(&Stub::StreamLogs, "alice");
   trainmesh::v1::LogStreamItem item;
   ASSERT_TRUE(reader->Read(&item));
   ASSERT_EQ(item.lines_size(), 3);
@@ -571,10 +576,7 @@ TEST_F(MetricsServerTest, AJobThatReportedNothingReadsEmptyAndStreamsOnceItDoes)
   grpc::Status status;
   EXPECT_EQ(Query(Issuer().Token("alice"), q, &status).series_size(), 0);
   EXPECT_TRUE(status.ok());
-  trainmesh::v1::StreamMetricsRequest request;
-  request.set_job_id(kJob);
-  auto ctx = With(Issuer().Token("alice"));
-  auto reader = replica_->stub->StreamMetrics(ctx.get(), request);
+  auto [ctx, reader] = Open(&Stub::StreamMetrics, "alice");
   while (replica_->points->subscribers() == 0) std::this_thread::yield();
   Report(JobToken(kJob, 1), {Batch(kJob, 1, 0, 3)});
   int64_t last = 0;
@@ -584,10 +586,7 @@ TEST_F(MetricsServerTest, AJobThatReportedNothingReadsEmptyAndStreamsOnceItDoes)
 
 TEST_F(MetricsServerTest, ShutdownEndsStreamsWithAResumeHint) {
   Report(JobToken(kJob, 1), {Batch(kJob, 1, 0, 3)});
-  trainmesh::v1::StreamMetricsRequest request;
-  request.set_job_id(kJob);
-  auto ctx = With(Issuer().Token("alice"));
-  auto reader = replica_->stub->StreamMetrics(ctx.get(), request);
+  auto [ctx, reader] = Open(&Stub::StreamMetrics, "alice");
   int64_t last = 0;
   ASSERT_EQ(ReadPoints(reader.get(), 3, &last).size(), 3u);
   replica_->grpc->Shutdown();

@@ -262,17 +262,15 @@ absl::StatusOr<trainmesh::v1::ListMetricNamesResponse> MetricsService::ListMetri
 absl::StatusOr<trainmesh::v1::GetLogsResponse> MetricsService::GetLogs(
     const Principal& caller, const trainmesh::v1::GetLogsRequest& request) {
   TM_RETURN_IF_ERROR(CheckRead(caller, request.job_id()));
-  if (request.limit() < 0 || request.limit() > kMaxLogs) {
-    return status::InvalidField("limit", absl::StrCat("must be between 0 and ", kMaxLogs));
-  }
-  if (request.after_seq() < 0) return status::InvalidField("after_seq", "must be >= 0");
-  const int limit = request.limit() == 0 ? kDefaultLogs : request.limit();
+  FieldViolations v;
+  const int limit = pagination::PageSize(request.limit(), &v, {kDefaultLogs, kMaxLogs}, "limit");
+  if (request.after_seq() < 0) v.Add("after_seq", "must be >= 0");
+  TM_RETURN_IF_ERROR(v.ToStatus());
   TM_ASSIGN_OR_RETURN(Page<trainmesh::v1::LogLine> page,
                       store_->Logs(request.job_id(), request.after_seq(), 0,
                                    pagination::RowsToRead(limit)));
   trainmesh::v1::GetLogsResponse response;
-  response.set_more(pagination::CutToPage(page.items, limit));
-  for (auto& l : page.items) *response.add_lines() = std::move(l);
+  response.set_more(pagination::FillPage(page.items, limit, response.mutable_lines()));
   return response;
 }
 
@@ -292,16 +290,15 @@ absl::StatusOr<trainmesh::v1::Cost> MetricsService::GetCost(
 absl::StatusOr<trainmesh::v1::GetRecentMetricsResponse> MetricsService::GetRecentMetrics(
     const Principal& caller, const trainmesh::v1::GetRecentMetricsRequest& request) {
   TM_RETURN_IF_ERROR(CheckRead(caller, request.job_id()));
-  if (request.limit() < 0 || request.limit() > kMaxRecent) {
-    return status::InvalidField("limit", absl::StrCat("must be between 0 and ", kMaxRecent));
-  }
+  FieldViolations v;
+  const int limit = pagination::PageSize(request.limit(), &v, {kDefaultRecent, kMaxRecent}, "limit");
+  TM_RETURN_IF_ERROR(v.ToStatus());
   trainmesh::v1::GetRecentMetricsResponse response;
   absl::StatusOr<JobInfo> job = store_->Job(request.job_id());
   if (job.status().code() == absl::StatusCode::kNotFound) return response;
   if (!job.ok()) return job.status();
   *response.mutable_cost() = job->cost;
-  TM_ASSIGN_OR_RETURN(auto points, store_->Recent(request.job_id(),
-                                                  request.limit() == 0 ? kDefaultRecent : request.limit()));
+  TM_ASSIGN_OR_RETURN(auto points, store_->Recent(request.job_id(), limit));
   for (auto& p : points) *response.add_points() = std::move(p);
   return response;
 }

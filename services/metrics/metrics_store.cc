@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <charconv>
-#include <limits>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <tuple>
 
@@ -52,11 +52,13 @@ double ParseFloat(absl::string_view s) {
   return v;
 }
 
-double ReadFloat(const pqxx::field& f) { return ParseFloat(absl::string_view(f.c_str(), f.size())); }
+double ReadFloat(const pqxx::field& f) {
+  return ParseFloat(absl::string_view(f.c_str(), f.size()));
+}
 
 const std::string& PointColumns() {
-  static const auto* c =
-      new std::string(absl::StrCat("p.seq, p.name, p.run, p.step, p.value::text, ", Micros("p.wall_time")));
+  static const auto* c = new std::string(
+      absl::StrCat("p.seq, p.name, p.run, p.step, p.value::text, ", Micros("p.wall_time")));
   return *c;
 }
 
@@ -69,6 +71,30 @@ MetricPoint RowToPoint(const pqxx::row& r) {
   p.set_value(ReadFloat(r[4]));
   *p.mutable_wall_time() = TimeUtil::MicrosecondsToTimestamp(r[5].as<int64_t>());
   return p;
+}
+
+// name, run, last, last_step, min, max, count (NaN: none yet)
+trainmesh::v1::MetricSummary RowToSummary(const pqxx::row& r) {
+  trainmesh::v1::MetricSummary s;
+  s.set_name(r[0].as<std::string>());
+  s.set_run(r[1].as<std::string>());
+  s.set_last(ReadFloat(r[2]));
+  s.set_last_step(r[3].as<int64_t>());
+  s.set_min(ReadFloat(r[4]));
+  s.set_max(ReadFloat(r[5]));
+  s.set_count(r[6].as<int64_t>());
+  return s;
+}
+
+// title, metrics (joined by U+001F), type
+trainmesh::v1::Chart RowToChart(const pqxx::row& r) {
+  trainmesh::v1::Chart c;
+  c.set_title(r[0].as<std::string>());
+  for (absl::string_view m : absl::StrSplit(r[1].as<std::string>(), '\x1f', absl::SkipEmpty())) {
+    c.add_metrics(std::string(m));
+  }
+  c.set_type(r[2].as<std::string>());
+  return c;
 }
 
 struct SummaryDelta {
@@ -84,22 +110,24 @@ struct SummaryDelta {
 std::vector<std::pair<std::string, std::string>> MetricsStore::PreparedStatements() {
   return {
       {"metrics_ingest",
-        "WITH b AS ("
-          "  INSERT INTO metrics.batches (job_id, attempt, batch_seq) VALUES ($1::uuid, $3, $4)"
-          "  ON CONFLICT DO NOTHING RETURNING 1"
-          "), j AS ("
-          "  INSERT INTO metrics.jobs AS j (job_id, owner, attempt, last_point_seq, last_log_seq,"
-          "    device_type, device_seconds, cost, currency)"
-          "  VALUES ($1::uuid, $2, $3, $5, $6, $9, $7, $8, $10)"
-          "  ON CONFLICT (job_id) DO UPDATE SET attempt = GREATEST(j.attempt, EXCLUDED.attempt),"
-          "    last_point_seq = j.last_point_seq + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $5 ELSE 0 END,"
-          "    last_log_seq = j.last_log_seq + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $6 ELSE 0 END,"
-          "    device_seconds = j.device_seconds + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $7 ELSE 0 END,"
-          "    cost = j.cost + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $8 ELSE 0 END,"
-          "    device_type = CASE WHEN $9 = '' THEN j.device_type ELSE $9 END,"
-          "    currency = $10, updated_at = clock_timestamp()"
-          "  RETURNING owner, attempt, last_point_seq, last_log_seq"
-          ") SELECT owner, attempt, last_point_seq, last_log_seq, EXISTS (SELECT 1 FROM b) FROM j"},
+       "WITH b AS ("
+       "  INSERT INTO metrics.batches (job_id, attempt, batch_seq) VALUES ($1::uuid, $3, $4)"
+       "  ON CONFLICT DO NOTHING RETURNING 1"
+       "), j AS ("
+       "  INSERT INTO metrics.jobs AS j (job_id, owner, attempt, last_point_seq, last_log_seq,"
+       "    device_type, device_seconds, cost, currency)"
+       "  VALUES ($1::uuid, $2, $3, $5, $6, $9, $7, $8, $10)"
+       "  ON CONFLICT (job_id) DO UPDATE SET attempt = GREATEST(j.attempt, EXCLUDED.attempt),"
+       "    last_point_seq = j.last_point_seq + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $5 ELSE 0 "
+       "END,"
+       "    last_log_seq = j.last_log_seq + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $6 ELSE 0 END,"
+       "    device_seconds = j.device_seconds + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $7 ELSE 0 "
+       "END,"
+       "    cost = j.cost + CASE WHEN EXISTS (SELECT 1 FROM b) THEN $8 ELSE 0 END,"
+       "    device_type = CASE WHEN $9 = '' THEN j.device_type ELSE $9 END,"
+       "    currency = $10, updated_at = clock_timestamp()"
+       "  RETURNING owner, attempt, last_point_seq, last_log_seq"
+       ") SELECT owner, attempt, last_point_seq, last_log_seq, EXISTS (SELECT 1 FROM b) FROM j"},
       // Points in (after, until] with the job's owner (NULL point columns when
       // none are in range; no row when the job reported nothing).
       {"metrics_points",
@@ -121,10 +149,9 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
     // the job or lock its row, move the attempt forward, and reserve sequence
     // numbers and add cost only for a new batch. A stale or foreign report is
     // refused below, which rolls all of it back.
-    pqxx::result job = tx.exec_prepared(
-        "metrics_ingest",
-        batch.job_id, batch.owner, batch.attempt, batch.batch_seq, n_points, n_logs,
-        batch.device_seconds, cost, batch.device_type, batch.currency);
+    pqxx::result job = tx.exec_prepared("metrics_ingest", batch.job_id, batch.owner, batch.attempt,
+                                        batch.batch_seq, n_points, n_logs, batch.device_seconds,
+                                        cost, batch.device_type, batch.currency);
     const std::string owner = job[0][0].as<std::string>();
     const int current_attempt = job[0][1].as<int>();
     if (owner != batch.owner) {
@@ -156,8 +183,8 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
       std::map<std::pair<std::string, std::string>, SummaryDelta> summaries;
       int64_t seq = result.first_point_seq;
       for (const MetricPoint& p : batch.points) {
-        copy << std::make_tuple(batch.job_id, seq++, p.name(), p.run(), p.step(),
-                                Float(p.value()), Timestamp(p.wall_time()), attempt);
+        copy << std::make_tuple(batch.job_id, seq++, p.name(), p.run(), p.step(), Float(p.value()),
+                                Timestamp(p.wall_time()), attempt);
         SummaryDelta& d = summaries[{p.name(), p.run()}];
         if (p.step() >= d.last_step) {
           d.last = p.value();
@@ -181,7 +208,8 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
                         d.max ? tx.quote(Float(*d.max)) : "NULL", "::float8,", d.count, ")");
       }
       summaries_sql = absl::StrCat(
-          "INSERT INTO metrics.summaries AS s (job_id, name, run, last, last_step, first_step, min, "
+          "INSERT INTO metrics.summaries AS s (job_id, name, run, last, last_step, first_step, "
+          "min, "
           "max, count) "
           "VALUES ",
           values,
@@ -193,8 +221,9 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
           "count = s.count + EXCLUDED.count");
     }
     if (n_logs > 0) {
-      pqxx::stream_to copy(tx, "metrics.logs",
-                           std::vector<std::string>{"job_id", "seq", "attempt", "time", "stream", "text"});
+      pqxx::stream_to copy(
+          tx, "metrics.logs",
+          std::vector<std::string>{"job_id", "seq", "attempt", "time", "stream", "text"});
       int64_t seq = result.first_log_seq;
       for (const LogLine& l : batch.logs) {
         copy << std::make_tuple(batch.job_id, seq++, attempt, Timestamp(l.time()),
@@ -206,7 +235,8 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
       tx.exec_params(
           "INSERT INTO metrics.charts (job_id, title, metrics, type) "
           "VALUES ($1::uuid, $2, string_to_array($3, E'\\x1f'), $4) "
-          "ON CONFLICT (job_id, title) DO UPDATE SET metrics = EXCLUDED.metrics, type = EXCLUDED.type",
+          "ON CONFLICT (job_id, title) DO UPDATE SET metrics = EXCLUDED.metrics, type = "
+          "EXCLUDED.type",
           batch.job_id, chart.title(), absl::StrJoin(chart.metrics(), "\x1f"),
           chart.type().empty() ? "line" : chart.type());
     }
@@ -221,12 +251,11 @@ absl::StatusOr<IngestResult> MetricsStore::Ingest(const IngestBatch& batch) {
     }
     // The summaries and the announcement in one round trip; NOTIFY is sent at
     // commit, so subscribers only ever read what is durable.
-    const std::string note =
-        absl::StrCat("SELECT pg_notify(", tx.quote(kChannel), ", ",
-                     tx.quote(absl::StrCat(batch.job_id, " ", result.first_point_seq, " ",
-                                           result.last_point_seq, " ", result.first_log_seq, " ",
-                                           result.last_log_seq)),
-                     ")");
+    const std::string note = absl::StrCat(
+        "SELECT pg_notify(", tx.quote(kChannel), ", ",
+        tx.quote(absl::StrCat(batch.job_id, " ", result.first_point_seq, " ", result.last_point_seq,
+                              " ", result.first_log_seq, " ", result.last_log_seq)),
+        ")");
     if (!summaries_sql.empty()) {
       tx.exec(absl::StrCat("WITH s AS (", summaries_sql, ") ", note));
     } else if (n_logs > 0) {
@@ -300,17 +329,20 @@ absl::StatusOr<Page<LogLine>> MetricsStore::Logs(const std::string& job_id, int6
   });
 }
 
-absl::StatusOr<std::vector<MetricPoint>> MetricsStore::Recent(const std::string& job_id, int limit) {
-  return pool_->Autocommit([&](pqxx::nontransaction& tx) -> absl::StatusOr<std::vector<MetricPoint>> {
-    pqxx::result r = tx.exec_params(
-        absl::StrCat("SELECT * FROM (SELECT ", PointColumns(),
-                     " FROM metrics.points p WHERE p.job_id = $1::uuid ORDER BY p.seq DESC LIMIT $2"
-                     ") recent ORDER BY seq"),
-        job_id, limit);
-    std::vector<MetricPoint> points;
-    for (const auto& row : r) points.push_back(RowToPoint(row));
-    return points;
-  });
+absl::StatusOr<std::vector<MetricPoint>> MetricsStore::Recent(const std::string& job_id,
+                                                              int limit) {
+  return pool_->Autocommit(
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::vector<MetricPoint>> {
+        pqxx::result r = tx.exec_params(
+            absl::StrCat(
+                "SELECT * FROM (SELECT ", PointColumns(),
+                " FROM metrics.points p WHERE p.job_id = $1::uuid ORDER BY p.seq DESC LIMIT $2"
+                ") recent ORDER BY seq"),
+            job_id, limit);
+        std::vector<MetricPoint> points;
+        for (const auto& row : r) points.push_back(RowToPoint(row));
+        return points;
+      });
 }
 
 absl::StatusOr<std::vector<trainmesh::v1::MetricSeries>> MetricsStore::Query(const SeriesQuery& q) {
@@ -321,15 +353,17 @@ absl::StatusOr<std::vector<trainmesh::v1::MetricSeries>> MetricsStore::Query(con
     const std::string names = absl::StrJoin(q.names, "\x1f");
     const bool whole = q.min_step == 0 && q.max_step == INT64_MAX;
     pqxx::result series = tx.exec_params(
-        whole ? "SELECT name, run, count, first_step, last_step FROM metrics.summaries "
-                "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
-                "AND ($3::text IS NULL OR run = $3) AND $4::bigint >= 0 AND $5::bigint >= 0 "
-                "ORDER BY name, run LIMIT $6"
-              : "SELECT name, run, count(*), min(step), max(step) FROM metrics.points "
-                "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
-                "AND ($3::text IS NULL OR run = $3) AND step >= $4 AND step <= $5 "
-                "GROUP BY name, run ORDER BY name, run LIMIT $6",
-        q.job_id, names, q.run.has_value() ? q.run->c_str() : nullptr, q.min_step, q.max_step, q.max_series);
+        whole
+            ? "SELECT name, run, count, first_step, last_step FROM metrics.summaries "
+              "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
+              "AND ($3::text IS NULL OR run = $3) AND $4::bigint >= 0 AND $5::bigint >= 0 "
+              "ORDER BY name, run LIMIT $6"
+            : "SELECT name, run, count(*), min(step), max(step) FROM metrics.points "
+              "WHERE job_id = $1::uuid AND ($2 = '' OR name = ANY(string_to_array($2, E'\\x1f'))) "
+              "AND ($3::text IS NULL OR run = $3) AND step >= $4 AND step <= $5 "
+              "GROUP BY name, run ORDER BY name, run LIMIT $6",
+        q.job_id, names, q.run.has_value() ? q.run->c_str() : nullptr, q.min_step, q.max_step,
+        q.max_series);
     std::vector<trainmesh::v1::MetricSeries> out;
     for (const auto& s : series) {
       trainmesh::v1::MetricSeries m;
@@ -389,27 +423,17 @@ absl::StatusOr<std::vector<trainmesh::v1::MetricSeries>> MetricsStore::Query(con
 
 absl::StatusOr<std::vector<trainmesh::v1::MetricSummary>> MetricsStore::Summaries(
     const std::string& job_id) {
-  return pool_->Autocommit([&](pqxx::nontransaction& tx)
-                               -> absl::StatusOr<std::vector<trainmesh::v1::MetricSummary>> {
-    pqxx::result r = tx.exec_params(
-        "SELECT name, run, last::text, last_step, coalesce(min::text, 'NaN'), "
-        "coalesce(max::text, 'NaN'), count FROM metrics.summaries WHERE job_id = $1::uuid "
-        "ORDER BY name, run",
-        job_id);
-    std::vector<trainmesh::v1::MetricSummary> out;
-    for (const auto& row : r) {
-      trainmesh::v1::MetricSummary s;
-      s.set_name(row[0].as<std::string>());
-      s.set_run(row[1].as<std::string>());
-      s.set_last(ReadFloat(row[2]));
-      s.set_last_step(row[3].as<int64_t>());
-      s.set_min(ReadFloat(row[4]));
-      s.set_max(ReadFloat(row[5]));
-      s.set_count(row[6].as<int64_t>());
-      out.push_back(std::move(s));
-    }
-    return out;
-  });
+  return pool_->Autocommit(
+      [&](pqxx::nontransaction& tx) -> absl::StatusOr<std::vector<trainmesh::v1::MetricSummary>> {
+        pqxx::result r = tx.exec_params(
+            "SELECT name, run, last::text, last_step, coalesce(min::text, 'NaN'), "
+            "coalesce(max::text, 'NaN'), count FROM metrics.summaries WHERE job_id = $1::uuid "
+            "ORDER BY name, run",
+            job_id);
+        std::vector<trainmesh::v1::MetricSummary> out;
+        for (const auto& row : r) out.push_back(RowToSummary(row));
+        return out;
+      });
 }
 
 absl::StatusOr<std::vector<trainmesh::v1::Chart>> MetricsStore::Charts(const std::string& job_id) {
@@ -420,15 +444,7 @@ absl::StatusOr<std::vector<trainmesh::v1::Chart>> MetricsStore::Charts(const std
             "WHERE job_id = $1::uuid ORDER BY title",
             job_id);
         std::vector<trainmesh::v1::Chart> out;
-        for (const auto& row : r) {
-          trainmesh::v1::Chart c;
-          c.set_title(row[0].as<std::string>());
-          for (absl::string_view m : absl::StrSplit(row[1].as<std::string>(), '\x1f', absl::SkipEmpty())) {
-            c.add_metrics(std::string(m));
-          }
-          c.set_type(row[2].as<std::string>());
-          out.push_back(std::move(c));
-        }
+        for (const auto& row : r) out.push_back(RowToChart(row));
         return out;
       });
 }

@@ -32,7 +32,8 @@ class AcquireReactor : public grpc::ServerUnaryReactor {
     uint64_t waiter = 0;
   };
 
-  AcquireReactor(grpc::CallbackServerContext* context, const trainmesh::v1::AcquireJobRequest* request,
+  AcquireReactor(grpc::CallbackServerContext* context,
+                 const trainmesh::v1::AcquireJobRequest* request,
                  trainmesh::v1::AcquireJobResponse* response, SchedulerService* service,
                  server::Executor* executor, const identity::Authenticator* auth, Waiters* waiters)
       : state_(std::make_shared<State>()), service_(service), waiters_(waiters) {
@@ -48,7 +49,8 @@ class AcquireReactor : public grpc::ServerUnaryReactor {
       absl::StatusOr<Principal> caller = auth->Authorize(*context, method);
       absl::StatusOr<trainmesh::v1::Agent> agent =
           caller.ok() ? service->CheckAcquire(*caller, *request) : caller.status();
-      server::LogCall(method, agent.status(), absl::Now() - start, caller.ok() ? caller->subject() : "");
+      server::LogCall(method, agent.status(), absl::Now() - start,
+                      caller.ok() ? caller->subject() : "");
       if (!agent.ok()) {
         End(state, agent.status(), nullptr, service);
         return;
@@ -114,57 +116,10 @@ class AcquireReactor : public grpc::ServerUnaryReactor {
 
 }  // namespace
 
-grpc::ServerUnaryReactor* SchedulerServer::AcquireJob(grpc::CallbackServerContext* context,
-                                                      const trainmesh::v1::AcquireJobRequest* request,
-                                                      trainmesh::v1::AcquireJobResponse* response) {
+grpc::ServerUnaryReactor* SchedulerServer::AcquireJob(
+    grpc::CallbackServerContext* context, const trainmesh::v1::AcquireJobRequest* request,
+    trainmesh::v1::AcquireJobResponse* response) {
   return new AcquireReactor(context, request, response, service_, executor_, auth_, waiters_);
 }
-
-TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", Enqueue,
-                        EnqueueRequest, EnqueueResponse,
-                        service_->Enqueue(caller, *request))
-TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", CancelAssignment,
-                        CancelAssignmentRequest, CancelAssignmentResponse,
-                        service_->CancelAssignment(caller, *request))
-TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", RegisterAgent,
-                        RegisterAgentRequest, Agent,
-                        service_->RegisterAgent(caller, *request))
-TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", ListAgents,
-                        ListAgentsRequest, ListAgentsResponse,
-                        service_->ListAgents(caller, *request))
-TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", GetAgent,
-                        GetAgentRequest, Agent,
-                        service_->GetAgent(caller, *request))
-TM_DEFINE_UNARY_HANDLER(SchedulerServer, "trainmesh.v1.SchedulerService", GetQueuePosition,
-                        GetQueuePositionRequest, QueuePosition,
-                        service_->GetQueuePosition(caller, *request))
-
-// Reports carry the job token in the body (the header may hold the agent's
-// API key); it is what authorises them.
-#define TM_SCHEDULER_REPORT(Method, Request, Response)                                      \
-  grpc::ServerUnaryReactor* SchedulerServer::Method(grpc::CallbackServerContext* context,   \
-                                                    const trainmesh::v1::Request* request, \
-                                                    trainmesh::v1::Response* response) {   \
-    static const auto& method = identity::MethodOf("trainmesh.v1.SchedulerService", #Method); \
-    const absl::Time start = absl::Now();                                                    \
-    return server::RunUnary(context, *executor_, [=]() -> absl::Status {                    \
-      absl::StatusOr<Principal> caller =                                                    \
-          auth_->AuthorizeWithBodyToken(*context, method, request->job_token());            \
-      absl::Status status = caller.status();                                                \
-      if (caller.ok()) {                                                                    \
-        auto result = service_->Method(*caller, *request);                                  \
-        status = result.status();                                                           \
-        if (result.ok()) *response = *std::move(result);                                    \
-      }                                                                                     \
-      server::LogCall(method, status, absl::Now() - start, caller.ok() ? caller->subject() : ""); \
-      return status;                                                                        \
-    });                                                                                     \
-  }
-
-TM_SCHEDULER_REPORT(Heartbeat, HeartbeatRequest, HeartbeatResponse)
-TM_SCHEDULER_REPORT(CompleteJob, CompleteJobRequest, CompleteJobResponse)
-TM_SCHEDULER_REPORT(FailJob, FailJobRequest, FailJobResponse)
-TM_SCHEDULER_REPORT(ReleaseJob, ReleaseJobRequest, ReleaseJobResponse)
-#undef TM_SCHEDULER_REPORT
 
 }  // namespace trainmesh::scheduler

@@ -10,11 +10,12 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/util/time_util.h"
-#include "libs/rpc/call.h"
 #include "libs/log/log.h"
 #include "libs/recipes/recipes.h"
+#include "libs/rpc/call.h"
 #include "libs/telemetry/metrics.h"
 #include "libs/training/nvml.h"
+#include "libs/training/script_job.h"
 #include "libs/training/training.h"
 #include "services/trainer/metrics_reporter.h"
 
@@ -39,14 +40,15 @@ struct Agent::JobRun {
 
   const Assignment assignment;
   std::atomic<int> stop{training::kKeepGoing};
-  std::atomic<bool> lost{false};      // the scheduler gave the job to another attempt
+  std::atomic<bool> lost{false};  // the scheduler gave the job to another attempt
   MetricsReporter* reporter = nullptr;
 
   absl::Mutex mu;
   bool finished ABSL_GUARDED_BY(mu) = false;  // the attempt returned
   std::string token ABSL_GUARDED_BY(mu);
   trainmesh::v1::Progress progress ABSL_GUARDED_BY(mu);
-  bool running ABSL_GUARDED_BY(mu) = false;  // past set-up: the first step (or script line) happened
+  bool running ABSL_GUARDED_BY(mu) =
+      false;  // past set-up: the first step (or script line) happened
   bool state_changed ABSL_GUARDED_BY(mu) = false;
   std::optional<trainmesh::v1::Artifact> checkpoint ABSL_GUARDED_BY(mu);
 };
@@ -158,8 +160,10 @@ class UsageSampler {
 
 }  // namespace
 
-Agent::Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
-             std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics, training::AttemptRunner runner)
+Agent::Agent(AgentOptions options,
+             std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
+             std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics,
+             training::AttemptRunner runner)
     : options_(std::move(options)),
       scheduler_(std::move(scheduler)),
       metrics_(std::move(metrics)),
@@ -262,8 +266,8 @@ absl::Status Agent::Run() {
     sandbox.enabled = options_.sandbox;
     sandbox.user = options_.script_user;
     sandbox.limits = options_.script_limits;
-    scripts_.policy =
-        training::DecideScriptPolicy(sandbox, options_.unsafe_scripts_without_sandbox, options_.work_root);
+    scripts_.policy = training::DecideScriptPolicy(sandbox, options_.unsafe_scripts_without_sandbox,
+                                                   options_.work_root);
     if (!scripts_.policy.refusal.empty()) {
       TM_LOG(Error, "script jobs will be refused").With("error", scripts_.policy.refusal);
     } else if (!scripts_.policy.warning.empty()) {
@@ -513,7 +517,9 @@ void Agent::Execute(const Assignment& assignment) {
   attempt.checkpoint_interval = options_.checkpoint_interval;
   attempt.scripts = scripts_;
   attempt.sink = sink;
-  attempt.output = [&](LogLine::Stream stream, std::string line) { reporter.Log(stream, std::move(line)); };
+  attempt.output = [&](LogLine::Stream stream, std::string line) {
+    reporter.Log(stream, std::move(line));
+  };
   attempt.chart = [&](trainmesh::v1::Chart chart) { reporter.Chart(std::move(chart)); };
   const training::RunResult result = runner_(attempt);
   {

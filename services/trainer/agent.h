@@ -2,8 +2,8 @@
 // file across restarts), long-polls for work on N slots, runs each assignment
 // through the attempt runner (libs/training/attempt.h: a LibTorch recipe or a
 // user script), heartbeats while it runs (a cancel or a lost lease stops it
-// within one interval), streams metrics and logs, and reports the outcome. Shutdown() checkpoints running jobs and gives their
-// leases back so another agent resumes them at once.
+// within one interval), streams metrics and logs, and reports the outcome. Shutdown() checkpoints
+// running jobs and gives their leases back so another agent resumes them at once.
 #pragma once
 
 #include <atomic>
@@ -60,7 +60,8 @@ struct AgentOptions {
 class Agent {
  public:
   // `runner` runs each attempt (tests hand in their own).
-  Agent(AgentOptions options, std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
+  Agent(AgentOptions options,
+        std::shared_ptr<trainmesh::v1::SchedulerService::StubInterface> scheduler,
         std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> metrics,
         training::AttemptRunner runner = training::RunAttempt);
   ~Agent();

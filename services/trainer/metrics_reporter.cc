@@ -13,8 +13,8 @@ using trainmesh::v1::ReportMetricsRequest;
 using trainmesh::v1::ReportMetricsResponse;
 
 MetricsReporter::MetricsReporter(std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> stub,
-                                 std::string job_id, int attempt, std::function<std::string()> token,
-                                 ReporterOptions options)
+                                 std::string job_id, int attempt,
+                                 std::function<std::string()> token, ReporterOptions options)
     : stub_(std::move(stub)),
       job_id_(std::move(job_id)),
       attempt_(attempt),
@@ -182,8 +182,9 @@ bool MetricsReporter::Deliver() {
       return true;
     default:
       failed_.fetch_add(1);
-      backoff_ = std::min(options_.max_backoff,
-                          backoff_ == absl::ZeroDuration() ? absl::Milliseconds(100) : 2 * backoff_);
+      backoff_ =
+          std::min(options_.max_backoff,
+                   backoff_ == absl::ZeroDuration() ? absl::Milliseconds(100) : 2 * backoff_);
       TM_LOG(Warning, "metrics service unreachable; buffering")
           .With("job_id", job_id_)
           .With("error", status.error_message())
@@ -226,7 +227,9 @@ void MetricsReporter::Loop() {
   CloseStream();
   absl::MutexLock l(&mu_);
   if (dropped_.load() > 0) {
-    TM_LOG(Warning, "metric points or log lines were dropped").With("job_id", job_id_).With("dropped", dropped_.load());
+    TM_LOG(Warning, "metric points or log lines were dropped")
+        .With("job_id", job_id_)
+        .With("dropped", dropped_.load());
   }
 }
 

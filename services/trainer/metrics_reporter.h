@@ -35,8 +35,9 @@ struct ReporterOptions {
 class MetricsReporter {
  public:
   // `token` returns the job token to present (it is renewed while the job runs).
-  MetricsReporter(std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> stub, std::string job_id,
-                  int attempt, std::function<std::string()> token, ReporterOptions options);
+  MetricsReporter(std::shared_ptr<trainmesh::v1::MetricsService::StubInterface> stub,
+                  std::string job_id, int attempt, std::function<std::string()> token,
+                  ReporterOptions options);
   ~MetricsReporter();
 
   void Points(std::vector<trainmesh::v1::MetricPoint> points);
@@ -71,7 +72,9 @@ class MetricsReporter {
   const ReporterOptions options_;
 
   // What the loop waits for: a stop, or a finish not yet delivered.
-  bool Wakeful() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_ || (finishing_ && !done_); }
+  bool Wakeful() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return stopping_ || (finishing_ && !done_);
+  }
 
   absl::Mutex mu_;
   std::deque<trainmesh::v1::MetricPoint> points_ ABSL_GUARDED_BY(mu_);
